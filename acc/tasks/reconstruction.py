@@ -1,0 +1,44 @@
+"""ReconstructionTask: train on per-pixel L1 (or MSE); evaluate test-set L1 and PSNR."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from acc.data import Dataset
+from acc.eval_metric import EvalMetric
+from acc.metrics import l1_and_mse
+from acc.model_output import ModelOutput
+from acc.tasks.base import Task, require_output, test_batches
+
+LOSSES = ("l1", "mse")
+
+
+class ReconstructionTask(Task):
+    """Reconstruct the input. ``loss`` is the training loss; evaluation always reports both metrics."""
+
+    def __init__(self, name: str, dataset: Dataset, weight: float = 1.0, loss: str = "l1") -> None:
+        super().__init__(name, dataset, weight=weight)
+        if loss not in LOSSES:
+            raise ValueError(f"unknown reconstruction loss {loss!r}; valid: {', '.join(LOSSES)}")
+        self.loss = loss
+
+    def compute_loss(self, model_output, batch: torch.Tensor) -> torch.Tensor:
+        diff = require_output(model_output, ModelOutput.RECONSTRUCTION, self) - batch
+        return diff.abs().mean() if self.loss == "l1" else diff.pow(2).mean()
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        abs_sum = sq_sum = 0.0
+        for batch in test_batches(model, self.dataset):
+            recon = require_output(model(batch), ModelOutput.RECONSTRUCTION, self)
+            a, s = l1_and_mse(recon, batch)
+            abs_sum, sq_sum = abs_sum + a, sq_sum + s
+        n = self.dataset.test.images.numel()
+        mse = float(sq_sum) / n
+        psnr = 10.0 * math.log10(1.0 / mse) if mse > 0 else float("inf")
+        return {EvalMetric.L1.value: float(abs_sum) / n, EvalMetric.PSNR.value: psnr}
+
+    def describe(self) -> dict:
+        return {**super().describe(), "loss": self.loss}

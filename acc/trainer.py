@@ -1,0 +1,185 @@
+"""Trainer: the dumb pipe. forward -> weighted task losses -> backward -> optimizer step.
+
+It knows nothing of gating (tensor hooks do that) or of recipes. The hot loop never syncs
+with the host: losses stay on the device and are read back every ``log_every`` steps, when
+they are checked for NaN/inf and reported through ``on_step``.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import Literal
+
+import torch
+from torch import nn
+
+from acc.data import Split
+from acc.tasks.base import Task
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+class NonFiniteLoss(RuntimeError):
+    """A training loss became NaN or infinite."""
+
+    def __init__(self, step: int, task: str, value: float) -> None:
+        super().__init__(f"non-finite loss {value} in task {task!r} at step {step}")
+        self.step, self.task = step, task
+
+
+class StopRequested(RuntimeError):
+    """Training was asked to stop (a cancelled job)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: Literal["adam", "sgd"] = "adam"
+    seed: int = 0  # fixes the batch order, so every condition of a seed sees the same batches
+    log_every: int = 50  # steps between loss read-backs (the only host syncs)
+    eval_every: int = 0  # steps between periodic evaluations; 0 = off
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.batch_size < 1 or self.lr <= 0 or self.log_every < 1 or self.eval_every < 0:
+            raise ValueError("batch_size and log_every must be >= 1, lr > 0, eval_every >= 0")
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    step: int  # steps done so far
+    losses: dict[str, float]  # task name -> mean loss over the steps since the last report
+    steps_per_second: float
+
+
+@dataclass
+class BatchOrder:
+    """Consecutive slices of per-epoch permutations drawn from a seeded generator."""
+
+    n: int
+    batch_size: int
+    seed: int
+    device: torch.device
+    _generator: torch.Generator = field(init=False)
+    _perm: torch.Tensor = field(init=False)
+    _pos: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.batch_size > self.n:
+            raise ValueError(f"batch_size {self.batch_size} exceeds the {self.n} training examples")
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self._new_epoch()
+
+    def _new_epoch(self) -> None:
+        self._perm = torch.randperm(self.n, generator=self._generator).to(self.device)
+        self._pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self._pos + self.batch_size > self.n:
+            self._new_epoch()  # drop the last partial batch of an epoch
+        idx = self._perm[self._pos:self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return idx
+
+
+class Trainer:
+    """Trains ``model`` on the training tasks; runs the evaluation-only tasks every ``eval_every``.
+
+    ``train`` may be called repeatedly: optimizer state, step count and batch order carry on.
+    """
+
+    def __init__(self, model: nn.Module, tasks: list[Task], config: TrainConfig,
+                 on_step: Callable[[StepInfo], None] | None = None,
+                 on_eval: Callable[[int, dict], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> None:
+        self.model, self.config = model, config
+        self.train_tasks = [t for t in tasks if not t.eval_only]
+        self.eval_tasks = [t for t in tasks if t.eval_only]
+        if not self.train_tasks:
+            raise ValueError("nothing to train: attach at least one task that is not eval-only")
+        self.data = _common_train_split(self.train_tasks)
+        self.order = BatchOrder(len(self.data), config.batch_size, config.seed,
+                                self.data.images.device)
+        self.optimizer = _make_optimizer(model, config)
+        self.on_step, self.on_eval, self.should_stop = on_step, on_eval, should_stop
+        self.step = 0
+
+    def train(self, steps: int) -> None:
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        if self.step == 0 and self.config.eval_every:
+            self.evaluate_periodic()
+        pending: list[list[torch.Tensor]] = []
+        window_start, started = self.step, time.perf_counter()
+        self.model.train()
+        for _ in range(steps):
+            pending.append(self._train_step())
+            self.step += 1
+            if len(pending) == self.config.log_every or self.step == window_start + steps:
+                self._report(pending, time.perf_counter() - started)
+                pending, started = [], time.perf_counter()
+            if self.config.eval_every and self.step % self.config.eval_every == 0:
+                self.evaluate_periodic()
+
+    def _train_step(self) -> list[torch.Tensor]:
+        idx = self.order.next()
+        batch = self.data.images[idx]
+        output = self.model(batch)
+        losses = [task.compute_loss(output, batch) for task in self.train_tasks]
+        total = reduce(operator.add, map(_weighted, self.train_tasks, losses))
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        return [loss.detach() for loss in losses]
+
+    def _report(self, pending: list[list[torch.Tensor]], seconds: float) -> None:
+        """One host sync for a window of steps: check every loss, report the window means."""
+        values = torch.stack([torch.stack(step) for step in pending]).cpu()  # [steps, tasks]
+        bad = (~torch.isfinite(values)).nonzero()
+        if len(bad):
+            row, col = bad[0].tolist()
+            step = self.step - len(pending) + row + 1
+            raise NonFiniteLoss(step, self.train_tasks[col].name, float(values[row, col]))
+        means = values.double().mean(dim=0).tolist()
+        if self.on_step:
+            self.on_step(StepInfo(self.step, {t.name: m for t, m in zip(self.train_tasks, means)},
+                                  len(pending) / max(seconds, 1e-9)))
+        if self.should_stop and self.should_stop():
+            raise StopRequested(f"stop requested at step {self.step}")
+
+    def evaluate_periodic(self) -> dict:
+        metrics = evaluate_tasks(self.model, self.eval_tasks)
+        if self.on_eval and metrics:
+            self.on_eval(self.step, metrics)
+        return metrics
+
+
+def evaluate_tasks(model: nn.Module, tasks: list[Task]) -> dict:
+    """Every task's metrics merged into one dict (keys are EvalMetric keys, unique per recipe)."""
+    metrics: dict = {}
+    for task in tasks:
+        metrics.update(task.evaluate(model))
+    return metrics
+
+
+def _weighted(task: Task, loss: torch.Tensor) -> torch.Tensor:
+    return loss if task.weight == 1.0 else task.weight * loss
+
+
+def _common_train_split(tasks: list[Task]) -> Split:
+    datasets = {id(t.dataset): t.dataset for t in tasks}
+    if len(datasets) != 1:
+        raise ValueError("all training tasks of one model must share one dataset")
+    return next(iter(datasets.values())).train
+
+
+def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+    return torch.optim.SGD(model.parameters(), lr=config.lr)
