@@ -20,7 +20,7 @@ def metrics_table(results: dict) -> Table:
     """One row per scalar metric, one column per condition: mean ± std over seeds, best in bold."""
     conditions = results["conditions"]
     table = Table(title=f"{results['recipe']}  ·  run {results['run_id']}  ·  {results['status']}")
-    table.add_column("metric")
+    table.add_column("metric", no_wrap=True)
     for name, entry in conditions.items():
         seeds = sum(1 for r in entry["runs"] if r["status"] == "completed")
         table.add_column(f"{name} (n={seeds})", justify="right")
@@ -39,8 +39,12 @@ def metrics_table(results: dict) -> Table:
 
 def comparison_table(results: dict) -> Table:
     table = Table(title="Hypotheses (paired by seed, 95% t interval of the mean difference)")
-    for column in ("metric", "hypothesis", "mean diff", "95% CI", "n", "verdict"):
-        table.add_column(column, justify="right" if column in ("mean diff", "n") else "left")
+    table.add_column("metric", no_wrap=True)
+    table.add_column("hypothesis")
+    table.add_column("mean diff", justify="right", no_wrap=True)
+    table.add_column("95% CI", no_wrap=True)
+    table.add_column("n", justify="right")
+    table.add_column("verdict", no_wrap=True)
     for key, row in results["comparison"].items():
         ci = row["ci95"]
         ci_text = f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "– (needs ≥ 2 seeds)"

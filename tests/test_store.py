@@ -1,0 +1,83 @@
+"""The results store: runs, branches, series and safetensors checkpoints survive a round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from acc.models import LinearAutoencoder, build_model
+from acc.store import Store, StoreError, valid_id
+
+
+def test_run_branch_series_round_trip(store):
+    run_id = store.create_run("r", {"steps": 3}, [{"metric": "l1", "expect": "lower"}],
+                              {"standard": "plain"})
+    branch = store.start_branch(run_id, "standard", 42)
+    store.add_losses(branch, 50, {"reconstruction": 0.25})
+    store.add_losses(branch, 100, {"reconstruction": 0.125})
+    store.add_eval(branch, 100, {"weight_cosine_sim": 0.5})
+    store.record_metrics(branch, {"l1": 0.1, "kl_per_dim": [1.0, 2.0]})
+    store.finish_branch(branch, "completed", 100)
+    store.finish_run(run_id, "completed")
+
+    reopened = Store(store.root)
+    run = reopened.get_run(run_id)
+    assert run["status"] == "completed" and run["config"] == {"steps": 3}
+    assert run["hypotheses"] == [{"metric": "l1", "expect": "lower"}]
+    [row] = reopened.branches(run_id)
+    assert (row["condition"], row["seed"], row["steps_done"]) == ("standard", 42, 100)
+    assert row["metrics"] == {"l1": 0.1, "kl_per_dim": [1.0, 2.0]}
+    assert reopened.losses(branch) == [{"step": 50, "task": "reconstruction", "value": 0.25},
+                                       {"step": 100, "task": "reconstruction", "value": 0.125}]
+    assert reopened.evals(branch) == [{"step": 100, "metrics": {"weight_cosine_sim": 0.5}}]
+    assert reopened.list_runs()[0]["id"] == run_id
+
+
+def test_checkpoint_is_safetensors_with_metadata(store):
+    torch.manual_seed(0)
+    model = LinearAutoencoder(20, 4)
+    run_id = store.create_run("r", {}, [], {})
+    root = store.save_checkpoint(run_id, model, "init", step=0, metadata={"model": model.config()},
+                                 seed=7)
+    child = store.save_checkpoint(run_id, model, "final", step=9,
+                                  metadata={"model": model.config()}, seed=7, parent_id=root.id)
+    assert child.path.is_absolute() and child.path.suffix == ".safetensors"
+    assert not list(child.path.parent.glob("*.tmp"))  # atomic writes leave no temporaries
+    with safe_open(str(child.path), "pt") as f:
+        assert set(f.keys()) == set(model.state_dict())
+        assert json.loads(f.metadata()["acc"])["parent"] == root.id
+    sidecar = json.loads(child.path.with_suffix(".json").read_text())
+    assert sidecar["model"] == {"class": "LinearAutoencoder", "in_dim": 20, "hidden_dim": 4}
+    rebuilt = build_model(store.get_checkpoint(child.id).metadata["model"])
+    rebuilt.load_state_dict(store.load_state_dict(child.id))
+    assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(),
+                                                 model.state_dict().values()))
+    tree = store.checkpoints(run_id)
+    assert [(c["tag"], c["parent_id"]) for c in tree] == [("init", None), ("final", root.id)]
+
+
+@pytest.mark.parametrize("bad", ["../etc/passwd", "/abs/path", "a/b", "..", "", "x" * 200])
+def test_ids_cannot_reach_outside_the_store(store, bad):
+    assert not valid_id(bad)
+    with pytest.raises(StoreError):
+        store.get_run(bad)
+    with pytest.raises(StoreError):
+        store.get_checkpoint(bad)
+
+
+def test_unwritable_store_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot write to the store"):
+        Store(blocker / "store")
+
+
+def test_stale_running_runs_are_marked_interrupted(store):
+    run_id = store.create_run("r", {}, [], {})
+    store.start_branch(run_id, "standard", 1)
+    assert store.mark_stale_runs() == 1
+    assert store.get_run(run_id)["status"] == "interrupted"
+    assert store.branches(run_id)[0]["status"] == "interrupted"
