@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +17,7 @@ from rich.table import Table
 from acc.data import DataError
 from acc.recipes import recipe_registry
 from acc.registry import RegistryError
-from acc.report import comparison_table, failures, metrics_table
+from acc.report import comparison_table, failures, list_metrics_table, metrics_table
 from acc.results import build_results
 from acc.runner import ParamsError, create_run, execute_run
 from acc.store import Store, StoreError
@@ -24,7 +25,8 @@ from acc.store import Store, StoreError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="ACC: train autoencoders with and without competitive gradient gating "
                        "and compare what they learn.")
-console = Console()
+# Piped output (a log file, CI) gets wide tables instead of 80 columns of truncated names.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 StoreOption = Annotated[Path | None, typer.Option(
     "--store", envvar="ACC_STORE", help="results store directory [default: ./acc-store]")]
 
@@ -146,6 +148,8 @@ def runs(store: StoreOption = None,
 
 def _render(results: dict) -> None:
     console.print(metrics_table(results))
+    if (lists := list_metrics_table(results)) is not None:
+        console.print(lists)
     if results["comparison"]:
         console.print(comparison_table(results))
     for line in failures(results):

@@ -1,0 +1,91 @@
+"""The `acc` command end to end: run, show, list, and the error messages for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from acc.cli import app
+
+runner = CliRunner()
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_run_writes_valid_results_json_and_show_reprints_it(tmp_path):
+    out = tmp_path / "results" / "l0.json"
+    result = _run("run", "gradient_gating_l0", "--steps", "5", "--seeds", "42", "--eval-every",
+                  "2", "--store", str(tmp_path / "store"), "--json", str(out))
+    assert result.exit_code == 0, result.output
+    assert "weight_cosine_sim" in result.output and "gated < standard" in result.output
+    results = json.loads(out.read_text())
+    assert results["recipe"] == "gradient_gating_l0" and results["status"] == "completed"
+    assert results["config"]["steps"] == 5 and results["config"]["seeds"] == [42]
+    for condition in ("standard", "gated"):
+        entry = results["conditions"][condition]
+        [seed_run] = entry["runs"]
+        assert seed_run["seed"] == 42 and seed_run["steps"] == 5
+        assert seed_run["checkpoint"].startswith("/") and seed_run["checkpoint"].endswith(
+            ".safetensors")
+        assert set(entry["mean"]) >= {"l1", "psnr", "weight_cosine_sim", "activation_sparsity",
+                                      "sparsity_variance", "effective_rank"}
+        assert all(v is None for v in entry["std"].values())  # one seed: no std
+    for row in results["comparison"].values():
+        assert row["ci95"] is None and row["verdict"] == "inconclusive"
+
+    shown = _run("show", results["run_id"], "--json", "--store", str(tmp_path / "store"))
+    assert json.loads(shown.output) == results
+    table = _run("show", results["run_id"], "--store", str(tmp_path / "store"))
+    assert "standard (n=1)" in table.output and "effective_rank" in table.output
+    listing = _run("runs", "--store", str(tmp_path / "store"))
+    assert results["run_id"] in listing.output
+
+
+def test_optimizer_and_params_reach_the_run_config(tmp_path):
+    out = tmp_path / "r.json"
+    result = _run("run", "gradient_gating_l0", "--steps", "2", "--seeds", "7", "--eval-every", "0",
+                  "--optimizer", "sgd", "--lr", "0.05", "-p", "temperature=0.5",
+                  "-p", "mode=sample", "--store", str(tmp_path / "s"), "--json", str(out))
+    assert result.exit_code == 0, result.output
+    config = json.loads(out.read_text())["config"]
+    assert (config["optimizer"], config["lr"], config["temperature"], config["mode"]) == \
+        ("sgd", 0.05, 0.5, "sample")
+
+
+def test_list_shows_recipes_with_defaults():
+    result = _run("list")
+    assert "gradient_gating_l0" in result.output and "steps=25000" in result.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "no_such_recipe"], "unknown recipe 'no_such_recipe'; known recipes: "
+                                "gradient_gating_l0"),
+    (["run", "gradient_gating_l0", "--seeds", "1,x"], "seeds must be comma-separated integers"),
+    (["run", "gradient_gating_l0", "--steps", "-5"], "greater than or equal to 0"),
+    (["run", "gradient_gating_l0", "-p", "temperature=0"], "temperature: Input should be greater"),
+    (["run", "gradient_gating_l0", "-p", "gate_strength=2"], "gate_strength: Input should be less"),
+    (["run", "gradient_gating_l0", "-p", "mode=x"], "mode: Input should be 'batch' or 'sample'"),
+    (["run", "gradient_gating_l0", "--device", "tpu"], "unknown device 'tpu'"),
+    (["run", "gradient_gating_l0", "-p", "novalue"], "--param takes KEY=VALUE"),
+    (["show", "nope"], "no run 'nope'"),
+])
+def test_bad_input_gets_a_clear_error(tmp_path, args, message):
+    result = runner.invoke(app, [*args, "--store", str(tmp_path / "store")])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_data_dir_without_files_and_unwritable_store(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["run", "gradient_gating_l0", "--data-dir", str(empty),
+                                 "--store", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "lacks train-images-idx3-ubyte" in " ".join(result.output.split())
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    result = runner.invoke(app, ["run", "gradient_gating_l0", "--store", str(blocker / "s")])
+    assert result.exit_code == 2 and "cannot write to the store" in " ".join(result.output.split())
