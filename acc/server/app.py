@@ -1,0 +1,122 @@
+"""The FastAPI application: API routers, the dashboard page, and errors mapped to 4xx.
+
+``create_app`` wires one JobManager (started and stopped with the app) and one dataset cache
+to the routes. Every error a caller can provoke has a status and a message; the handlers
+below are the single place where the library's exceptions become HTTP answers.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from acc.data import DataError
+from acc.recipes import recipe_registry
+from acc.registry import RegistryError
+from acc.runner import ParamsError, resolve_device
+from acc.server import routes_jobs, routes_runs
+from acc.server.images import ImageError
+from acc.server.inspector import DatasetCache, InspectError
+from acc.server.jobs import JobConflict, JobManager, JobNotFound
+from acc.server.schemas import RecipeList
+from acc.store import StoreError
+
+STATIC = Path(__file__).parent / "static"
+
+
+def plotly_js() -> Path | None:
+    """plotly.min.js from the installed plotly package: served locally, never from a CDN."""
+    try:
+        import plotly
+    except ImportError:
+        return None
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    return path if path.is_file() else None
+
+
+def create_app(store_root: str | Path, max_concurrent: int = 1, worker_threads: int | None = None,
+               device: str = "auto", data_dir: str | None = None) -> FastAPI:
+    resolve_device(device)  # fail at start, not at the first job
+    manager = JobManager(Path(store_root), max_concurrent=max_concurrent, device=device,
+                         data_dir=data_dir)
+    if worker_threads:
+        manager.worker_threads = worker_threads
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        manager.start()
+        try:
+            yield
+        finally:
+            manager.stop()
+
+    app = FastAPI(title="ACC", version="0.1.0", lifespan=lifespan,
+                  description="Run recipes, watch them live, compare conditions.")
+    app.state.manager = manager
+    app.state.datasets = DatasetCache(data_dir)
+    _add_error_handlers(app)
+    app.include_router(routes_jobs.router)
+    app.include_router(routes_runs.router)
+    _add_page(app)
+    return app
+
+
+def _add_page(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
+    def plotly() -> FileResponse:
+        path = plotly_js()
+        if path is None:
+            raise HTTPException(404, "plotly is not installed: pip install plotly")
+        return FileResponse(path, media_type="text/javascript",
+                            headers={"Cache-Control": "max-age=86400"})
+
+    @app.get("/api/recipes", response_model=RecipeList, tags=["recipes"])
+    def recipes() -> dict:
+        """Every recipe with its conditions, hypotheses and parameters (with defaults)."""
+        registry = recipe_registry()
+        return {"recipes": [_recipe_info(registry.get(n)) for n in registry.names()],
+                "import_errors": registry.import_errors}
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def _recipe_info(recipe) -> dict:
+    schema = recipe.Params.model_json_schema()
+    params = []
+    for name, field in recipe.Params.model_fields.items():
+        prop = schema["properties"].get(name, {})
+        params.append({"name": name, "type": "enum" if "enum" in prop else prop.get("type", "any"),
+                       "choices": prop.get("enum"), "default": field.default,
+                       "description": field.description})
+    return {"name": recipe.name, "description": recipe.description,
+            "conditions": dict(recipe.conditions),
+            "hypotheses": [h.to_dict() for h in recipe.hypotheses],
+            "params": params, "params_schema": schema}
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    def handler(status: int):
+        async def handle(_request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc)}, status_code=status)
+        return handle
+
+    for exc_type, status in ((StoreError, 404), (JobNotFound, 404), (RegistryError, 404),
+                             (FileNotFoundError, 404), (JobConflict, 409), (InspectError, 422),
+                             (ImageError, 422), (DataError, 503)):
+        app.add_exception_handler(exc_type, handler(status))
+
+    async def params_error(_request: Request, exc: ParamsError) -> JSONResponse:
+        cause = exc.__cause__
+        errors = [{"loc": ["body", "params", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                  for e in cause.errors()] if cause is not None else []
+        return JSONResponse({"detail": str(exc), "errors": errors}, status_code=422)
+
+    app.add_exception_handler(ParamsError, params_error)

@@ -1,0 +1,113 @@
+"""Runs and checkpoints: results, time series, checkpoint tree, pictures, and the inspector.
+
+Everything is read from the store, so runs started from the CLI show up here as well.
+Endpoints that load models or data are plain ``def`` routes: FastAPI runs them in its thread
+pool, never on the event loop that serves the live streams.
+"""
+
+from __future__ import annotations
+
+import torch
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from acc.results import build_results
+from acc.server.images import filter_grid, first_filters, png, reconstruction_strip
+from acc.server.inspector import (
+    dataset_view,
+    describe_checkpoint,
+    evaluate_checkpoint,
+    load_model,
+    task_catalog,
+)
+from acc.server.jobs import JobManager
+from acc.server.jsonable import finite
+from acc.server.schemas import EvaluateRequest, Evaluation, RunSummary
+from acc.server.series import run_series
+
+router = APIRouter(prefix="/api", tags=["runs"])
+NOT_FOUND = {404: {"description": "no such run or checkpoint in the store"}}
+PNG = {"content": {"image/png": {}}, "description": "a PNG image"}
+
+
+def manager_of(request: Request) -> JobManager:
+    return request.app.state.manager
+
+
+@router.get("/runs", response_model=list[RunSummary])
+def list_runs(request: Request, limit: int = Query(100, ge=1, le=1000)) -> list[dict]:
+    manager = manager_of(request)
+    jobs = manager.jobs.job_ids_by_run()
+    return [{**run, "job_id": jobs.get(run["id"])} for run in manager.store.list_runs(limit)]
+
+
+@router.get("/runs/{run_id}", responses=NOT_FOUND)
+def get_run(run_id: str, request: Request) -> dict:
+    """The results JSON of DESIGN.md (conditions, per-seed metrics, mean/std, comparison)."""
+    manager = manager_of(request)
+    results = build_results(manager.store, run_id)
+    results["job_id"] = manager.jobs.job_ids_by_run().get(run_id)
+    return finite(results)
+
+
+@router.get("/runs/{run_id}/series", responses=NOT_FOUND)
+def get_series(run_id: str, request: Request) -> dict:
+    """Loss and periodic-metric curves per branch (condition and seed)."""
+    return finite(run_series(manager_of(request).store, run_id))
+
+
+@router.get("/runs/{run_id}/checkpoints", responses=NOT_FOUND)
+def get_checkpoints(run_id: str, request: Request) -> list[dict]:
+    """Every checkpoint of the run with its parent: the tree is init -> one per condition."""
+    store = manager_of(request).store
+    store.get_run(run_id)
+    out = []
+    for row in store.checkpoints(run_id):
+        meta = store.get_checkpoint(row["id"]).metadata
+        out.append({**{k: v for k, v in row.items() if k != "path"},
+                    "condition": meta.get("condition"), "model": meta.get("model", {}).get("class"),
+                    "gating": meta.get("gating")})
+    return out
+
+
+@router.get("/checkpoints/{ckpt_id}", responses=NOT_FOUND)
+def get_checkpoint(ckpt_id: str, request: Request) -> dict:
+    """Metadata, the model's layer names (for layer tasks) and the data view it takes."""
+    return finite(describe_checkpoint(manager_of(request).store, ckpt_id))
+
+
+@router.get("/checkpoints/{ckpt_id}/filters.png", responses={**NOT_FOUND, 200: PNG})
+def get_filters(ckpt_id: str, request: Request) -> Response:
+    """The first conv layer's kernels, or the first Linear layer's rows as 28x28 images."""
+    model, _ = load_model(manager_of(request).store, ckpt_id)
+    layer, tiles = first_filters(model)
+    return Response(png(filter_grid(tiles)), media_type="image/png",
+                    headers={"X-Layer": layer, "Cache-Control": "max-age=3600"})
+
+
+@router.get("/checkpoints/{ckpt_id}/reconstructions.png", responses={**NOT_FOUND, 200: PNG})
+def get_reconstructions(ckpt_id: str, request: Request,
+                        n: int = Query(8, ge=1, le=32, description="test images")) -> Response:
+    """The first ``n`` test images (top row) and the model's reconstructions (bottom row)."""
+    model, _ = load_model(manager_of(request).store, ckpt_id)
+    images = request.app.state.datasets.get(dataset_view(model)).test.images[:n]
+    with torch.no_grad():
+        pixels = reconstruction_strip(model, images)
+    return Response(png(pixels), media_type="image/png",
+                    headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/tasks")
+def list_tasks() -> list[dict]:
+    """Every registered task type with its settable parameters."""
+    return task_catalog()
+
+
+@router.post("/checkpoints/{ckpt_id}/evaluate", response_model=Evaluation,
+             responses={**NOT_FOUND, 422: {"description": "unknown task or bad parameters"}})
+def evaluate(ckpt_id: str, body: EvaluateRequest, request: Request) -> dict:
+    """Evaluate one task on one checkpoint, on the held-out test split."""
+    metrics = evaluate_checkpoint(manager_of(request).store, ckpt_id, body.task, body.params,
+                                  request.app.state.datasets)
+    return {"checkpoint": ckpt_id, "task": body.task, "params": body.params,
+            "metrics": finite(metrics)}

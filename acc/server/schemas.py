@@ -1,0 +1,80 @@
+"""Request and response bodies of the HTTP API (they are what /openapi.json documents).
+
+Request bodies forbid unknown keys, so a typo is a 422 naming the key rather than a silently
+ignored setting. Recipe parameters are checked by the recipe's own ``Params`` model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recipe: str = Field(min_length=1, max_length=100,
+                        description="a recipe name (GET /api/recipes)")
+    params: dict[str, Any] = Field(default_factory=dict, description="recipe parameters, e.g. "
+                                   '{"steps": 2000, "seeds": [42, 123], "eval_every": 200}')
+
+
+class EvaluateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(min_length=1, max_length=100, description="a task type (GET /api/tasks)")
+    params: dict[str, Any] = Field(default_factory=dict, description="the task's constructor "
+                                   'parameters, e.g. {"layer_name": "encoder.0"}')
+
+
+class Job(BaseModel):
+    id: str
+    run_id: str
+    recipe: str
+    params: dict[str, Any]
+    status: str = Field(description="queued, running, completed, failed, cancelled or interrupted")
+    error: str | None = None
+    pid: int | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    cancel_requested: bool = False
+
+
+class RecipeParam(BaseModel):
+    name: str
+    type: str
+    choices: list[Any] | None = None
+    default: Any = None
+    description: str | None = None
+
+
+class RecipeInfo(BaseModel):
+    name: str
+    description: str
+    conditions: dict[str, str]
+    hypotheses: list[dict[str, Any]]
+    params: list[RecipeParam]
+    params_schema: dict[str, Any]
+
+
+class RecipeList(BaseModel):
+    recipes: list[RecipeInfo]
+    import_errors: dict[str, str] = Field(default_factory=dict)
+
+
+class RunSummary(BaseModel):
+    id: str
+    recipe: str
+    status: str
+    created_at: float
+    finished_at: float | None = None
+    job_id: str | None = None
+
+
+class Evaluation(BaseModel):
+    checkpoint: str
+    task: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
