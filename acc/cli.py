@@ -203,3 +203,32 @@ class _ProgressDisplay:
             console.print(f"{key[0]} seed {key[1]}: {event['state']} {event.get('error') or ''}")
         elif kind == "log" and "Traceback" in event["message"]:
             console.print(f"[dim]{event['message']}[/dim]")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0 exposes it to the "
+                                           "network: only on a trusted one)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port (0 = any free port)")] = 8000,
+    store: StoreOption = None,
+    max_jobs: Annotated[int, typer.Option(min=1, help="jobs trained at the same time")] = 1,
+    worker_threads: Annotated[int | None, typer.Option(
+        min=1, help="torch threads per job worker [default: CPU cores - 1]")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda, for jobs")] = "auto",
+    data_dir: Annotated[Path | None, typer.Option(
+        envvar="ACC_DATA_DIR", help="MNIST IDX files instead of the bundled MNIST")] = None,
+) -> None:
+    """Start the dashboard: run recipes, watch them live, compare conditions."""
+    from acc.server import create_app
+    from acc.server.serving import bind, serve_forever, url_of
+
+    root = _open_store(store).root
+    try:
+        application = create_app(root, max_concurrent=max_jobs, worker_threads=worker_threads,
+                                 device=device, data_dir=str(data_dir) if data_dir else None)
+        sock = bind(host, port)
+    except (OSError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"ACC dashboard at [bold]{url_of(sock)}/[/bold] · store {root.resolve()}",
+                  highlight=False)
+    serve_forever(application, sock)
