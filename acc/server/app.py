@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from acc.data import DataError
+from acc.eval_metric import EvalMetric
 from acc.recipes import recipe_registry
 from acc.registry import RegistryError
 from acc.runner import ParamsError, resolve_device
@@ -23,7 +24,7 @@ from acc.server.images import ImageError
 from acc.server.inspector import DatasetCache, InspectError
 from acc.server.jobs import JobConflict, JobManager, JobNotFound
 from acc.server.schemas import RecipeList
-from acc.store import StoreError
+from acc.store import Store, StoreError
 
 STATIC = Path(__file__).parent / "static"
 
@@ -41,6 +42,7 @@ def plotly_js() -> Path | None:
 def create_app(store_root: str | Path, max_concurrent: int = 1, worker_threads: int | None = None,
                device: str = "auto", data_dir: str | None = None) -> FastAPI:
     resolve_device(device)  # fail at start, not at the first job
+    Store(store_root).close()  # creates the store, or a clear StoreError if it cannot
     manager = JobManager(Path(store_root), max_concurrent=max_concurrent, device=device,
                          data_dir=data_dir)
     if worker_threads:
@@ -84,6 +86,12 @@ def _add_page(app: FastAPI) -> None:
         registry = recipe_registry()
         return {"recipes": [_recipe_info(registry.get(n)) for n in registry.names()],
                 "import_errors": registry.import_errors}
+
+    @app.get("/api/metrics", tags=["recipes"])
+    def metrics() -> list[dict]:
+        """Every metric key with its label and which direction is better (null: neither)."""
+        return [{"key": m.value, "label": m.label, "higher_is_better": m.higher_is_better}
+                for m in EvalMetric]
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

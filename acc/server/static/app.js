@@ -1,0 +1,285 @@
+// The dashboard's state and wiring: the run form, the job and run lists, and the run view,
+// kept live by the job's event stream (or by polling, for a run started from the CLI).
+"use strict";
+
+(function () {
+  const el = ACC.el;
+  const $ = id => document.getElementById(id);
+  const FORM_PARAMS = ["steps", "seeds", "eval_every"];
+  const state = {recipes: [], tasks: [], runId: null, jobId: null, series: null, results: null,
+                 live: {}, source: null, poll: null, renderTimer: null};
+
+  // --- the run form ------------------------------------------------------------------------
+
+  function showRecipe() {
+    const recipe = state.recipes.find(r => r.name === $("recipe").value);
+    if (!recipe) return;
+    $("recipe-desc").textContent = `${recipe.description}. Conditions: ${Object.keys(recipe.conditions).join(", ")}.`;
+    const defaults = Object.fromEntries(recipe.params.map(p => [p.name, p.default]));
+    $("p-steps").value = defaults.steps;
+    $("p-seeds").value = (defaults.seeds || []).join(",");
+    $("p-eval_every").value = defaults.eval_every;
+    $("extra-params").replaceChildren(...recipe.params.filter(p => !FORM_PARAMS.includes(p.name)).map(p =>
+      el("label", {title: p.description || ""}, `${p.name} `,
+         p.choices ? el("select", {name: p.name, "data-type": "enum"},
+                        p.choices.map(c => el("option", {value: c, selected: c === p.default}, c)))
+                   : el("input", {name: p.name, "data-type": p.type, "data-default": JSON.stringify(p.default),
+                                  value: p.default === null ? "" : p.default}))));
+  }
+
+  function parseValue(raw, type) {
+    if (type === "integer" && /^-?\d+$/.test(raw.trim())) return parseInt(raw, 10);
+    if (type === "number" && raw.trim() !== "" && !isNaN(Number(raw))) return Number(raw);
+    if (type === "boolean") return raw === "true";
+    return raw;  // the server says what is wrong with it
+  }
+
+  function formParams() {
+    const params = {};
+    const steps = $("p-steps").value, every = $("p-eval_every").value;
+    if (steps !== "") params.steps = parseValue(steps, "integer");
+    if (every !== "") params.eval_every = parseValue(every, "integer");
+    params.seeds = $("p-seeds").value.split(",").map(s => s.trim()).filter(Boolean)
+      .map(s => parseValue(s, "integer"));
+    for (const input of $("extra-params").querySelectorAll("input, select")) {
+      const value = parseValue(input.value, input.dataset.type);
+      if (input.dataset.default !== undefined && JSON.stringify(value) === input.dataset.default) continue;
+      params[input.name] = value;
+    }
+    return params;
+  }
+
+  async function submitRun(event) {
+    event.preventDefault();
+    $("form-error").textContent = "";
+    $("run-btn").disabled = true;
+    try {
+      const job = await ACC.api("/api/jobs", {method: "POST",
+                                              body: {recipe: $("recipe").value, params: formParams()}});
+      await refreshLists();
+      await openRun(job.run_id);
+    } catch (err) {
+      $("form-error").textContent = err.message;
+    } finally {
+      $("run-btn").disabled = false;
+    }
+  }
+
+  // --- lists -------------------------------------------------------------------------------
+
+  async function refreshLists() {
+    const [jobs, runs] = await Promise.all([ACC.api("/api/jobs"), ACC.api("/api/runs")]);
+    $("jobs").replaceChildren(...jobs.slice(0, 15).map(job => el("li", {class: job.run_id === state.runId ? "selected" : ""},
+      el("button", {type: "button", class: "link", onclick: () => openRun(job.run_id)}, job.recipe),
+      " ", el("span", {class: `badge ${job.status}`}, job.cancel_requested ? "cancelling" : job.status),
+      ["queued", "running"].includes(job.status)
+        ? el("button", {type: "button", class: "small", onclick: () => cancelJob(job.id)}, "cancel") : null)));
+    if (!jobs.length) $("jobs").replaceChildren(el("li", {class: "muted"}, "no jobs yet"));
+    $("runs").replaceChildren(...runs.map(run => el("li", {class: run.id === state.runId ? "selected" : ""},
+      el("button", {type: "button", class: "link", onclick: () => openRun(run.id), title: ACC.when(run.created_at)},
+         run.id), " ", el("span", {class: `badge ${run.status}`}, run.status),
+      run.job_id ? null : el("span", {class: "muted"}, " cli"))));
+  }
+
+  async function cancelJob(jobId) {
+    try { await ACC.api(`/api/jobs/${jobId}/cancel`, {method: "POST"}); }
+    catch (err) { alert(err.message); }
+    refreshLists();
+  }
+
+  // --- the run view ------------------------------------------------------------------------
+
+  function stopFollowing() {
+    if (state.source) state.source.close();
+    if (state.poll) clearInterval(state.poll);
+    state.source = state.poll = null;
+    setLive("idle");
+  }
+
+  function setLive(text) {
+    $("live").textContent = text;
+    $("live").className = `badge ${text === "live" ? "running" : "idle"}`;
+  }
+
+  async function openRun(runId) {
+    stopFollowing();
+    state.runId = runId;
+    state.live = {};
+    history.replaceState(null, "", `#run=${encodeURIComponent(runId)}`);
+    const [results, series] = await Promise.all([ACC.api(`/api/runs/${runId}`),
+                                                 ACC.api(`/api/runs/${runId}/series`)]);
+    if (state.runId !== runId) return;
+    Object.assign(state, {results, series, jobId: results.job_id});
+    $("empty").hidden = true;
+    $("run-view").hidden = false;
+    $("log").textContent = "";
+    renderAll();
+    refreshCheckpoints();
+    document.querySelectorAll("#runs li, #jobs li").forEach(li => li.classList.remove("selected"));
+    if (results.status === "running" && results.job_id) follow(results.job_id);
+    else if (results.status === "running") state.poll = setInterval(pollRun, 2000);
+  }
+
+  function renderAll() {
+    const {results, series} = state;
+    $("run-title").textContent = results.run_id;
+    $("run-status").textContent = results.status;
+    $("run-status").className = `badge ${results.status}`;
+    const c = results.config;
+    $("run-config").textContent = `${results.recipe} · steps ${c.steps} · seeds ${c.seeds.join(", ")} · `
+      + `eval every ${c.eval_every} · batch ${c.batch_size} · lr ${c.lr} · ${c.optimizer} · ${c.device}`;
+    $("run-error").textContent = results.error || "";
+    $("cancel-btn").hidden = !(state.jobId && results.status === "running");
+    renderLive();
+    const finished = results.status !== "running";
+    $("comparison-section").hidden = !finished && !Object.values(results.conditions).some(x => x.runs.some(r => r.metrics && Object.keys(r.metrics).length));
+    ACC.renderComparison($("comparison"), results);
+    ACC.renderHypotheses($("hypotheses"), results);
+    ACC.renderPictures($("pictures"), $("picture-seed"), results);
+  }
+
+  function renderLive() {
+    const {series} = state;
+    ACC.renderBranches($("branches"), series, state.live);
+    const running = series.branches.find(b => b.status === "running");
+    $("training-now").textContent = running
+      ? `training now: ${running.condition} · seed ${running.seed} (step ${running.steps_done})` : "";
+    ACC.renderLoss($("loss-chart"), series);
+    ACC.renderMetrics($("metric-charts"), series);
+  }
+
+  function scheduleRender() {
+    if (state.renderTimer) return;
+    state.renderTimer = setTimeout(() => { state.renderTimer = null; renderLive(); }, 300);
+  }
+
+  async function refreshCheckpoints() {
+    const runId = state.runId;
+    const checkpoints = await ACC.api(`/api/runs/${runId}/checkpoints`);
+    if (state.runId !== runId) return;
+    ACC.renderCheckpointTree($("ckpt-tree"), checkpoints, id =>
+      ACC.renderInspector($("inspector"), id, state.tasks).catch(err =>
+        $("inspector").replaceChildren(el("p", {class: "error"}, err.message))));
+  }
+
+  async function refreshResults() {
+    const runId = state.runId;
+    const results = await ACC.api(`/api/runs/${runId}`);
+    if (state.runId !== runId) return;
+    state.results = results;
+    renderAll();
+    refreshCheckpoints();
+  }
+
+  async function pollRun() {
+    const runId = state.runId;
+    const [results, series] = await Promise.all([ACC.api(`/api/runs/${runId}`),
+                                                 ACC.api(`/api/runs/${runId}/series`)]);
+    if (state.runId !== runId) return;
+    Object.assign(state, {results, series});
+    renderAll();
+    if (results.status !== "running") { stopFollowing(); refreshCheckpoints(); refreshLists(); }
+  }
+
+  // --- the live event stream ---------------------------------------------------------------
+
+  function follow(jobId) {
+    const source = new EventSource(`/api/jobs/${jobId}/events`);
+    state.source = source;
+    source.onopen = () => setLive("live");
+    source.onerror = () => setLive(source.readyState === EventSource.CLOSED ? "idle" : "reconnecting");
+    source.onmessage = message => {
+      if (state.source !== source) return;
+      applyEvent(JSON.parse(message.data));
+    };
+  }
+
+  function branchOf(condition, seed) {
+    let b = state.series.branches.find(x => x.condition === condition && x.seed === seed);
+    if (!b) {
+      b = {condition, seed, status: "running", steps_done: 0, error: null, losses: {},
+           evals: {step: [], metrics: {}}};
+      state.series.branches.push(b);
+    }
+    return b;
+  }
+
+  function addEval(b, step, metrics) {
+    const steps = b.evals.step;
+    if (steps.length && step <= steps[steps.length - 1]) return;  // a replayed event
+    const i = steps.length;
+    steps.push(step);
+    for (const [key, value] of Object.entries(metrics)) {
+      if (typeof value !== "number" && value !== null) continue;
+      if (!b.evals.metrics[key]) b.evals.metrics[key] = new Array(i).fill(null);
+    }
+    for (const [key, values] of Object.entries(b.evals.metrics)) {
+      values[i] = typeof metrics[key] === "number" ? metrics[key] : null;
+    }
+  }
+
+  function addLosses(b, step, losses) {
+    for (const [task, value] of Object.entries(losses)) {
+      const s = b.losses[task] || (b.losses[task] = {step: [], value: []});
+      if (s.step.length && step <= s.step[s.step.length - 1]) continue;
+      s.step.push(step);
+      s.value.push(value);
+    }
+    b.steps_done = Math.max(b.steps_done, step);
+  }
+
+  function applyEvent(ev) {
+    const key = `${ev.condition}|${ev.seed}`;
+    const live = state.live[key] || (state.live[key] = {});
+    if (ev.type === "step") {
+      addLosses(branchOf(ev.condition, ev.seed), ev.step, ev.losses);
+      live.steps_per_second = ev.steps_per_second;
+    } else if (ev.type === "eval") {
+      addEval(branchOf(ev.condition, ev.seed), ev.step, ev.metrics);
+    } else if (ev.type === "train") {
+      live.to_step = ev.to_step;
+    } else if (ev.type === "branch") {
+      const b = branchOf(ev.condition, ev.seed);
+      b.status = ev.state;
+      b.error = ev.error || null;
+      if (ev.steps !== undefined) b.steps_done = ev.steps;
+    } else if (ev.type === "results") {
+      refreshResults();
+    } else if (ev.type === "log") {
+      $("log").textContent = ($("log").textContent + ev.message + "\n").slice(-20000);
+    } else if (ev.type === "job") {
+      if (ev.status === "cancelling") $("run-status").textContent = "cancelling";
+      refreshLists();
+    } else if (ev.type === "final") {
+      state.results = ev.results;
+      stopFollowing();
+      renderAll();
+      refreshCheckpoints();
+      refreshLists();
+      return;
+    }
+    scheduleRender();
+  }
+
+  // --- start -------------------------------------------------------------------------------
+
+  async function start() {
+    const [recipes, tasks, metrics] = await Promise.all([ACC.api("/api/recipes"), ACC.api("/api/tasks"),
+                                                          ACC.api("/api/metrics")]);
+    state.recipes = recipes.recipes;
+    state.tasks = tasks;
+    metrics.forEach(m => { ACC.metrics[m.key] = m; });
+    $("recipe").replaceChildren(...state.recipes.map(r => el("option", {value: r.name}, r.name)));
+    $("recipe").addEventListener("change", showRecipe);
+    $("run-form").addEventListener("submit", submitRun);
+    $("cancel-btn").addEventListener("click", () => state.jobId && cancelJob(state.jobId));
+    $("picture-seed").addEventListener("change", () => ACC.renderPictures($("pictures"), $("picture-seed"), state.results));
+    showRecipe();
+    await refreshLists();
+    setInterval(() => refreshLists().catch(() => {}), 3000);
+    const match = location.hash.match(/^#run=(.+)$/);
+    if (match) openRun(decodeURIComponent(match[1])).catch(() => {});
+  }
+
+  start().catch(err => { $("form-error").textContent = `could not load the dashboard: ${err.message}`; });
+})();

@@ -1,0 +1,173 @@
+// Panels of the run view: branch progress, comparison table, hypotheses, filter and
+// reconstruction pictures, checkpoint tree and the checkpoint inspector.
+"use strict";
+
+(function () {
+  const el = ACC.el;
+
+  ACC.renderBranches = function renderBranches(table, series, live) {
+    const head = el("tr", {}, ["condition", "seed", "state", "progress", "steps/s", "last loss"]
+      .map(h => el("th", {}, h)));
+    const rows = series.branches.map(b => {
+      const key = `${b.condition}|${b.seed}`;
+      const l = live[key] || {};
+      const losses = Object.values(b.losses);
+      const last = losses.length ? losses[0].value[losses[0].value.length - 1] : null;
+      const total = l.to_step || series.steps || 0;
+      const pct = total ? Math.min(100, 100 * b.steps_done / total) : 0;
+      return el("tr", {class: b.status === "running" ? "active" : ""},
+        el("td", {}, el("span", {class: "swatch",
+                                 style: `background:${ACC.conditionColor(series.conditions, b.condition)}`}),
+           b.condition),
+        el("td", {}, b.seed),
+        el("td", {}, el("span", {class: `badge ${b.status}`}, b.status === "running" ? "training" : b.status)),
+        el("td", {}, el("div", {class: "bar"}, el("div", {style: `width:${pct}%`})),
+           `${b.steps_done} / ${total}`),
+        el("td", {}, l.steps_per_second ? l.steps_per_second.toFixed(0) : "–"),
+        el("td", {title: b.error || ""}, b.error ? `error: ${b.error}` : ACC.fmt(last)));
+    });
+    table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
+  };
+
+  function metricKeysOf(results) {
+    const keys = new Set();
+    for (const c of Object.values(results.conditions)) Object.keys(c.mean).forEach(k => keys.add(k));
+    return ACC.metricKeys({branches: [{evals: {metrics: Object.fromEntries([...keys].map(k => [k, 1]))}}]});
+  }
+
+  function bestCondition(results, key) {
+    const better = ACC.metricInfo(key).better;
+    if (better === null) return null;
+    let best = null;
+    for (const [name, c] of Object.entries(results.conditions)) {
+      const v = c.mean[key];
+      if (typeof v !== "number") continue;
+      if (best === null || (better ? v > best.v : v < best.v)) best = {name, v};
+    }
+    return best && best.name;
+  }
+
+  ACC.renderComparison = function renderComparison(table, results) {
+    const names = Object.keys(results.conditions);
+    const seeds = name => results.conditions[name].runs.filter(r => r.status === "completed").length;
+    const head = el("tr", {}, el("th", {}, "metric"),
+      names.map(n => el("th", {"data-condition": n}, `${n} (n=${seeds(n)})`)));
+    const rows = metricKeysOf(results).map(key => {
+      const best = bestCondition(results, key);
+      const info = ACC.metricInfo(key);
+      return el("tr", {"data-metric": key},
+        el("th", {title: info.label}, key, el("span", {class: "muted"}, ` ${info.label}`)),
+        names.map(n => {
+          const c = results.conditions[n];
+          const mean = c.mean[key], std = c.std ? c.std[key] : null;
+          if (Array.isArray(mean)) return el("td", {}, `[${mean.map(v => ACC.fmt(v, 3)).join(", ")}]`);
+          const text = std === null || std === undefined ? ACC.fmt(mean) : `${ACC.fmt(mean)} ± ${ACC.fmt(std)}`;
+          return el("td", {class: n === best ? "best" : ""}, text, n === best ? " ★" : "");
+        }));
+    });
+    table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
+  };
+
+  ACC.renderHypotheses = function renderHypotheses(table, results) {
+    const head = el("tr", {}, ["metric", "hypothesis", "n", "mean difference", "95% interval", "verdict"]
+      .map(h => el("th", {}, h)));
+    const rows = Object.entries(results.comparison || {}).map(([key, c]) => el("tr", {"data-metric": key},
+      el("th", {}, key), el("td", {}, c.hypothesis), el("td", {}, c.n),
+      el("td", {}, ACC.fmt(c.mean_diff)),
+      el("td", {}, c.ci95 ? `[${ACC.fmt(c.ci95[0])}, ${ACC.fmt(c.ci95[1])}]` : "– (needs ≥ 2 seeds)"),
+      el("td", {}, el("span", {class: `badge ${c.verdict}`}, c.verdict))));
+    table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
+  };
+
+  ACC.renderPictures = function renderPictures(container, select, results) {
+    const seeds = [...new Set(Object.values(results.conditions).flatMap(c => c.runs.map(r => r.seed)))];
+    const chosen = seeds.includes(Number(select.value)) ? Number(select.value) : seeds[0];
+    select.replaceChildren(...seeds.map(s => el("option", {value: s, selected: s === chosen}, `seed ${s}`)));
+    const columns = Object.entries(results.conditions).map(([name, c]) => {
+      const run = c.runs.find(r => r.seed === chosen);
+      const body = run && run.checkpoint_id
+        ? [el("figure", {}, el("img", {src: `/api/checkpoints/${run.checkpoint_id}/filters.png`,
+                                       alt: `${name} filters`, class: "filters"}),
+              el("figcaption", {}, "first-layer filters (blue − / red +, each tile scaled to its max)")),
+           el("figure", {}, el("img", {src: `/api/checkpoints/${run.checkpoint_id}/reconstructions.png?n=8`,
+                                       alt: `${name} reconstructions`, class: "recons"}),
+              el("figcaption", {}, "test images (top) and reconstructions (bottom)"))]
+        : [el("p", {class: "muted"}, "no final checkpoint yet")];
+      return el("div", {class: "picture-col"}, el("h4", {}, name), body);
+    });
+    container.replaceChildren(...columns);
+  };
+
+  ACC.renderCheckpointTree = function renderCheckpointTree(list, checkpoints, onPick) {
+    const children = new Map();
+    for (const ck of checkpoints) {
+      const parent = ck.parent_id || "";
+      if (!children.has(parent)) children.set(parent, []);
+      children.get(parent).push(ck);
+    }
+    const node = ck => el("li", {},
+      el("button", {type: "button", class: "link", "data-ckpt": ck.id, onclick: () => onPick(ck.id)},
+         `${ck.condition || ck.tag} · seed ${ck.seed} · step ${ck.step}`,
+         el("span", {class: "muted"}, ` ${ck.tag} · ${ck.id}`)),
+      children.has(ck.id) ? el("ul", {}, children.get(ck.id).map(node)) : null);
+    list.replaceChildren(...(children.get("") || []).map(node));
+  };
+
+  function paramInput(param, layers) {
+    if (param.name === "layer_name") {
+      return el("select", {name: param.name}, layers.map(l => el("option", {value: l}, l)));
+    }
+    const type = param.type.startsWith("int") || param.type.startsWith("float") ? "number" : "text";
+    return el("input", {name: param.name, type, step: "any",
+                        value: param.default === null ? "" : param.default,
+                        placeholder: param.required ? "required" : "optional"});
+  }
+
+  function readParams(form, task) {
+    const params = {};
+    for (const p of task.params) {
+      const raw = form.elements[p.name].value;
+      if (raw === "" && !p.required) continue;
+      params[p.name] = p.type.startsWith("int") ? parseInt(raw, 10)
+        : p.type.startsWith("float") ? parseFloat(raw) : raw;
+    }
+    return params;
+  }
+
+  ACC.renderInspector = async function renderInspector(box, ckptId, tasks) {
+    box.replaceChildren(el("p", {class: "muted"}, `loading ${ckptId}…`));
+    const info = await ACC.api(`/api/checkpoints/${ckptId}`);
+    const meta = info.metadata;
+    const taskSelect = el("select", {name: "task"}, tasks.map(t => el("option", {value: t.name}, t.name)));
+    const paramBox = el("div", {class: "params"});
+    const result = el("div", {class: "result"});
+    const form = el("form", {class: "inspector-form"}, el("label", {}, "Task ", taskSelect), paramBox,
+                    el("button", {type: "submit"}, "Evaluate"), result);
+    const showParams = () => {
+      const task = tasks.find(t => t.name === taskSelect.value);
+      paramBox.replaceChildren(el("p", {class: "muted"}, task.description),
+        ...task.params.map(p => el("label", {}, `${p.name} `, paramInput(p, info.layers))));
+    };
+    taskSelect.addEventListener("change", showParams);
+    form.addEventListener("submit", async event => {
+      event.preventDefault();
+      const task = tasks.find(t => t.name === taskSelect.value);
+      result.replaceChildren(el("p", {class: "muted"}, "evaluating on the test split…"));
+      try {
+        const out = await ACC.api(`/api/checkpoints/${ckptId}/evaluate`,
+                                  {method: "POST", body: {task: task.name, params: readParams(form, task)}});
+        result.replaceChildren(el("table", {class: "data metrics"}, Object.entries(out.metrics).map(
+          ([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, Array.isArray(v) ? v.map(x => ACC.fmt(x, 3)).join(", ") : ACC.fmt(v))))));
+      } catch (err) {
+        result.replaceChildren(el("p", {class: "error"}, err.message));
+      }
+    });
+    box.replaceChildren(
+      el("h4", {}, `${ckptId}`),
+      el("p", {class: "muted"}, `${meta.model.class} · ${meta.condition || meta.tag} · seed ${meta.seed} · `
+         + `step ${meta.step} · ${info.parameters.toLocaleString()} parameters · data view ${info.view}`),
+      el("p", {class: "muted"}, `gating: ${meta.gating ? JSON.stringify(meta.gating) : "none"}`),
+      form);
+    showParams();
+  };
+})();

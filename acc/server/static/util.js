@@ -1,0 +1,75 @@
+// Small shared helpers: DOM building (text only, never innerHTML), fetch, formatting.
+"use strict";
+
+const ACC = window.ACC = {metrics: {}, palette: ["#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+                                                  "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]};
+
+ACC.el = function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key in node && key !== "list") node[key] = value;
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+};
+
+ACC.api = async function api(path, options) {
+  const init = Object.assign({headers: {}}, options || {});
+  if (init.body !== undefined && typeof init.body !== "string") {
+    init.body = JSON.stringify(init.body);
+    init.headers["Content-Type"] = "application/json";
+  }
+  const response = await fetch(path, init);
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new Error(ACC.errorText(data) || `${response.status} ${response.statusText}`);
+  return data;
+};
+
+ACC.errorText = function errorText(data) {
+  if (!data) return "";
+  if (Array.isArray(data.errors) && data.errors.length) {
+    return data.errors.map(e => `${e.loc.filter(p => p !== "body").join(".")}: ${e.msg}`).join("; ");
+  }
+  if (typeof data.detail === "string") return data.detail;
+  if (Array.isArray(data.detail)) {
+    return data.detail.map(e => `${(e.loc || []).filter(p => p !== "body").join(".")}: ${e.msg}`).join("; ");
+  }
+  return JSON.stringify(data);
+};
+
+ACC.fmt = function fmt(value, digits) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value !== "number") return String(value);
+  const abs = Math.abs(value);
+  if (abs !== 0 && (abs < 1e-3 || abs >= 1e5)) return value.toExponential(2);
+  return value.toFixed(digits === undefined ? (abs >= 100 ? 1 : 4) : digits);
+};
+
+ACC.metricInfo = function metricInfo(key) {
+  const base = key.split("[")[0];
+  const layer = key.includes("[") ? key.slice(key.indexOf("[") + 1, -1) : null;
+  const info = ACC.metrics[base] || {label: base, higher_is_better: null};
+  return {label: layer ? `${info.label} [${layer}]` : info.label, better: info.higher_is_better};
+};
+
+ACC.conditionColor = function conditionColor(conditions, name) {
+  const i = Math.max(0, conditions.indexOf(name));
+  return ACC.palette[i % ACC.palette.length];
+};
+
+ACC.rgba = function rgba(hex, alpha) {
+  const n = parseInt(hex.slice(1), 16);
+  return `rgba(${n >> 16}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;
+};
+
+ACC.when = function when(seconds) {
+  return seconds ? new Date(seconds * 1000).toLocaleString() : "";
+};
