@@ -68,7 +68,8 @@ def test_run_a_recipe_and_compare_the_conditions(page, tmp_path):
     assert "inconclusive" in page.locator("#hypotheses").inner_text()  # one seed: no interval
 
     # live charts were drawn: one loss trace per branch and the metric panels
-    page.wait_for_function("document.querySelectorAll('#loss-chart .scatterlayer .trace').length >= 2")
+    page.wait_for_function(
+        "document.querySelectorAll('#loss-chart .scatterlayer .trace').length >= 2")
     assert page.locator('#metric-charts [data-metric="weight_cosine_sim"] .main-svg').count() >= 1
     # filters and reconstructions of both conditions are real images
     page.wait_for_function("[...document.querySelectorAll('#pictures img')]"

@@ -46,19 +46,22 @@ def dataset_view(model: nn.Module) -> str:
         "flat" if isinstance(model, LinearAutoencoder) else "32")
 
 
+_LOADED: dict[tuple[str, str | None], Dataset] = {}
+_LOADING = threading.Lock()
+
+
 class DatasetCache:
-    """MNIST per view, loaded on first use and kept (evaluations must not reload 50 MB)."""
+    """MNIST per view, loaded on first use and kept for the process (evaluations must not
+    reload 200 MB each time; every app in the process shares them)."""
 
     def __init__(self, data_dir: str | None = None) -> None:
         self.data_dir = data_dir
-        self._cache: dict[str, Dataset] = {}
-        self._lock = threading.Lock()
 
     def get(self, view: str) -> Dataset:
-        with self._lock:
-            if view not in self._cache:
-                self._cache[view] = load_mnist(view, "cpu", self.data_dir)
-            return self._cache[view]
+        with _LOADING:
+            if (view, self.data_dir) not in _LOADED:
+                _LOADED[(view, self.data_dir)] = load_mnist(view, "cpu", self.data_dir)
+            return _LOADED[(view, self.data_dir)]
 
 
 def describe_checkpoint(store: Store, ckpt_id: str) -> dict:
@@ -142,10 +145,11 @@ def evaluate_checkpoint(store: Store, ckpt_id: str, task_type: str, params: dict
                         datasets: DatasetCache) -> dict:
     """Metrics of one task on one checkpoint, on the held-out test split."""
     model, _ = load_model(store, ckpt_id)
-    if "layer_name" in params and params["layer_name"] not in layer_names(model):
-        raise InspectError(f"unknown layer {params['layer_name']!r}; this model's layers: "
-                           f"{', '.join(layer_names(model))}")
     task = build_task(task_type, params, datasets.get(dataset_view(model)))
+    layer = getattr(task, "layer_name", None)
+    if layer is not None and layer not in layer_names(model):
+        raise InspectError(f"unknown layer {layer!r}; this model's layers: "
+                           f"{', '.join(layer_names(model))}")
     try:
         with torch.no_grad():
             return task.evaluate(model)

@@ -83,7 +83,8 @@ class JobManager:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop dispatching; terminate running workers and mark their jobs interrupted."""
+        """Stop dispatching; terminate running workers; mark running and queued jobs
+        interrupted (no one is left to run them)."""
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
@@ -96,6 +97,8 @@ class JobManager:
             if job:
                 self._finalize(job, "interrupted", "the server stopped while the job was running")
         self._workers.clear()
+        for job in self.jobs.with_status("queued"):
+            self._finalize(job, "interrupted", "the server stopped before the job started")
 
     # --- operations --------------------------------------------------------------------------
 

@@ -1,0 +1,146 @@
+"""Real jobs in real worker processes, through a real server: the event stream and its
+resumption, cancelling, a crashing worker, the queue, and restart recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from acc.server import create_app
+from acc.server.jobstore import JobStore
+from acc.server.serving import ServerThread
+from acc.store import Store
+
+pytestmark = pytest.mark.slow
+QUICK = {"steps": 20, "seeds": [1], "eval_every": 10}
+LONG = {"steps": 1_000_000, "seeds": [1], "eval_every": 0}
+
+
+@pytest.fixture
+def server(tmp_path):
+    app = create_app(tmp_path / "store", worker_threads=1)
+    app.state.manager.cancel_grace = 10.0
+    with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+
+
+def read_events(client: httpx.Client, job_id: str, headers: dict | None = None,
+                until=lambda event: False, timeout: float = 180) -> list[tuple[int, dict]]:
+    """(id, event) pairs of the job's stream, until it ends or ``until(event)`` holds."""
+    out, seq = [], None
+    with client.stream("GET", f"/api/jobs/{job_id}/events", headers=headers or {},
+                       timeout=timeout) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                seq = int(line[4:])
+            elif line.startswith("data: "):
+                event = json.loads(line[6:])
+                out.append((seq, event))
+                if until(event):
+                    break
+    return out
+
+
+def start(client: httpx.Client, params: dict) -> dict:
+    response = client.post("/api/jobs", json={"recipe": "gradient_gating_l0", "params": params})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def wait_status(client: httpx.Client, job_id: str, statuses: tuple, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never reached {statuses}: {job}")
+
+
+def test_event_stream_to_final_results_and_resume(server):
+    job = start(server, QUICK)
+    assert job["status"] == "queued" and job["run_id"]
+    events = read_events(server, job["id"])
+    ids = [seq for seq, _ in events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    types = [e["type"] for _, e in events]
+    for kind in ("job", "branch", "train", "step", "eval", "results", "final"):
+        assert kind in types, f"no {kind!r} event in {types}"
+    evals = [e for _, e in events if e["type"] == "eval"]
+    assert {(e["condition"], e["step"]) for e in evals} == {
+        (c, s) for c in ("standard", "gated") for s in (0, 10, 20)}
+    final = next(e for _, e in events if e["type"] == "final")
+    assert final["status"] == "completed"
+    assert set(final["results"]["conditions"]) == {"standard", "gated"}
+    assert events[-1][1] == {"type": "job", "status": "completed", "error": None}
+
+    # a client that reconnects with Last-Event-ID gets exactly what came after it
+    middle = ids[len(ids) // 2]
+    resumed = read_events(server, job["id"], headers={"Last-Event-ID": str(middle)})
+    assert resumed == [(s, e) for s, e in events if s > middle]
+    assert read_events(server, job["id"]) == events  # the log is persistent
+    after_end = server.get(f"/api/jobs/{job['id']}/events", headers={"Last-Event-ID": str(ids[-1])})
+    assert after_end.status_code == 204  # finished: tells EventSource to stop reconnecting
+    assert server.get(f"/api/jobs/{job['id']}/events",
+                      headers={"Last-Event-ID": "x; DROP"}).status_code == 422
+
+    run = server.get(f"/api/runs/{job['run_id']}").json()
+    assert run["status"] == "completed" and run["job_id"] == job["id"]
+    assert server.get(f"/api/jobs/{job['id']}").json()["status"] == "completed"
+    assert server.post(f"/api/jobs/{job['id']}/cancel").status_code == 409
+
+
+def test_cancel_a_running_job(server):
+    job = start(server, LONG)
+    read_events(server, job["id"], until=lambda e: e["type"] == "step")
+    started = time.monotonic()
+    response = server.post(f"/api/jobs/{job['id']}/cancel")
+    assert response.status_code == 202 and response.json()["cancel_requested"]
+    events = read_events(server, job["id"])
+    assert events[-1][1]["type"] == "job" and events[-1][1]["status"] == "cancelled"
+    assert time.monotonic() - started < 15
+    results = server.get(f"/api/runs/{job['run_id']}").json()
+    assert results["status"] == "cancelled"
+    assert [r["status"] for r in results["conditions"]["standard"]["runs"]] == ["cancelled"]
+    assert 0 < results["conditions"]["standard"]["runs"][0]["steps"] < LONG["steps"]
+    assert server.post(f"/api/jobs/{job['id']}/cancel").status_code == 409
+
+
+def test_crashed_worker_fails_its_job_and_the_queue_goes_on(server):
+    doomed = start(server, LONG)
+    queued = start(server, {"steps": 5, "seeds": [2], "eval_every": 0})
+    running = wait_status(server, doomed["id"], ("running",))
+    read_events(server, doomed["id"], until=lambda e: e["type"] == "step")
+    assert server.get(f"/api/jobs/{queued['id']}").json()["status"] == "queued"  # one at a time
+    os.kill(running["pid"], signal.SIGKILL)
+
+    failed = wait_status(server, doomed["id"], ("failed", "completed", "cancelled"))
+    assert failed["status"] == "failed" and "signal 9" in failed["error"]
+    run = server.get(f"/api/runs/{doomed['run_id']}").json()
+    assert run["status"] == "failed" and "signal 9" in run["error"]
+    assert run["conditions"]["standard"]["runs"][0]["status"] == "failed"
+
+    done = wait_status(server, queued["id"], ("completed", "failed"))
+    assert done["status"] == "completed"
+
+
+def test_restart_marks_active_jobs_interrupted(tmp_path):
+    root = tmp_path / "store"
+    app = create_app(root, max_concurrent=0)  # accepts jobs, starts none
+    with ServerThread(app) as url, httpx.Client(base_url=url) as client:
+        job = start(client, QUICK)
+    jobs, store = JobStore(root), Store(root)
+    assert jobs.get(job["id"])["status"] == "interrupted"
+    assert store.get_run(job["run_id"])["status"] == "interrupted"
+
+    jobs.set_running(jobs.create(job["run_id"], "gradient_gating_l0", QUICK), pid=1)
+    orphan = jobs.with_status("running")[0]
+    with ServerThread(create_app(root, max_concurrent=0)) as url:
+        assert httpx.get(f"{url}/api/jobs/{orphan['id']}").json()["status"] == "interrupted"
