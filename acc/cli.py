@@ -192,8 +192,9 @@ class _ProgressDisplay:
             self.progress.update(self.bars[key], total=max(event["to_step"], 1))
         elif kind == "step" and key in self.bars:
             loss = " ".join(f"{k} {v:.4f}" for k, v in event["losses"].items())
-            self.progress.update(self.bars[key], completed=event["step"],
-                                 status=f"{loss} · {event['steps_per_second']:.0f} it/s")
+            status = f"{loss} · {event['steps_per_second']:.0f} it/s"
+            self.progress.update(self.bars[key], completed=event["step"], status=status)
+            self._plain_line(key, event["step"], status)
         elif kind == "branch" and event["state"] != "running" and key in self.bars:
             bar = self.bars[key]
             total = self.progress.tasks[bar].total
@@ -203,6 +204,14 @@ class _ProgressDisplay:
             console.print(f"{key[0]} seed {key[1]}: {event['state']} {event.get('error') or ''}")
         elif kind == "log" and "Traceback" in event["message"]:
             console.print(f"[dim]{event['message']}[/dim]")
+
+    def _plain_line(self, key: tuple, step: int, status: str) -> None:
+        """Without a terminal (a log file, CI) live bars do not render: log every tenth."""
+        if console.is_terminal:
+            return
+        total = self.progress.tasks[self.bars[key]].total or 1
+        if step == total or step % max(int(total) // 10, 1) < 50:
+            console.print(f"{key[0]} seed {key[1]}: step {step}/{int(total)} · {status}")
 
 
 @app.command()

@@ -1,0 +1,97 @@
+"""What does the framework cost? ACC's Trainer vs a hand-written PyTorch loop, and gated vs
+ungated training, on the level-0 linear autoencoder with real MNIST.
+
+All variants run in one process, interleaved round by round (so drift in machine load hits
+them alike), on the same model, batch size, step count and batch order. Prints the median of
+the per-round time ratios. Targets: Trainer <= 1.05x the plain loop; gated <= 1.08x ungated.
+
+    python bench/bench_trainer.py [--steps 1000] [--rounds 7] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from acc.data import load_mnist
+from acc.gradient_gating import attach_competitive_gating
+from acc.models import LinearAutoencoder
+from acc.tasks.reconstruction import ReconstructionTask
+from acc.trainer import BatchOrder, TrainConfig, Trainer
+
+
+def fresh_model(device: torch.device) -> LinearAutoencoder:
+    torch.manual_seed(0)
+    return LinearAutoencoder(784, 64).to(device)
+
+
+def plain_loop(images: torch.Tensor, steps: int, device: torch.device) -> None:
+    """The loop a researcher would write by hand: same sampling, loss and optimizer."""
+    model = fresh_model(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    order = BatchOrder(images.shape[0], 128, seed=1, device=device)
+    for _ in range(steps):
+        batch = images[order.next()]
+        loss = F.l1_loss(model(batch)["reconstruction"], batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    float(loss.detach())  # one sync at the end
+
+
+def acc_trainer(dataset, steps: int, device: torch.device, gated: bool) -> None:
+    model = fresh_model(device)
+    if gated:
+        attach_competitive_gating(model, 1.0, {"encoder.0": {"gate_strength": 1.0}})
+    trainer = Trainer(model, [ReconstructionTask("reconstruction", dataset)],
+                      TrainConfig(seed=1, eval_every=0))
+    trainer.train(steps)
+
+
+def timed(fn) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    dataset = load_mnist("flat", device)
+    variants = {
+        "plain loop": lambda: plain_loop(dataset.train.images, args.steps, device),
+        "ACC trainer": lambda: acc_trainer(dataset, args.steps, device, gated=False),
+        "ACC trainer + gating": lambda: acc_trainer(dataset, args.steps, device, gated=True),
+    }
+    for fn in variants.values():  # warm-up: allocator, kernels, caches
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for round_ in range(args.rounds):
+        names = list(variants)
+        names = names[round_ % 3:] + names[:round_ % 3]  # rotate who goes first
+        for name in names:
+            times[name].append(timed(variants[name]))
+    print(f"device {device}, {torch.get_num_threads()} threads, {args.steps} steps x "
+          f"{args.rounds} rounds, batch 128, linear AE 784-64-784")
+    for name, values in times.items():
+        print(f"  {name:<22} median {statistics.median(values) * 1e3 / args.steps:.3f} ms/step")
+    trainer_ratio = [a / p for a, p in zip(times["ACC trainer"], times["plain loop"])]
+    gating_ratio = [g / a for g, a in zip(times["ACC trainer + gating"], times["ACC trainer"])]
+    print(f"ACC trainer / plain loop : {statistics.median(trainer_ratio):.3f}x (target <= 1.05)")
+    print(f"gated / ungated          : {statistics.median(gating_ratio):.3f}x (target <= 1.08)")
+
+
+if __name__ == "__main__":
+    main()
