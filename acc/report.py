@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from acc.eval_metric import split_key
@@ -33,7 +34,7 @@ def metrics_table(results: dict) -> Table:
         for name, entry in conditions.items():
             cell = fmt(means[name], entry["std"].get(key))
             cells.append(f"[bold]{cell} *[/bold]" if name == best else cell)
-        table.add_row(key, *cells)
+        table.add_row(escape(key), *cells)  # escape: "[conv1]" is not rich markup
     return table
 
 
@@ -49,8 +50,26 @@ def comparison_table(results: dict) -> Table:
         ci = row["ci95"]
         ci_text = f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "– (needs ≥ 2 seeds)"
         style = VERDICT_STYLE.get(row["verdict"], "")
-        table.add_row(key, row["hypothesis"], fmt(row["mean_diff"]), ci_text, str(row["n"]),
-                      f"[{style}]{row['verdict']}[/{style}]")
+        table.add_row(escape(key), escape(row["hypothesis"]), fmt(row["mean_diff"]), ci_text,
+                      str(row["n"]), f"[{style}]{row['verdict']}[/{style}]")
+    return table
+
+
+def list_metrics_table(results: dict) -> Table | None:
+    """List-valued metrics (e.g. kl_per_dim), compactly: per condition, the range and the
+    seed-mean of each element sorted from largest to smallest. None when there are none."""
+    rows = [(key, name, values) for name, entry in results["conditions"].items()
+            for key, values in sorted(entry["mean"].items())
+            if isinstance(values, list) and values]
+    if not rows:
+        return None
+    table = Table(title="List-valued metrics (mean over seeds, per element)")
+    for column in ("metric", "condition", "range", "values, largest first"):
+        table.add_column(column)
+    for key, name, values in rows:
+        ordered = sorted((v for v in values if v is not None), reverse=True)
+        span = f"{ordered[-1]:.3g} – {ordered[0]:.3g}" if ordered else "–"
+        table.add_row(escape(key), name, span, " ".join(f"{v:.2g}" for v in ordered))
     return table
 
 
