@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from torch import nn
 
+from acc.models.conv_ae import ConvAutoencoder
+from acc.models.conv_vae import ConvVAE
 from acc.models.linear_ae import LinearAutoencoder
 
 MODELS: dict[str, type[nn.Module]] = {
     "LinearAutoencoder": LinearAutoencoder,
+    "ConvAutoencoder": ConvAutoencoder,
+    "ConvVAE": ConvVAE,
 }
 
 
@@ -24,4 +28,4 @@ def build_model(config: dict) -> nn.Module:
     return MODELS[name](**options)
 
 
-__all__ = ["MODELS", "LinearAutoencoder", "build_model"]
+__all__ = ["MODELS", "ConvAutoencoder", "ConvVAE", "LinearAutoencoder", "build_model"]
