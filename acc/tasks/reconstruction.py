@@ -14,20 +14,33 @@ from acc.model_output import ModelOutput
 from acc.tasks.base import Task, require_output, test_batches
 
 LOSSES = ("l1", "mse")
+REDUCTIONS = ("mean", "sum")
 
 
 class ReconstructionTask(Task):
-    """Reconstruct the input. ``loss`` is the training loss; evaluation always reports both metrics."""
+    """Reconstruct the input. ``loss`` is the training loss; evaluation always reports both metrics.
 
-    def __init__(self, name: str, dataset: Dataset, weight: float = 1.0, loss: str = "l1") -> None:
+    ``reduction="mean"`` (the default) averages the error over every pixel of the batch.
+    ``reduction="sum"`` sums it over each image's pixels and averages over images: the
+    per-image scale a VAE needs, so that a KL term summed over latent dimensions per image
+    (KLDivergenceTask) weighted by beta has its usual beta-VAE meaning.
+    """
+
+    def __init__(self, name: str, dataset: Dataset, weight: float = 1.0, loss: str = "l1",
+                 reduction: str = "mean") -> None:
         super().__init__(name, dataset, weight=weight)
         if loss not in LOSSES:
             raise ValueError(f"unknown reconstruction loss {loss!r}; valid: {', '.join(LOSSES)}")
-        self.loss = loss
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {reduction!r}; valid: {', '.join(REDUCTIONS)}")
+        self.loss, self.reduction = loss, reduction
 
     def compute_loss(self, model_output, batch: torch.Tensor) -> torch.Tensor:
         diff = require_output(model_output, ModelOutput.RECONSTRUCTION, self) - batch
-        return diff.abs().mean() if self.loss == "l1" else diff.pow(2).mean()
+        error = diff.abs() if self.loss == "l1" else diff.pow(2)
+        if self.reduction == "sum":
+            return error.reshape(error.shape[0], -1).sum(dim=1).mean()  # per image, then mean
+        return error.mean()
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         abs_sum = sq_sum = 0.0
@@ -41,4 +54,4 @@ class ReconstructionTask(Task):
         return {EvalMetric.L1.value: float(abs_sum) / n, EvalMetric.PSNR.value: psnr}
 
     def describe(self) -> dict:
-        return {**super().describe(), "loss": self.loss}
+        return {**super().describe(), "loss": self.loss, "reduction": self.reduction}

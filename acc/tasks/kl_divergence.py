@@ -1,0 +1,73 @@
+"""KLDivergenceTask: the VAE's KL term against N(0, I), and the latent metrics it implies.
+
+Normalisation (so that ``weight = beta`` means what it means in a beta-VAE): the training loss
+is KL(q(z|x) || N(0, I)) summed over latent dimensions, averaged over the images of the batch.
+Pair it with ``ReconstructionTask(..., reduction="sum")``, whose loss is the error summed over
+each image's pixels and averaged over images; the total is then, per image,
+``sum_pixels recon_error + beta * sum_dims KL``, the usual beta-VAE objective (with an L1
+error, a Laplace likelihood of scale 1). Mixing it with the per-pixel mean reconstruction would
+weight the KL about 1024 times more strongly on 32x32 images than the same beta suggests.
+
+Evaluation (test split, eval mode): ``kl`` = mean over images of the summed KL,
+``kl_per_dim`` = mean KL of each latent dimension (a list), ``active_units`` = dims whose
+posterior mean varies over the data, Var_x(mu) > 0.01 (Burda et al. 2015).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from acc.data import Dataset
+from acc.eval_metric import EvalMetric
+from acc.metrics import active_units, kl_per_dim
+from acc.model_output import ModelOutput
+from acc.tasks.base import Task, require_output, test_batches
+
+
+class KLDivergenceTask(Task):
+    """Works with any model that outputs MU and LOGVAR. ``weight`` is beta.
+
+    ``warmup_steps`` > 0 ramps the KL weight linearly from beta/warmup_steps to beta over the
+    first ``warmup_steps`` training steps (KL annealing, against early posterior collapse).
+    The task counts its own ``compute_loss`` calls, which the Trainer makes once per step.
+    """
+
+    def __init__(self, name: str, dataset: Dataset, weight: float = 1.0,
+                 warmup_steps: int = 0) -> None:
+        super().__init__(name, dataset, weight=weight)
+        if weight < 0:
+            raise ValueError(f"KL weight (beta) must be >= 0, got {weight}")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        self.warmup_steps, self.steps_seen = warmup_steps, 0
+
+    def warmup_factor(self) -> float:
+        """The fraction of beta applied at the current step: 1 once warm-up is over."""
+        if self.warmup_steps == 0:
+            return 1.0
+        return min(1.0, (self.steps_seen + 1) / self.warmup_steps)
+
+    def compute_loss(self, model_output, batch: torch.Tensor) -> torch.Tensor:
+        mu = require_output(model_output, ModelOutput.MU, self)  # [B, D]
+        logvar = require_output(model_output, ModelOutput.LOGVAR, self)  # [B, D]
+        kl = kl_per_dim(mu, logvar).sum(dim=1).mean()  # summed over dims, mean over images
+        factor = self.warmup_factor()
+        self.steps_seen += 1
+        return kl if factor == 1.0 else factor * kl
+
+    def evaluate(self, model: nn.Module) -> dict[str, float | list[float]]:
+        mus, kls = [], []
+        for batch in test_batches(model, self.dataset):
+            output = model(batch)
+            mu = require_output(output, ModelOutput.MU, self)
+            logvar = require_output(output, ModelOutput.LOGVAR, self)
+            mus.append(mu.double())
+            kls.append(kl_per_dim(mu.double(), logvar.double()))  # [b, D]
+        per_image_dim = torch.cat(kls)  # [N, D]
+        return {EvalMetric.KL.value: float(per_image_dim.sum(dim=1).mean()),
+                EvalMetric.KL_PER_DIM.value: per_image_dim.mean(dim=0).tolist(),
+                EvalMetric.ACTIVE_UNITS.value: float(active_units(torch.cat(mus)))}
+
+    def describe(self) -> dict:
+        return {**super().describe(), "beta": self.weight, "warmup_steps": self.warmup_steps}
