@@ -13,11 +13,14 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
+from acc.models import MODELS
 from acc.runner import run_recipe
 from acc.server import create_app
-from acc.server.images import png
+from acc.server.images import filter_grid, first_filters, png, reconstruction_strip
+from acc.server.inspector import dataset_view
 from acc.server.jsonable import finite
 from acc.store import Store
 
@@ -244,3 +247,19 @@ def test_page_is_served_and_works_offline(client):
         assert not re.search(r"https?://(?!www\.w3\.org)", text), name
     plotly = client.get("/static/vendor/plotly.min.js")
     assert plotly.status_code == 200 and len(plotly.content) > 1_000_000
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_has_filter_and_reconstruction_pictures(name):
+    model = MODELS[name]().eval()
+    view = dataset_view(model)
+    side = 28 if view == "flat" else int(view)
+    layer, tiles = first_filters(model)
+    conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    assert tiles.shape[1:] == ((3, 3) if conv else (28, 28)), (layer, tiles.shape)
+    grid = filter_grid(tiles)
+    assert grid.ndim == 3 and grid.dtype == np.uint8
+    images = torch.rand(4, 784) if view == "flat" else torch.rand(4, 1, side, side)
+    strip = reconstruction_strip(model, images)
+    scale = -(-24 // side)
+    assert strip.shape == (2 * (side * scale + 1) + 1, 4 * (side * scale + 1) + 1)

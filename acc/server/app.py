@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -23,6 +25,7 @@ from acc.server import routes_jobs, routes_runs
 from acc.server.images import ImageError
 from acc.server.inspector import DatasetCache, InspectError
 from acc.server.jobs import JobConflict, JobManager, JobNotFound
+from acc.server.jsonable import finite
 from acc.server.schemas import RecipeList
 from acc.store import Store, StoreError
 
@@ -128,3 +131,11 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc), "errors": errors}, status_code=422)
 
     app.add_exception_handler(ParamsError, params_error)
+
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, minus what cannot be JSON: NaN/Infinity inputs, exception objects."""
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"],
+                   "input": finite(jsonable_encoder(e.get("input")))} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid_request)

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from acc.server.jsonable import finite
+
+
+def _all_finite(params: dict[str, Any]) -> dict[str, Any]:
+    """NaN and infinity parse from lenient JSON but are no valid setting; say so (422)."""
+    if finite(params) != params:
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    return params
 
 
 class JobRequest(BaseModel):
@@ -19,6 +28,8 @@ class JobRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="recipe parameters, e.g. "
                                    '{"steps": 2000, "seeds": [42, 123], "eval_every": 200}')
 
+    _finite = field_validator("params")(_all_finite)
+
 
 class EvaluateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -26,6 +37,8 @@ class EvaluateRequest(BaseModel):
     task: str = Field(min_length=1, max_length=100, description="a task type (GET /api/tasks)")
     params: dict[str, Any] = Field(default_factory=dict, description="the task's constructor "
                                    'parameters, e.g. {"layer_name": "encoder.0"}')
+
+    _finite = field_validator("params")(_all_finite)
 
 
 class Job(BaseModel):
