@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 RUN_ARGS ?=
 
-.PHONY: run test setup lint bench clean
+.PHONY: run test setup lint bench clean browser
 
 setup: $(STAMP)
 
@@ -23,8 +23,14 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(BIN)/acc run gradient_gating_l0 --json results/gradient_gating_l0.json $(RUN_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The dashboard's browser test drives Debian's Chromium; playwright never downloads one.
+browser:
+	@test -x /usr/bin/chromium || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium; } || \
+	  echo "warning: no /usr/bin/chromium; tests/test_browser.py is skipped outside CI"
 
 lint: $(STAMP)
 	$(BIN)/ruff check acc tests bench
