@@ -59,6 +59,8 @@ def test_kl_task_needs_mu_and_logvar():
     task = KLDivergenceTask("kl", images_dataset(torch.zeros(2, 1)))
     with pytest.raises(ValueError, match="needs the model output 'mu'"):
         task.compute_loss({ModelOutput.LATENT: torch.zeros(2, 3)}, torch.zeros(2, 1))
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        KLDivergenceTask("kl", images_dataset(torch.zeros(2, 1)), weight=float("nan"))
     with pytest.raises(ValueError, match="warmup_steps"):
         KLDivergenceTask("kl", images_dataset(torch.zeros(2, 1)), warmup_steps=-1)
 

@@ -15,6 +15,8 @@ posterior mean varies over the data, Var_x(mu) > 0.01 (Burda et al. 2015).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -30,14 +32,15 @@ class KLDivergenceTask(Task):
 
     ``warmup_steps`` > 0 ramps the KL weight linearly from beta/warmup_steps to beta over the
     first ``warmup_steps`` training steps (KL annealing, against early posterior collapse).
-    The task counts its own ``compute_loss`` calls, which the Trainer makes once per step.
+    The task counts its own ``compute_loss`` calls, which the Trainer makes once per step;
+    during warm-up the loss it reports is the scaled one.
     """
 
     def __init__(self, name: str, dataset: Dataset, weight: float = 1.0,
                  warmup_steps: int = 0) -> None:
         super().__init__(name, dataset, weight=weight)
-        if weight < 0:
-            raise ValueError(f"KL weight (beta) must be >= 0, got {weight}")
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"KL weight (beta) must be a finite number >= 0, got {weight}")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         self.warmup_steps, self.steps_seen = warmup_steps, 0
