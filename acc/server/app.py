@@ -8,6 +8,7 @@ below are the single place where the library's exceptions become HTTP answers.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from functools import cache
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
@@ -99,7 +100,9 @@ def _add_page(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
+@cache
 def _recipe_info(recipe) -> dict:
+    """A recipe's description for the form; cached (schemas do not change while serving)."""
     schema = recipe.Params.model_json_schema()
     params = []
     for name, field in recipe.Params.model_fields.items():

@@ -20,7 +20,7 @@ from acc.server.jobstore import ACTIVE
 from acc.server.schemas import Job, JobRequest
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.5  # how often an idle stream looks for new events
 HEARTBEAT_SECONDS = 15.0
 
 

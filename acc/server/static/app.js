@@ -7,7 +7,11 @@
   const $ = id => document.getElementById(id);
   const FORM_PARAMS = ["steps", "seeds", "eval_every"];
   const state = {recipes: [], tasks: [], runId: null, jobId: null, series: null, results: null,
-                 live: {}, source: null, poll: null, renderTimer: null};
+                 live: {}, source: null, poll: null, renderTimer: null,
+                 dirty: {loss: false, metrics: false}};
+  // Live redraws are batched: at most one per RENDER_MS, and only of the charts whose data
+  // changed, so an open page costs the training (on the same machine) next to nothing.
+  const RENDER_MS = 1000;
 
   // --- the run form ------------------------------------------------------------------------
 
@@ -69,6 +73,9 @@
 
   async function refreshLists() {
     const [jobs, runs] = await Promise.all([ACC.api("/api/jobs"), ACC.api("/api/runs")]);
+    const key = JSON.stringify([jobs, runs, state.runId]);
+    if (key === state.listsKey) return;  // unchanged: leave the DOM alone
+    state.listsKey = key;
     $("jobs").replaceChildren(...jobs.slice(0, 15).map(job => el("li", {class: job.run_id === state.runId ? "selected" : ""},
       el("button", {type: "button", class: "link", onclick: () => openRun(job.run_id)}, job.recipe),
       " ", el("span", {class: `badge ${job.status}`}, job.cancel_requested ? "cancelling" : job.status),
@@ -138,19 +145,25 @@
     ACC.renderPictures($("pictures"), $("picture-seed"), results);
   }
 
-  function renderLive() {
+  function renderLive(dirty) {
     const {series} = state;
     ACC.renderBranches($("branches"), series, state.live);
     const running = series.branches.find(b => b.status === "running");
     $("training-now").textContent = running
       ? `training now: ${running.condition} · seed ${running.seed} (step ${running.steps_done})` : "";
-    ACC.renderLoss($("loss-chart"), series);
-    ACC.renderMetrics($("metric-charts"), series);
+    if (!dirty || dirty.loss) ACC.renderLoss($("loss-chart"), series);
+    if (!dirty || dirty.metrics) ACC.renderMetrics($("metric-charts"), series);
   }
 
-  function scheduleRender() {
+  function scheduleRender(what) {
+    if (what) state.dirty[what] = true;
     if (state.renderTimer) return;
-    state.renderTimer = setTimeout(() => { state.renderTimer = null; renderLive(); }, 300);
+    state.renderTimer = setTimeout(() => {
+      const dirty = state.dirty;
+      state.renderTimer = null;
+      state.dirty = {loss: false, metrics: false};
+      renderLive(dirty);
+    }, RENDER_MS);
   }
 
   async function refreshCheckpoints() {
@@ -234,8 +247,12 @@
     if (ev.type === "step") {
       addLosses(branchOf(ev.condition, ev.seed), ev.step, ev.losses);
       live.steps_per_second = ev.steps_per_second;
+      scheduleRender("loss");
+      return;
     } else if (ev.type === "eval") {
       addEval(branchOf(ev.condition, ev.seed), ev.step, ev.metrics);
+      scheduleRender("metrics");
+      return;
     } else if (ev.type === "train") {
       live.to_step = ev.to_step;
     } else if (ev.type === "branch") {
@@ -245,6 +262,7 @@
       if (ev.steps !== undefined) b.steps_done = ev.steps;
     } else if (ev.type === "results") {
       refreshResults();
+      return;
     } else if (ev.type === "log") {
       $("log").textContent = ($("log").textContent + ev.message + "\n").slice(-20000);
     } else if (ev.type === "job") {
