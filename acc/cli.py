@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -96,8 +98,13 @@ def run(
     data_dir: Annotated[Path | None, typer.Option(
         envvar="ACC_DATA_DIR", help="directory of MNIST IDX files instead of the bundled MNIST")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the results JSON here")] = None,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="CPU threads for torch; 1 is fastest for small models on a busy machine")] = None,
 ) -> None:
     """Run a recipe with live progress, then print the comparison table."""
+    if threads:
+        torch.set_num_threads(threads)
+    _interrupt_on_sigterm()
     params = _parse_params(param or [])
     for key, value in {"steps": steps, "seeds": _parse_seeds(seeds), "eval_every": eval_every,
                        "optimizer": optimizer, "lr": lr}.items():
@@ -144,6 +151,15 @@ def runs(store: StoreOption = None,
     for row in _open_store(store).list_runs(limit):
         table.add_row(row["id"], row["recipe"], row["status"])
     console.print(table)
+
+
+def _interrupt_on_sigterm() -> None:
+    """`kill PID` ends a run like Ctrl-C does: finished branches kept, the run marked interrupted."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _render(results: dict) -> None:

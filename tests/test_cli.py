@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from typer.testing import CliRunner
 
 from acc.cli import app
+from acc.store import Store
 
 runner = CliRunner()
 
@@ -89,3 +94,28 @@ def test_data_dir_without_files_and_unwritable_store(tmp_path):
     blocker.write_text("")
     result = runner.invoke(app, ["run", "gradient_gating_l0", "--store", str(blocker / "s")])
     assert result.exit_code == 2 and "cannot write to the store" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_kill_keeps_finished_work_and_marks_interrupted(tmp_path, sig):
+    store_dir = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "acc", "run", "gradient_gating_l0", "--steps",
+                             "100000", "--seeds", "1", "--eval-every", "0", "--threads", "1",
+                             "--store", str(store_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    store = None
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if (store_dir / "acc.sqlite").exists():
+            store = store or Store(store_dir)
+            runs = store.list_runs()
+            if runs and any(b["steps_done"] > 0 for b in store.branches(runs[0]["id"])):
+                break
+    proc.send_signal(sig)
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 130, output
+    run = store.get_run(store.list_runs()[0]["id"])
+    assert run["status"] == "interrupted"
+    [branch] = store.branches(run["id"])
+    assert branch["status"] == "interrupted" and branch["steps_done"] > 0
