@@ -5,7 +5,7 @@ All variants run in one process, interleaved round by round (so drift in machine
 them alike), on the same model, batch size, step count and batch order. Prints the median of
 the per-round time ratios. Targets: Trainer <= 1.05x the plain loop; gated <= 1.08x ungated.
 
-    python bench/bench_trainer.py [--steps 1000] [--rounds 7] [--device cpu]
+    python bench/bench_trainer.py [--steps 1000] [--rounds 7] [--device cpu] [--threads 1]
 """
 
 from __future__ import annotations
@@ -67,7 +67,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dataset = load_mnist("flat", device)
     variants = {
