@@ -128,3 +128,14 @@ def test_loss_health():
     assert classify("ReconstructionTask", 0.3) == Health.SUSPICIOUS
     assert classify("ReconstructionTask", float("nan")) == Health.DIVERGED
     assert classify("WeightDiversityTask", None, eval_only=True) == Health.HEALTHY
+
+
+def test_reconstruction_training_losses_on_known_values(small_mnist):
+    x = small_mnist.test.images[:4]
+    out = {ModelOutput.RECONSTRUCTION: torch.zeros_like(x)}
+    l1 = ReconstructionTask("r", small_mnist).compute_loss(out, x)
+    mse = ReconstructionTask("r", small_mnist, loss="mse").compute_loss(out, x)
+    per_image = ReconstructionTask("r", small_mnist, reduction="sum").compute_loss(out, x)
+    assert float(l1) == pytest.approx(float(x.mean()), rel=1e-6)
+    assert float(mse) == pytest.approx(float((x ** 2).mean()), rel=1e-6)
+    assert float(per_image) == pytest.approx(float(x.sum(dim=1).mean()), rel=1e-6)

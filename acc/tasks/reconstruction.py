@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from acc.data import Dataset
@@ -36,11 +37,11 @@ class ReconstructionTask(Task):
         self.loss, self.reduction = loss, reduction
 
     def compute_loss(self, model_output, batch: torch.Tensor) -> torch.Tensor:
-        diff = require_output(model_output, ModelOutput.RECONSTRUCTION, self) - batch
-        error = diff.abs() if self.loss == "l1" else diff.pow(2)
+        recon = require_output(model_output, ModelOutput.RECONSTRUCTION, self)
+        loss_fn = F.l1_loss if self.loss == "l1" else F.mse_loss  # fused: fewer kernels per step
         if self.reduction == "sum":
-            return error.reshape(error.shape[0], -1).sum(dim=1).mean()  # per image, then mean
-        return error.mean()
+            return loss_fn(recon, batch, reduction="sum") / batch.shape[0]  # per image, then mean
+        return loss_fn(recon, batch)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         abs_sum = sq_sum = 0.0
