@@ -44,17 +44,23 @@ class GateConfig:
 
 
 def gate_scale(a: torch.Tensor, config: GateConfig) -> torch.Tensor:
-    """The per-channel gradient scale for activations ``a``, shaped to broadcast against ``a``."""
+    """The per-channel gradient scale for activations ``a``, shaped to broadcast against ``a``.
+
+    Written as few fused kernels as it can be (an L1 norm, a softmax, two in-place updates):
+    it runs on every training step.
+    """
     if a.dim() < 2:
         raise GatingError(f"gating needs outputs shaped [B, C, ...], got shape {tuple(a.shape)}")
     spatial = tuple(range(2, a.dim()))
-    if config.mode == "batch":
-        strength = a.abs().mean(dim=(0, *spatial))  # [C]
+    dims = (0, *spatial) if config.mode == "batch" else spatial
+    if dims:
+        count = math.prod(a.shape[d] for d in dims)
+        # strength / T, with strength = mean |a| over dims: [C] (batch) or [B, C] (sample)
+        logits = torch.linalg.vector_norm(a, ord=1, dim=dims) * (1.0 / (count * config.temperature))
     else:
-        strength = a.abs().mean(dim=spatial) if spatial else a.abs()  # [B, C]
-    channels = a.shape[1]
-    mask = channels * torch.softmax(strength / config.temperature, dim=-1)
-    scale = (1.0 - config.gate_strength) + config.gate_strength * mask
+        logits = a.abs() * (1.0 / config.temperature)  # per-sample, no spatial dims: [B, C]
+    channels, s = a.shape[1], config.gate_strength
+    scale = torch.softmax(logits, dim=-1).mul_(channels * s).add_(1.0 - s)  # (1-s) + s * C * sm
     if config.mode == "batch":
         scale = scale.unsqueeze(0)  # [1, C]
     return scale.reshape(*scale.shape, *([1] * len(spatial)))  # [1 or B, C, 1, ...]
