@@ -198,7 +198,10 @@ def run_served(params: dict, threads: int, browser: bool,
                     prober.stop.set()
                     prober.join()
                     if page is not None and screenshot:
-                        _screenshot(page, screenshot)
+                        try:
+                            _screenshot(page, screenshot)
+                        except Exception as exc:  # noqa: BLE001 - the figures still count
+                            print(f"screenshot failed: {exc}")
                 logs = [json.loads(line[6:]) for line in client.get(
                     f"/api/jobs/{job['id']}/events").text.splitlines() if line.startswith("data: ")]
             return steps_per_second([e["message"] for e in logs if e["type"] == "log"]), \
@@ -250,6 +253,7 @@ def _screenshot(page, path: Path) -> None:
     page.locator("#ckpt-tree button", has_text="gated").first.click()
     page.wait_for_selector("#inspector form")
     page.select_option("#inspector select[name=task]", "EffectiveRankTask")
+    page.select_option("#inspector select[name=layer_name]", "encoder.0")
     page.click("#inspector button[type=submit]")
     page.wait_for_selector("#inspector .result table", timeout=60_000)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -191,6 +191,7 @@ def test_checkpoint_tree_inspector_and_pictures(client, cli_run):
 
     info = client.get(f"/api/checkpoints/{gated}").json()
     assert info["view"] == "flat" and "encoder.0" in info["layers"]
+    assert info["weight_layers"] == ["encoder.0", "decoder.0"]
     assert info["metadata"]["gating"]["encoder.0"]["gate_strength"] == 1.0
 
     filters = client.get(f"/api/checkpoints/{gated}/filters.png").content

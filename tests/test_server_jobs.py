@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -144,3 +148,23 @@ def test_restart_marks_active_jobs_interrupted(tmp_path):
     orphan = jobs.with_status("running")[0]
     with ServerThread(create_app(root, max_concurrent=0)) as url:
         assert httpx.get(f"{url}/api/jobs/{orphan['id']}").json()["status"] == "interrupted"
+
+
+def test_acc_serve_prints_its_address_and_serves(tmp_path):
+    acc = Path(sys.executable).parent / "acc"
+    env = {**os.environ, "COLUMNS": "200"}
+    server = subprocess.Popen([str(acc), "serve", "--port", "0", "--store", str(tmp_path / "s")],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        line = server.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert url, line
+        recipes = httpx.get(f"{url[0]}/api/recipes", timeout=30).json()["recipes"]
+        assert "gradient_gating_l0" in [r["name"] for r in recipes]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    busy = subprocess.run([str(acc), "serve", "--host", "no.such.host.invalid", "--port", "0",
+                           "--store", str(tmp_path / "s")], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert busy.returncode != 0 and "cannot listen" in busy.stdout

@@ -66,7 +66,11 @@ class DatasetCache:
 
 def describe_checkpoint(store: Store, ckpt_id: str) -> dict:
     model, ckpt = load_model(store, ckpt_id)
+    modules = dict(model.named_modules())
+    weighted = [name for name in layer_names(model)
+                if getattr(getattr(modules[name], "weight", None), "dim", lambda: 0)() >= 2]
     return {"id": ckpt.id, "metadata": ckpt.metadata, "layers": layer_names(model),
+            "weight_layers": weighted,
             "view": dataset_view(model),
             "parameters": int(sum(p.numel() for p in model.parameters()))}
 

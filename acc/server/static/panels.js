@@ -106,16 +106,19 @@
       children.get(parent).push(ck);
     }
     const node = ck => el("li", {},
-      el("button", {type: "button", class: "link", "data-ckpt": ck.id, onclick: () => onPick(ck.id)},
-         `${ck.condition || ck.tag} · seed ${ck.seed} · step ${ck.step}`,
-         el("span", {class: "muted"}, ` ${ck.tag} · ${ck.id}`)),
+      el("button", {type: "button", class: "link", "data-ckpt": ck.id, title: ck.id,
+                    onclick: () => onPick(ck.id)},
+         `${ck.condition || ck.tag} · seed ${ck.seed} · step ${ck.step}`),
+      el("span", {class: "muted"}, ` ${ck.tag}`),
       children.has(ck.id) ? el("ul", {}, children.get(ck.id).map(node)) : null);
     list.replaceChildren(...(children.get("") || []).map(node));
   };
 
-  function paramInput(param, layers) {
-    if (param.name === "layer_name") {
-      return el("select", {name: param.name}, layers.map(l => el("option", {value: l}, l)));
+  function paramInput(param, info) {
+    if (param.name === "layer_name") {  // default: the first layer with a weight matrix
+      const preferred = info.weight_layers[0];
+      return el("select", {name: param.name}, info.layers.map(l =>
+        el("option", {value: l, selected: l === preferred}, info.weight_layers.includes(l) ? `${l} (weights)` : l)));
     }
     const type = param.type.startsWith("int") || param.type.startsWith("float") ? "number" : "text";
     return el("input", {name: param.name, type, step: "any",
@@ -146,7 +149,7 @@
     const showParams = () => {
       const task = tasks.find(t => t.name === taskSelect.value);
       paramBox.replaceChildren(el("p", {class: "muted"}, task.description),
-        ...task.params.map(p => el("label", {}, `${p.name} `, paramInput(p, info.layers))));
+        ...task.params.map(p => el("label", {}, `${p.name} `, paramInput(p, info))));
     };
     taskSelect.addEventListener("change", showParams);
     form.addEventListener("submit", async event => {
