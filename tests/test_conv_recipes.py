@@ -39,10 +39,11 @@ def tiny_mnist(tmp_path_factory):
     return directory
 
 
-def run_recipe(recipe: str, tmp_path, data_dir, *extra: str) -> tuple[dict, str]:
+def run_recipe(recipe: str, tmp_path, data_dir, *extra: str, seeds: str = "42,123",
+               eval_every: str = "2") -> tuple[dict, str]:
     out = tmp_path / f"{recipe}.json"
-    result = runner.invoke(app, ["run", recipe, "--steps", "3", "--seeds", "42,123",
-                                 "--eval-every", "2", "-p", "batch_size=16",
+    result = runner.invoke(app, ["run", recipe, "--steps", "3", "--seeds", seeds,
+                                 "--eval-every", eval_every, "-p", "batch_size=16",
                                  "--data-dir", str(data_dir), "--store", str(tmp_path / "store"),
                                  "--json", str(out), *extra], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -96,7 +97,8 @@ def test_level1_runs_through_the_cli(tmp_path, tiny_mnist):
 
 def test_level1_zero_gate_strength_trains_identically(tmp_path, tiny_mnist):
     results, _ = run_recipe("gradient_gating_l1", tmp_path, tiny_mnist,
-                            "-p", "gate_conv1=0", "-p", "gate_conv2=0")
+                            "-p", "gate_conv1=0", "-p", "gate_conv2=0", seeds="42",
+                            eval_every="0")
     standard, gated = final_weights(results, "standard"), final_weights(results, "gated")
     for name, tensor in standard.items():
         assert np.array_equal(tensor.numpy(), gated[name].numpy()), name
