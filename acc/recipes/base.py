@@ -120,17 +120,19 @@ class RecipeContext:
         return model
 
     def save_checkpoint(self, model: nn.Module, tag: str, seed: int | None = None) -> Checkpoint:
+        """Save ``model`` with its metadata; inside a branch, as that branch's checkpoint."""
         branch = self.current_branch
         metadata = {"model": model.config(), "recipe_params": self.params.model_dump(),
                     "gating": branch.gating.describe() if branch and branch.gating else None,
                     "tasks": [t.describe() for t in branch.tasks] if branch else [],
                     "condition": branch.condition if branch else None}
+        if branch is None:
+            return self.store.save_checkpoint(self.run_id, model, tag, step=0, metadata=metadata,
+                                              seed=seed)
         ckpt = self.store.save_checkpoint(
-            self.run_id, model, tag, step=branch.steps_done if branch else 0, metadata=metadata,
-            seed=branch.seed if branch else seed, parent_id=branch.parent.id
-            if branch and branch.parent else None, branch_id=branch.id if branch else None)
-        if branch:
-            self.store.set_branch_checkpoint(branch.id, ckpt.id)
+            self.run_id, model, tag, step=branch.steps_done, metadata=metadata, seed=branch.seed,
+            parent_id=branch.parent.id if branch.parent else None, branch_id=branch.id)
+        self.store.set_branch_checkpoint(branch.id, ckpt.id)
         return ckpt
 
     # --- branches ----------------------------------------------------------------------------
