@@ -20,12 +20,13 @@ import secrets
 import sqlite3
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from acc.db import connect, transaction
 
 DEFAULT_STORE = "acc-store"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -81,37 +82,22 @@ class Store:
         self.root = Path(root) if root is not None else default_store_dir()
         try:
             (self.root / "checkpoints").mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-")
-            probe.close()
-            self._db = sqlite3.connect(self.root / "acc.sqlite", timeout=30,
-                                       check_same_thread=False, isolation_level=None)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
+                pass  # fail now, with a clear message, rather than at the first checkpoint
+            self._db = connect(self.root / "acc.sqlite", SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot write to the store at {self.root}: {exc}; "
                              "pass --store DIR (or set ACC_STORE) to a writable directory") from exc
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()
-
-    @contextmanager
-    def _tx(self):
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     # --- runs --------------------------------------------------------------------------------
 
     def create_run(self, recipe: str, config: dict, hypotheses: list[dict],
                    conditions: dict[str, str]) -> str:
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}-{secrets.token_hex(2)}"
-        with self._tx() as db:
+        with transaction(self._db) as db:
             db.execute("INSERT INTO runs (id, recipe, status, config, hypotheses, conditions, "
                        "created_at) VALUES (?, ?, 'running', ?, ?, ?, ?)",
                        (run_id, recipe, json.dumps(config), json.dumps(hypotheses),
@@ -119,7 +105,7 @@ class Store:
         return run_id
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        with self._tx() as db:
+        with transaction(self._db) as db:
             db.execute("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
                        (status, error, time.time(), run_id))
 
@@ -141,24 +127,24 @@ class Store:
     # --- branches ----------------------------------------------------------------------------
 
     def start_branch(self, run_id: str, condition: str, seed: int) -> int:
-        with self._tx() as db:
+        with transaction(self._db) as db:
             cur = db.execute("INSERT INTO branches (run_id, condition, seed, status, started_at) "
                              "VALUES (?, ?, ?, 'running', ?)", (run_id, condition, seed, time.time()))
         return int(cur.lastrowid)
 
     def finish_branch(self, branch_id: int, status: str, steps_done: int,
                       error: str | None = None) -> None:
-        with self._tx() as db:
+        with transaction(self._db) as db:
             db.execute("UPDATE branches SET status = ?, steps_done = ?, error = ?, finished_at = ? "
                        "WHERE id = ?", (status, steps_done, error, time.time(), branch_id))
 
     def record_metrics(self, branch_id: int, metrics: dict) -> None:
-        with self._tx() as db:
+        with transaction(self._db) as db:
             db.execute("UPDATE branches SET metrics = ? WHERE id = ?",
                        (json.dumps(metrics), branch_id))
 
     def set_branch_checkpoint(self, branch_id: int, checkpoint_id: str) -> None:
-        with self._tx() as db:
+        with transaction(self._db) as db:
             db.execute("UPDATE branches SET checkpoint_id = ? WHERE id = ?",
                        (checkpoint_id, branch_id))
 
@@ -174,7 +160,7 @@ class Store:
 
     def mark_stale_runs(self, status: str = "interrupted") -> int:
         """Runs left 'running' by a process that died: mark them and their branches."""
-        with self._tx() as db:
+        with transaction(self._db) as db:
             db.execute("UPDATE branches SET status = ?, finished_at = ? WHERE status = 'running'",
                        (status, time.time()))
             cur = db.execute("UPDATE runs SET status = ?, finished_at = ? WHERE status = 'running'",
@@ -184,13 +170,13 @@ class Store:
     # --- time series -------------------------------------------------------------------------
 
     def add_losses(self, branch_id: int, step: int, losses: dict[str, float]) -> None:
-        with self._tx() as db:
+        with transaction(self._db) as db:
             db.executemany("INSERT INTO losses (branch_id, step, task, value) VALUES (?, ?, ?, ?)",
                            [(branch_id, step, task, value) for task, value in losses.items()])
             db.execute("UPDATE branches SET steps_done = ? WHERE id = ?", (step, branch_id))
 
     def add_eval(self, branch_id: int, step: int, metrics: dict) -> None:
-        with self._tx() as db:
+        with transaction(self._db) as db:
             db.execute("INSERT INTO evals (branch_id, step, metrics) VALUES (?, ?, ?)",
                        (branch_id, step, json.dumps(metrics)))
 
@@ -219,7 +205,7 @@ class Store:
         _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"acc": json.dumps(meta)}))
         _atomic_write(path.with_suffix(".json"),
                       lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
-        with self._tx() as db:
+        with transaction(self._db) as db:
             db.execute("INSERT INTO checkpoints (id, run_id, branch_id, parent_id, tag, seed, step, "
                        "path, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (ckpt_id, run_id, branch_id, parent_id, tag, seed, step, str(path),

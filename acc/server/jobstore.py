@@ -13,9 +13,9 @@ import json
 import secrets
 import sqlite3
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
+from acc.db import connect, transaction
 from acc.store import valid_id
 
 SCHEMA = """
@@ -38,31 +38,16 @@ class JobStore:
 
     def __init__(self, root: str | Path) -> None:
         self.path = Path(root) / "acc.sqlite"
-        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
-                                   isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._db = connect(self.path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()
-
-    @contextmanager
-    def _tx(self):
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     # --- jobs --------------------------------------------------------------------------------
 
     def create(self, run_id: str, recipe: str, params: dict) -> str:
         job_id = f"job-{secrets.token_hex(6)}"
-        with self._tx() as db:
+        with transaction(self._db) as db:
             db.execute("INSERT INTO jobs (id, run_id, recipe, params, status, created_at) "
                        "VALUES (?, ?, ?, ?, 'queued', ?)",
                        (job_id, run_id, recipe, json.dumps(params), time.time()))
@@ -91,13 +76,13 @@ class JobStore:
         return {r["run_id"]: r["id"] for r in rows}
 
     def set_running(self, job_id: str, pid: int) -> None:
-        with self._tx() as db:
+        with transaction(self._db) as db:
             db.execute("UPDATE jobs SET status = 'running', pid = ?, started_at = ? WHERE id = ?",
                        (pid, time.time(), job_id))
 
     def finish(self, job_id: str, status: str, error: str | None = None) -> bool:
         """Mark a job finished, once: False if it already was (the first verdict stands)."""
-        with self._tx() as db:
+        with transaction(self._db) as db:
             cur = db.execute("UPDATE jobs SET status = ?, error = ?, finished_at = ? "
                              "WHERE id = ? AND status IN ('queued', 'running')",
                              (status, error, time.time(), job_id))
@@ -106,7 +91,7 @@ class JobStore:
     # --- events ------------------------------------------------------------------------------
 
     def add_event(self, job_id: str, event: dict) -> int:
-        with self._tx() as db:
+        with transaction(self._db) as db:
             cur = db.execute("INSERT INTO job_events (job_id, type, data, created_at) "
                              "VALUES (?, ?, ?, ?)", (job_id, str(event.get("type", "log")),
                                                      json.dumps(event), time.time()))
