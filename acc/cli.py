@@ -104,7 +104,7 @@ def run(
     """Run a recipe with live progress, then print the comparison table."""
     if threads:
         torch.set_num_threads(threads)
-    _interrupt_on_sigterm()
+    _interrupt_on_signals()
     params = _parse_params(param or [])
     for key, value in {"steps": steps, "seeds": _parse_seeds(seeds), "eval_every": eval_every,
                        "optimizer": optimizer, "lr": lr}.items():
@@ -153,12 +153,17 @@ def runs(store: StoreOption = None,
     console.print(table)
 
 
-def _interrupt_on_sigterm() -> None:
-    """`kill PID` ends a run like Ctrl-C does: finished branches kept, the run marked interrupted."""
+def _interrupt_on_signals() -> None:
+    """Ctrl-C and `kill PID` end a run the same way: finished branches kept, run interrupted.
+
+    SIGINT's handler is set explicitly because a shell that starts a job in the background
+    (`nohup acc run ... &`) leaves SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    """
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, interrupt)
 
 
