@@ -24,13 +24,20 @@ from acc.results import build_results
 from acc.runner import ParamsError, create_run, execute_run
 from acc.store import Store, StoreError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="ACC: train autoencoders with and without competitive gradient gating "
-                       "and compare what they learn.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="ACC: train autoencoders with and without competitive gradient gating "
+    "and compare what they learn.",
+)
 # Piped output (a log file, CI) gets wide tables instead of 80 columns of truncated names.
 console = Console() if sys.stdout.isatty() else Console(width=160)
-StoreOption = Annotated[Path | None, typer.Option(
-    "--store", envvar="ACC_STORE", help="results store directory [default: ./acc-store]")]
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store", envvar="ACC_STORE", help="results store directory [default: ./acc-store]"
+    ),
+]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -84,30 +91,51 @@ def _parse_params(pairs: list[str]) -> dict:
 @app.command()
 def run(
     recipe: Annotated[str, typer.Argument(help="recipe name (see `acc list`)")],
-    steps: Annotated[int | None, typer.Option(help="training steps per branch; 0 evaluates "
-                                                   "the untrained models")] = None,
-    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds, e.g. 42,123,456")] = None,
-    eval_every: Annotated[int | None, typer.Option(help="steps between periodic evaluations "
-                                                        "(0 = off)")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="training steps per branch; 0 evaluates the untrained models")
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="comma-separated seeds, e.g. 42,123,456")
+    ] = None,
+    eval_every: Annotated[
+        int | None, typer.Option(help="steps between periodic evaluations (0 = off)")
+    ] = None,
     optimizer: Annotated[str | None, typer.Option(help="adam or sgd")] = None,
     lr: Annotated[float | None, typer.Option(help="learning rate")] = None,
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", help="any other recipe parameter, KEY=VALUE (repeatable)")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="any other recipe parameter, KEY=VALUE (repeatable)"),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     store: StoreOption = None,
-    data_dir: Annotated[Path | None, typer.Option(
-        envvar="ACC_DATA_DIR", help="directory of MNIST IDX files instead of the bundled MNIST")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="write the results JSON here")] = None,
-    threads: Annotated[int | None, typer.Option(
-        min=1, help="CPU threads for torch; 1 is fastest for small models on a busy machine")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="ACC_DATA_DIR", help="directory of MNIST IDX files instead of the bundled MNIST"
+        ),
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="write the results JSON here")
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="CPU threads for torch; 1 is fastest for small models on a busy machine"
+        ),
+    ] = None,
 ) -> None:
     """Run a recipe with live progress, then print the comparison table."""
     if threads:
         torch.set_num_threads(threads)
     _interrupt_on_signals()
     params = _parse_params(param or [])
-    for key, value in {"steps": steps, "seeds": _parse_seeds(seeds), "eval_every": eval_every,
-                       "optimizer": optimizer, "lr": lr}.items():
+    for key, value in {
+        "steps": steps,
+        "seeds": _parse_seeds(seeds),
+        "eval_every": eval_every,
+        "optimizer": optimizer,
+        "lr": lr,
+    }.items():
         if value is not None:
             params[key] = value
     results_store = _open_store(store)
@@ -129,9 +157,11 @@ def run(
 
 
 @app.command()
-def show(run_id: Annotated[str, typer.Argument(help="a run id (see `acc runs`)")],
-         as_json: Annotated[bool, typer.Option("--json", help="print the results JSON")] = False,
-         store: StoreOption = None) -> None:
+def show(
+    run_id: Annotated[str, typer.Argument(help="a run id (see `acc runs`)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the results JSON")] = False,
+    store: StoreOption = None,
+) -> None:
     """Print a past run's comparison table (or its results JSON)."""
     try:
         results = build_results(_open_store(store), run_id)
@@ -144,8 +174,10 @@ def show(run_id: Annotated[str, typer.Argument(help="a run id (see `acc runs`)")
 
 
 @app.command()
-def runs(store: StoreOption = None,
-         limit: Annotated[int, typer.Option(help="how many, newest first")] = 20) -> None:
+def runs(
+    store: StoreOption = None,
+    limit: Annotated[int, typer.Option(help="how many, newest first")] = 20,
+) -> None:
     """List past runs in the store."""
     table = Table("run id", "recipe", "status")
     for row in _open_store(store).list_runs(limit):
@@ -191,9 +223,14 @@ class _ProgressDisplay:
     """A progress bar per branch, fed by the recipe context's events."""
 
     def __init__(self) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-                                 TimeRemainingColumn(), console=console)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeRemainingColumn(),
+            console=console,
+        )
         self.bars: dict[tuple[str, int], int] = {}
 
     def __enter__(self) -> _ProgressDisplay:
@@ -209,7 +246,8 @@ class _ProgressDisplay:
         if kind == "train":
             if key not in self.bars:
                 self.bars[key] = self.progress.add_task(
-                    f"{key[0]:>10} seed {key[1]:<5}", total=max(event["to_step"], 1), status="")
+                    f"{key[0]:>10} seed {key[1]:<5}", total=max(event["to_step"], 1), status=""
+                )
             self.progress.update(self.bars[key], total=max(event["to_step"], 1))
         elif kind == "step" and key in self.bars:
             loss = " ".join(f"{k} {v:.4f}" for k, v in event["losses"].items())
@@ -237,16 +275,24 @@ class _ProgressDisplay:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0 exposes it to the "
-                                           "network: only on a trusted one)")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="address to listen on (0.0.0.0 exposes it to the network: only on a trusted one)"
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port (0 = any free port)")] = 8000,
     store: StoreOption = None,
     max_jobs: Annotated[int, typer.Option(min=1, help="jobs trained at the same time")] = 1,
-    worker_threads: Annotated[int | None, typer.Option(
-        min=1, help="torch threads per job worker [default: CPU cores - 1]")] = None,
+    worker_threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="torch threads per job worker [default: CPU cores - 1]"),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda, for jobs")] = "auto",
-    data_dir: Annotated[Path | None, typer.Option(
-        envvar="ACC_DATA_DIR", help="MNIST IDX files instead of the bundled MNIST")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="ACC_DATA_DIR", help="MNIST IDX files instead of the bundled MNIST"),
+    ] = None,
 ) -> None:
     """Start the dashboard: run recipes, watch them live, compare conditions."""
     from acc.server import create_app
@@ -254,11 +300,17 @@ def serve(
 
     root = _open_store(store).root
     try:
-        application = create_app(root, max_concurrent=max_jobs, worker_threads=worker_threads,
-                                 device=device, data_dir=str(data_dir) if data_dir else None)
+        application = create_app(
+            root,
+            max_concurrent=max_jobs,
+            worker_threads=worker_threads,
+            device=device,
+            data_dir=str(data_dir) if data_dir else None,
+        )
         sock = bind(host, port)
     except (OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    console.print(f"ACC dashboard at [bold]{url_of(sock)}/[/bold] · store {root.resolve()}",
-                  highlight=False)
+    console.print(
+        f"ACC dashboard at [bold]{url_of(sock)}/[/bold] · store {root.resolve()}", highlight=False
+    )
     serve_forever(application, sock)

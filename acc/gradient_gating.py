@@ -106,8 +106,9 @@ def layer_names(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
-def attach_competitive_gating(model: nn.Module, temperature: float = 1.0,
-                              layer_configs: dict[str, dict] | None = None) -> AttachedGating:
+def attach_competitive_gating(
+    model: nn.Module, temperature: float = 1.0, layer_configs: dict[str, dict] | None = None
+) -> AttachedGating:
     """Attach gating to the named layers of ``model``.
 
     ``layer_configs`` maps a layer name (as in ``model.named_modules()``) to
@@ -120,12 +121,16 @@ def attach_competitive_gating(model: nn.Module, temperature: float = 1.0,
     configs = {}
     for name, options in layer_configs.items():
         if name not in modules or not name:
-            raise GatingError(f"unknown layer {name!r}; this model's layers: "
-                              f"{', '.join(layer_names(model))}")
+            raise GatingError(
+                f"unknown layer {name!r}; this model's layers: {', '.join(layer_names(model))}"
+            )
         unknown = set(options) - {"gate_strength", "temperature", "mode"}
         if unknown:
-            raise GatingError(f"unknown gating option(s) {sorted(unknown)} for layer {name!r}; "
-                              "valid: gate_strength, temperature, mode")
+            raise GatingError(
+                f"unknown gating option(s) {sorted(unknown)} for layer {name!r}; "
+                "valid: gate_strength, temperature, mode"
+            )
         configs[name] = GateConfig(**{"temperature": temperature, **options})
-    return AttachedGating({name: CompetitiveGradientGating(modules[name], cfg, name)
-                           for name, cfg in configs.items()})
+    return AttachedGating(
+        {name: CompetitiveGradientGating(modules[name], cfg, name) for name, cfg in configs.items()}
+    )

@@ -25,16 +25,23 @@ class Registry:
 
     def get(self, name: str) -> type:
         if name not in self.items:
-            raise RegistryError(f"unknown {self.kind} {name!r}; known {self.kind}s: "
-                                f"{', '.join(self.names()) or '(none)'}")
+            raise RegistryError(
+                f"unknown {self.kind} {name!r}; known {self.kind}s: "
+                f"{', '.join(self.names()) or '(none)'}"
+            )
         return self.items[name]
 
     def names(self) -> list[str]:
         return sorted(self.items)
 
 
-def discover(package: str, base: type, name_of: Callable[[type], str], kind: str,
-             skip: tuple[str, ...] = ("base",)) -> Registry:
+def discover(
+    package: str,
+    base: type,
+    name_of: Callable[[type], str],
+    kind: str,
+    skip: tuple[str, ...] = ("base",),
+) -> Registry:
     """Every concrete subclass of ``base`` defined in a module of ``package``."""
     registry = Registry(kind)
     pkg = importlib.import_module(package)
@@ -55,7 +62,9 @@ def discover(package: str, base: type, name_of: Callable[[type], str], kind: str
                 continue
             name = name_of(cls)
             if name in registry.items and registry.items[name] is not cls:
-                raise RegistryError(f"duplicate {kind} name {name!r}: "
-                                    f"{registry.items[name].__module__} and {module_name}")
+                raise RegistryError(
+                    f"duplicate {kind} name {name!r}: "
+                    f"{registry.items[name].__module__} and {module_name}"
+                )
             registry.items[name] = cls
     return registry

@@ -25,8 +25,15 @@ def metrics_table(results: dict) -> Table:
     for name, entry in conditions.items():
         seeds = sum(1 for r in entry["runs"] if r["status"] == "completed")
         table.add_column(f"{name} (n={seeds})", justify="right")
-    keys = sorted({k for e in conditions.values() for k, v in e["mean"].items()
-                   if isinstance(v, (int, float))}, key=_metric_order)
+    keys = sorted(
+        {
+            k
+            for e in conditions.values()
+            for k, v in e["mean"].items()
+            if isinstance(v, (int, float))
+        },
+        key=_metric_order,
+    )
     for key in keys:
         means = {c: e["mean"].get(key) for c, e in conditions.items()}
         best = _best(key, means)
@@ -50,17 +57,26 @@ def comparison_table(results: dict) -> Table:
         ci = row["ci95"]
         ci_text = f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "– (needs ≥ 2 seeds)"
         style = VERDICT_STYLE.get(row["verdict"], "")
-        table.add_row(escape(key), escape(row["hypothesis"]), fmt(row["mean_diff"]), ci_text,
-                      str(row["n"]), f"[{style}]{row['verdict']}[/{style}]")
+        table.add_row(
+            escape(key),
+            escape(row["hypothesis"]),
+            fmt(row["mean_diff"]),
+            ci_text,
+            str(row["n"]),
+            f"[{style}]{row['verdict']}[/{style}]",
+        )
     return table
 
 
 def list_metrics_table(results: dict) -> Table | None:
     """List-valued metrics (e.g. kl_per_dim), compactly: per condition, the range and the
     seed-mean of each element sorted from largest to smallest. None when there are none."""
-    rows = [(key, name, values) for name, entry in results["conditions"].items()
-            for key, values in sorted(entry["mean"].items())
-            if isinstance(values, list) and values]
+    rows = [
+        (key, name, values)
+        for name, entry in results["conditions"].items()
+        for key, values in sorted(entry["mean"].items())
+        if isinstance(values, list) and values
+    ]
     if not rows:
         return None
     table = Table(title="List-valued metrics (mean over seeds, per element)")
@@ -74,9 +90,12 @@ def list_metrics_table(results: dict) -> Table | None:
 
 
 def failures(results: dict) -> list[str]:
-    return [f"{name} seed {r['seed']}: {r['status']}: {r.get('error', '')}"
-            for name, entry in results["conditions"].items() for r in entry["runs"]
-            if r["status"] != "completed"]
+    return [
+        f"{name} seed {r['seed']}: {r['status']}: {r.get('error', '')}"
+        for name, entry in results["conditions"].items()
+        for r in entry["runs"]
+        if r["status"] != "completed"
+    ]
 
 
 def _best(key: str, means: dict[str, float | None]) -> str | None:

@@ -13,32 +13,50 @@ def build_results(store: Store, run_id: str) -> dict:
     for name, description in run["conditions"].items():
         conditions[name] = {"description": description, "runs": [], "mean": {}, "std": {}}
     for branch in branches:
-        entry = conditions.setdefault(branch["condition"], {"description": "", "runs": [],
-                                                            "mean": {}, "std": {}})
+        entry = conditions.setdefault(
+            branch["condition"], {"description": "", "runs": [], "mean": {}, "std": {}}
+        )
         entry["runs"].append(_run_entry(store, branch))
     for entry in conditions.values():
         entry["runs"].sort(key=lambda r: r["seed"])
-        entry["mean"], entry["std"] = _summarise([r["metrics"] for r in entry["runs"]
-                                                  if r["status"] == "completed" and r["metrics"]])
-    per_seed = {name: {r["seed"]: r["metrics"] for r in entry["runs"]
-                       if r["status"] == "completed" and r["metrics"]}
-                for name, entry in conditions.items()}
+        entry["mean"], entry["std"] = _summarise(
+            [r["metrics"] for r in entry["runs"] if r["status"] == "completed" and r["metrics"]]
+        )
+    per_seed = {
+        name: {
+            r["seed"]: r["metrics"]
+            for r in entry["runs"]
+            if r["status"] == "completed" and r["metrics"]
+        }
+        for name, entry in conditions.items()
+    }
     comparison = {}
     for spec in run["hypotheses"]:
         hypothesis = Hypothesis(**spec)
         comparison[hypothesis.key] = compare(hypothesis, per_seed)
-    return {"recipe": run["recipe"], "run_id": run_id, "status": run["status"],
-            "error": run["error"], "config": run["config"], "conditions": conditions,
-            "comparison": comparison}
+    return {
+        "recipe": run["recipe"],
+        "run_id": run_id,
+        "status": run["status"],
+        "error": run["error"],
+        "config": run["config"],
+        "conditions": conditions,
+        "comparison": comparison,
+    }
 
 
 def _run_entry(store: Store, branch: dict) -> dict:
     checkpoint = None
     if branch["checkpoint_id"]:
         checkpoint = str(store.get_checkpoint(branch["checkpoint_id"]).path)
-    entry = {"seed": branch["seed"], "steps": branch["steps_done"], "status": branch["status"],
-             "metrics": branch["metrics"] or {}, "checkpoint": checkpoint,
-             "checkpoint_id": branch["checkpoint_id"]}
+    entry = {
+        "seed": branch["seed"],
+        "steps": branch["steps_done"],
+        "status": branch["status"],
+        "metrics": branch["metrics"] or {},
+        "checkpoint": checkpoint,
+        "checkpoint_id": branch["checkpoint_id"],
+    }
     if branch["error"]:
         entry["error"] = branch["error"]
     return entry

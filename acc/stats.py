@@ -92,6 +92,8 @@ def compare(hypothesis: Hypothesis, runs_by_condition: dict[str, dict[int, dict]
             diffs.append(t - c)
     out = {"hypothesis": hypothesis.text, **paired_comparison(diffs, hypothesis.expect)}
     if hypothesis.minus:
-        out["definition"] = (f"({hypothesis.metric} - {hypothesis.minus}), "
-                             f"{hypothesis.treatment} - {hypothesis.control}")
+        out["definition"] = (
+            f"({hypothesis.metric} - {hypothesis.minus}), "
+            f"{hypothesis.treatment} - {hypothesis.control}"
+        )
     return out

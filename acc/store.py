@@ -86,32 +86,48 @@ class Store:
                 pass  # fail now, with a clear message, rather than at the first checkpoint
             self._db = connect(self.root / "acc.sqlite", SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot write to the store at {self.root}: {exc}; "
-                             "pass --store DIR (or set ACC_STORE) to a writable directory") from exc
+            raise StoreError(
+                f"cannot write to the store at {self.root}: {exc}; "
+                "pass --store DIR (or set ACC_STORE) to a writable directory"
+            ) from exc
 
     def close(self) -> None:
         self._db.close()
 
     # --- runs --------------------------------------------------------------------------------
 
-    def create_run(self, recipe: str, config: dict, hypotheses: list[dict],
-                   conditions: dict[str, str]) -> str:
+    def create_run(
+        self, recipe: str, config: dict, hypotheses: list[dict], conditions: dict[str, str]
+    ) -> str:
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}-{secrets.token_hex(2)}"
         with transaction(self._db) as db:
-            db.execute("INSERT INTO runs (id, recipe, status, config, hypotheses, conditions, "
-                       "created_at) VALUES (?, ?, 'running', ?, ?, ?, ?)",
-                       (run_id, recipe, json.dumps(config), json.dumps(hypotheses),
-                        json.dumps(conditions), time.time()))
+            db.execute(
+                "INSERT INTO runs (id, recipe, status, config, hypotheses, conditions, "
+                "created_at) VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                (
+                    run_id,
+                    recipe,
+                    json.dumps(config),
+                    json.dumps(hypotheses),
+                    json.dumps(conditions),
+                    time.time(),
+                ),
+            )
         return run_id
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
         with transaction(self._db) as db:
-            db.execute("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
-                       (status, error, time.time(), run_id))
+            db.execute(
+                "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+                (status, error, time.time(), run_id),
+            )
 
     def get_run(self, run_id: str) -> dict:
-        row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone() \
-            if valid_id(run_id) else None
+        row = (
+            self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if valid_id(run_id)
+            else None
+        )
         if row is None:
             raise StoreError(f"no run {run_id!r} in the store at {self.root}")
         run = dict(row)
@@ -120,37 +136,50 @@ class Store:
         return run
 
     def list_runs(self, limit: int = 100) -> list[dict]:
-        rows = self._db.execute("SELECT id, recipe, status, created_at, finished_at FROM runs "
-                                "ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        rows = self._db.execute(
+            "SELECT id, recipe, status, created_at, finished_at FROM runs "
+            "ORDER BY created_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
         return [dict(r) for r in rows]
 
     # --- branches ----------------------------------------------------------------------------
 
     def start_branch(self, run_id: str, condition: str, seed: int) -> int:
         with transaction(self._db) as db:
-            cur = db.execute("INSERT INTO branches (run_id, condition, seed, status, started_at) "
-                             "VALUES (?, ?, ?, 'running', ?)", (run_id, condition, seed, time.time()))
+            cur = db.execute(
+                "INSERT INTO branches (run_id, condition, seed, status, started_at) "
+                "VALUES (?, ?, ?, 'running', ?)",
+                (run_id, condition, seed, time.time()),
+            )
         return int(cur.lastrowid)
 
-    def finish_branch(self, branch_id: int, status: str, steps_done: int,
-                      error: str | None = None) -> None:
+    def finish_branch(
+        self, branch_id: int, status: str, steps_done: int, error: str | None = None
+    ) -> None:
         with transaction(self._db) as db:
-            db.execute("UPDATE branches SET status = ?, steps_done = ?, error = ?, finished_at = ? "
-                       "WHERE id = ?", (status, steps_done, error, time.time(), branch_id))
+            db.execute(
+                "UPDATE branches SET status = ?, steps_done = ?, error = ?, finished_at = ? "
+                "WHERE id = ?",
+                (status, steps_done, error, time.time(), branch_id),
+            )
 
     def record_metrics(self, branch_id: int, metrics: dict) -> None:
         with transaction(self._db) as db:
-            db.execute("UPDATE branches SET metrics = ? WHERE id = ?",
-                       (json.dumps(metrics), branch_id))
+            db.execute(
+                "UPDATE branches SET metrics = ? WHERE id = ?", (json.dumps(metrics), branch_id)
+            )
 
     def set_branch_checkpoint(self, branch_id: int, checkpoint_id: str) -> None:
         with transaction(self._db) as db:
-            db.execute("UPDATE branches SET checkpoint_id = ? WHERE id = ?",
-                       (checkpoint_id, branch_id))
+            db.execute(
+                "UPDATE branches SET checkpoint_id = ? WHERE id = ?", (checkpoint_id, branch_id)
+            )
 
     def branches(self, run_id: str) -> list[dict]:
-        rows = self._db.execute("SELECT * FROM branches WHERE run_id = ? ORDER BY id",
-                                (run_id,)).fetchall()
+        rows = self._db.execute(
+            "SELECT * FROM branches WHERE run_id = ? ORDER BY id", (run_id,)
+        ).fetchall()
         out = []
         for row in rows:
             branch = dict(row)
@@ -161,60 +190,103 @@ class Store:
     def mark_stale_runs(self, status: str = "interrupted") -> int:
         """Runs left 'running' by a process that died: mark them and their branches."""
         with transaction(self._db) as db:
-            db.execute("UPDATE branches SET status = ?, finished_at = ? WHERE status = 'running'",
-                       (status, time.time()))
-            cur = db.execute("UPDATE runs SET status = ?, finished_at = ? WHERE status = 'running'",
-                             (status, time.time()))
+            db.execute(
+                "UPDATE branches SET status = ?, finished_at = ? WHERE status = 'running'",
+                (status, time.time()),
+            )
+            cur = db.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE status = 'running'",
+                (status, time.time()),
+            )
         return cur.rowcount
 
     # --- time series -------------------------------------------------------------------------
 
     def add_losses(self, branch_id: int, step: int, losses: dict[str, float]) -> None:
         with transaction(self._db) as db:
-            db.executemany("INSERT INTO losses (branch_id, step, task, value) VALUES (?, ?, ?, ?)",
-                           [(branch_id, step, task, value) for task, value in losses.items()])
+            db.executemany(
+                "INSERT INTO losses (branch_id, step, task, value) VALUES (?, ?, ?, ?)",
+                [(branch_id, step, task, value) for task, value in losses.items()],
+            )
             db.execute("UPDATE branches SET steps_done = ? WHERE id = ?", (step, branch_id))
 
     def add_eval(self, branch_id: int, step: int, metrics: dict) -> None:
         with transaction(self._db) as db:
-            db.execute("INSERT INTO evals (branch_id, step, metrics) VALUES (?, ?, ?)",
-                       (branch_id, step, json.dumps(metrics)))
+            db.execute(
+                "INSERT INTO evals (branch_id, step, metrics) VALUES (?, ?, ?)",
+                (branch_id, step, json.dumps(metrics)),
+            )
 
     def losses(self, branch_id: int) -> list[dict]:
-        rows = self._db.execute("SELECT step, task, value FROM losses WHERE branch_id = ? "
-                                "ORDER BY step", (branch_id,)).fetchall()
+        rows = self._db.execute(
+            "SELECT step, task, value FROM losses WHERE branch_id = ? ORDER BY step", (branch_id,)
+        ).fetchall()
         return [dict(r) for r in rows]
 
     def evals(self, branch_id: int) -> list[dict]:
-        rows = self._db.execute("SELECT step, metrics FROM evals WHERE branch_id = ? ORDER BY step",
-                                (branch_id,)).fetchall()
+        rows = self._db.execute(
+            "SELECT step, metrics FROM evals WHERE branch_id = ? ORDER BY step", (branch_id,)
+        ).fetchall()
         return [{"step": r["step"], "metrics": json.loads(r["metrics"])} for r in rows]
 
     # --- checkpoints -------------------------------------------------------------------------
 
-    def save_checkpoint(self, run_id: str, model: torch.nn.Module, tag: str, step: int,
-                        metadata: dict, seed: int | None = None, parent_id: str | None = None,
-                        branch_id: int | None = None) -> Checkpoint:
+    def save_checkpoint(
+        self,
+        run_id: str,
+        model: torch.nn.Module,
+        tag: str,
+        step: int,
+        metadata: dict,
+        seed: int | None = None,
+        parent_id: str | None = None,
+        branch_id: int | None = None,
+    ) -> Checkpoint:
         ckpt_id = f"ck-{secrets.token_hex(6)}"
         folder = self.root / "checkpoints" / run_id
         folder.mkdir(parents=True, exist_ok=True)
         path = (folder / f"{ckpt_id}.safetensors").resolve()
-        meta = {**metadata, "id": ckpt_id, "run_id": run_id, "tag": tag, "step": step,
-                "seed": seed, "parent": parent_id}
+        meta = {
+            **metadata,
+            "id": ckpt_id,
+            "run_id": run_id,
+            "tag": tag,
+            "step": step,
+            "seed": seed,
+            "parent": parent_id,
+        }
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"acc": json.dumps(meta)}))
-        _atomic_write(path.with_suffix(".json"),
-                      lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+        _atomic_write(
+            path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2))
+        )
         with transaction(self._db) as db:
-            db.execute("INSERT INTO checkpoints (id, run_id, branch_id, parent_id, tag, seed, step, "
-                       "path, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (ckpt_id, run_id, branch_id, parent_id, tag, seed, step, str(path),
-                        json.dumps(meta), time.time()))
+            db.execute(
+                "INSERT INTO checkpoints (id, run_id, branch_id, parent_id, tag, seed, step, "
+                "path, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ckpt_id,
+                    run_id,
+                    branch_id,
+                    parent_id,
+                    tag,
+                    seed,
+                    step,
+                    str(path),
+                    json.dumps(meta),
+                    time.time(),
+                ),
+            )
         return Checkpoint(ckpt_id, path, meta)
 
     def get_checkpoint(self, ckpt_id: str) -> Checkpoint:
-        row = self._db.execute("SELECT path, metadata FROM checkpoints WHERE id = ?",
-                               (ckpt_id,)).fetchone() if valid_id(ckpt_id) else None
+        row = (
+            self._db.execute(
+                "SELECT path, metadata FROM checkpoints WHERE id = ?", (ckpt_id,)
+            ).fetchone()
+            if valid_id(ckpt_id)
+            else None
+        )
         if row is None:
             raise StoreError(f"no checkpoint {ckpt_id!r} in the store at {self.root}")
         return Checkpoint(ckpt_id, Path(row["path"]), json.loads(row["metadata"]))
@@ -223,9 +295,11 @@ class Store:
         return load_file(str(self.get_checkpoint(ckpt_id).path), device=str(device))
 
     def checkpoints(self, run_id: str) -> list[dict]:
-        rows = self._db.execute("SELECT id, branch_id, parent_id, tag, seed, step, path "
-                                "FROM checkpoints WHERE run_id = ? ORDER BY created_at",
-                                (run_id,)).fetchall()
+        rows = self._db.execute(
+            "SELECT id, branch_id, parent_id, tag, seed, step, path "
+            "FROM checkpoints WHERE run_id = ? ORDER BY created_at",
+            (run_id,),
+        ).fetchall()
         return [dict(r) for r in rows]
 
 

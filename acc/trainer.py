@@ -46,7 +46,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"
+            )
         if self.batch_size < 1 or self.lr <= 0 or self.log_every < 1 or self.eval_every < 0:
             raise ValueError("batch_size and log_every must be >= 1, lr > 0, eval_every >= 0")
 
@@ -83,7 +85,7 @@ class BatchOrder:
     def next(self) -> torch.Tensor:
         if self._pos + self.batch_size > self.n:
             self._new_epoch()  # drop the last partial batch of an epoch
-        idx = self._perm[self._pos:self._pos + self.batch_size]
+        idx = self._perm[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
         return idx
 
@@ -94,18 +96,24 @@ class Trainer:
     ``train`` may be called repeatedly: optimizer state, step count and batch order carry on.
     """
 
-    def __init__(self, model: nn.Module, tasks: list[Task], config: TrainConfig,
-                 on_step: Callable[[StepInfo], None] | None = None,
-                 on_eval: Callable[[int, dict], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tasks: list[Task],
+        config: TrainConfig,
+        on_step: Callable[[StepInfo], None] | None = None,
+        on_eval: Callable[[int, dict], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         self.model, self.config = model, config
         self.train_tasks = [t for t in tasks if not t.eval_only]
         self.eval_tasks = [t for t in tasks if t.eval_only]
         if not self.train_tasks:
             raise ValueError("nothing to train: attach at least one task that is not eval-only")
         self.data = _common_train_split(self.train_tasks)
-        self.order = BatchOrder(len(self.data), config.batch_size, config.seed,
-                                self.data.images.device)
+        self.order = BatchOrder(
+            len(self.data), config.batch_size, config.seed, self.data.images.device
+        )
         self.optimizer = _make_optimizer(model, config)
         self.on_step, self.on_eval, self.should_stop = on_step, on_eval, should_stop
         self.step = 0
@@ -148,8 +156,13 @@ class Trainer:
             raise NonFiniteLoss(step, self.train_tasks[col].name, float(values[row, col]))
         means = values.double().mean(dim=0).tolist()
         if self.on_step:
-            self.on_step(StepInfo(self.step, {t.name: m for t, m in zip(self.train_tasks, means)},
-                                  len(pending) / max(seconds, 1e-9)))
+            self.on_step(
+                StepInfo(
+                    self.step,
+                    {t.name: m for t, m in zip(self.train_tasks, means)},
+                    len(pending) / max(seconds, 1e-9),
+                )
+            )
         if self.should_stop and self.should_stop():
             raise StopRequested(f"stop requested at step {self.step}")
 

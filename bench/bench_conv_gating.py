@@ -39,8 +39,9 @@ def make_trainer(model: ConvAutoencoder, data: Dataset, gated: bool) -> Trainer:
     model = copy.deepcopy(model)
     if gated:
         attach_competitive_gating(model, 1.0, encoder_gating(1.0, 1.0, 0.5, "batch"))
-    trainer = Trainer(model, [ReconstructionTask("reconstruction", data)],
-                      TrainConfig(batch_size=128, seed=0))
+    trainer = Trainer(
+        model, [ReconstructionTask("reconstruction", data)], TrainConfig(batch_size=128, seed=0)
+    )
     trainer.train(3)  # warm-up: allocator, first Adam state
     return trainer
 
@@ -70,14 +71,18 @@ def main() -> None:
         times = {gated: time_block(trainers[gated], args.steps) for gated in order}
         wall_ratios.append(times[True][0] / times[False][0])
         cpu_ratios.append(times[True][1] / times[False][1])
-        print(f"round {round_ + 1}: plain {times[False][0] / args.steps * 1e3:.1f} ms/step "
-              f"(cpu {times[False][1] / args.steps * 1e3:.1f}), gated "
-              f"{times[True][0] / args.steps * 1e3:.1f} ms/step (cpu "
-              f"{times[True][1] / args.steps * 1e3:.1f}); ratio wall {wall_ratios[-1]:.3f}, "
-              f"cpu {cpu_ratios[-1]:.3f}")
-    print(f"median gated/plain ratio over {args.rounds} rounds of {args.steps} steps: "
-          f"wall {statistics.median(wall_ratios):.3f}, cpu {statistics.median(cpu_ratios):.3f} "
-          f"(torch threads: {torch.get_num_threads()})")
+        print(
+            f"round {round_ + 1}: plain {times[False][0] / args.steps * 1e3:.1f} ms/step "
+            f"(cpu {times[False][1] / args.steps * 1e3:.1f}), gated "
+            f"{times[True][0] / args.steps * 1e3:.1f} ms/step (cpu "
+            f"{times[True][1] / args.steps * 1e3:.1f}); ratio wall {wall_ratios[-1]:.3f}, "
+            f"cpu {cpu_ratios[-1]:.3f}"
+        )
+    print(
+        f"median gated/plain ratio over {args.rounds} rounds of {args.steps} steps: "
+        f"wall {statistics.median(wall_ratios):.3f}, cpu {statistics.median(cpu_ratios):.3f} "
+        f"(torch threads: {torch.get_num_threads()})"
+    )
 
 
 if __name__ == "__main__":

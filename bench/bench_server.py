@@ -48,6 +48,7 @@ def steps_per_second(log_lines: list[str]) -> float:
 
 # --- plain: no server --------------------------------------------------------------------------
 
+
 def _plain_worker(store: str, params: dict, threads: int, out) -> None:
     import torch
 
@@ -56,8 +57,13 @@ def _plain_worker(store: str, params: dict, threads: int, out) -> None:
 
     torch.set_num_threads(threads)
     logs: list[str] = []
-    run_recipe(Store(store), RECIPE, params, device="cpu",
-               on_event=lambda e: logs.append(e["message"]) if e["type"] == "log" else None)
+    run_recipe(
+        Store(store),
+        RECIPE,
+        params,
+        device="cpu",
+        on_event=lambda e: logs.append(e["message"]) if e["type"] == "log" else None,
+    )
     out.put(logs)
 
 
@@ -74,15 +80,22 @@ def run_plain(params: dict, threads: int) -> float:
 
 # --- served: server + page + API traffic -------------------------------------------------------
 
+
 class Prober(threading.Thread):
     """Requests a mix of endpoints every ``period`` seconds and keeps each latency."""
 
     def __init__(self, url: str, job: dict, period: float = 0.1) -> None:
         super().__init__(daemon=True)
         self.client = httpx.Client(base_url=url, timeout=30)
-        self.paths = ["/api/jobs", f"/api/jobs/{job['id']}", "/api/runs",
-                      f"/api/runs/{job['run_id']}", f"/api/runs/{job['run_id']}/series",
-                      "/api/recipes", f"/api/runs/{job['run_id']}/checkpoints"]
+        self.paths = [
+            "/api/jobs",
+            f"/api/jobs/{job['id']}",
+            "/api/runs",
+            f"/api/runs/{job['run_id']}",
+            f"/api/runs/{job['run_id']}/series",
+            "/api/recipes",
+            f"/api/runs/{job['run_id']}/checkpoints",
+        ]
         self.period, self.samples, self.stop = period, [], threading.Event()
 
     def run(self) -> None:
@@ -122,9 +135,11 @@ class CpuMeter(threading.Thread):
                     stat = Path(f"/proc/{entry}/stat").read_text()
                 except OSError:
                     continue
-                fields = stat[stat.rindex(")") + 2:].split()
-                parents[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12]))
-                                       / self.tick)
+                fields = stat[stat.rindex(")") + 2 :].split()
+                parents[int(entry)] = (
+                    int(fields[1]),
+                    (int(fields[11]) + int(fields[12])) / self.tick,
+                )
         for pid, (_, cpu) in parents.items():
             group = self._group(pid, parents)
             if group:
@@ -164,9 +179,12 @@ def _shape(path: str) -> str:
 
 def start_server(store: str, threads: int) -> tuple[subprocess.Popen, str]:
     acc = Path(sys.executable).parent / "acc"
-    server = subprocess.Popen([str(acc), "serve", "--port", "0", "--store", store,
-                               "--worker-threads", str(threads)], stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, "COLUMNS": "200"})
+    server = subprocess.Popen(
+        [str(acc), "serve", "--port", "0", "--store", store, "--worker-threads", str(threads)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     line = server.stdout.readline()
     match = re.search(r"http://127\.0\.0\.1:\d+", line)
     if not match:
@@ -175,8 +193,9 @@ def start_server(store: str, threads: int) -> tuple[subprocess.Popen, str]:
     return server, match[0]
 
 
-def run_served(params: dict, threads: int, browser: bool,
-               screenshot: Path | None = None) -> tuple[float, list, dict]:
+def run_served(
+    params: dict, threads: int, browser: bool, screenshot: Path | None = None
+) -> tuple[float, list, dict]:
     with tempfile.TemporaryDirectory() as store:
         server, url = start_server(store, threads)
         meter = CpuMeter(server.pid)
@@ -189,8 +208,10 @@ def run_served(params: dict, threads: int, browser: bool,
                     prober.start()
                     _wait_for_training(client, job)
                     meter.mark()
-                    while client.get(f"/api/jobs/{job['id']}").json()["status"] in ("queued",
-                                                                                     "running"):
+                    while client.get(f"/api/jobs/{job['id']}").json()["status"] in (
+                        "queued",
+                        "running",
+                    ):
                         time.sleep(0.5)
                     meter.stop.set()
                     meter.join()
@@ -202,10 +223,16 @@ def run_served(params: dict, threads: int, browser: bool,
                             _screenshot(page, screenshot)
                         except Exception as exc:  # noqa: BLE001 - the figures still count
                             print(f"screenshot failed: {exc}")
-                logs = [json.loads(line[6:]) for line in client.get(
-                    f"/api/jobs/{job['id']}/events").text.splitlines() if line.startswith("data: ")]
-            return steps_per_second([e["message"] for e in logs if e["type"] == "log"]), \
-                prober.samples, cores
+                logs = [
+                    json.loads(line[6:])
+                    for line in client.get(f"/api/jobs/{job['id']}/events").text.splitlines()
+                    if line.startswith("data: ")
+                ]
+            return (
+                steps_per_second([e["message"] for e in logs if e["type"] == "log"]),
+                prober.samples,
+                cores,
+            )
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -233,8 +260,15 @@ class _page:
 
         self.playwright = sync_playwright().start()
         self.browser = self.playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
-                                            "--no-first-run", "--disable-background-networking"])
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+            ],
+        )
         page = self.browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{self.url}/#run={self.job['run_id']}")
         return page
@@ -246,10 +280,14 @@ class _page:
 
 
 def _screenshot(page, path: Path) -> None:
-    page.wait_for_function("document.querySelector('#run-status').textContent === 'completed'",
-                           timeout=60_000)
-    page.wait_for_function("[...document.querySelectorAll('#pictures img')]"
-                           ".every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
+    page.wait_for_function(
+        "document.querySelector('#run-status').textContent === 'completed'", timeout=60_000
+    )
+    page.wait_for_function(
+        "[...document.querySelectorAll('#pictures img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+        timeout=30_000,
+    )
     page.locator("#ckpt-tree button", has_text="gated").first.click()
     page.wait_for_selector("#inspector form")
     page.select_option("#inspector select[name=task]", "EffectiveRankTask")
@@ -263,6 +301,7 @@ def _screenshot(page, path: Path) -> None:
 
 # --- report ------------------------------------------------------------------------------------
 
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -274,36 +313,48 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
-                        help="torch threads for training (the server's worker default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="torch threads for training (the server's worker default)",
+    )
     parser.add_argument("--no-browser", action="store_true", help="no real page, API only")
     parser.add_argument("--screenshot", type=Path, help="save the page after the last run")
     args = parser.parse_args()
     params = {"steps": args.steps, "seeds": args.seeds, "eval_every": args.eval_every}
     browser = not args.no_browser and os.path.exists(CHROMIUM)
-    print(f"{RECIPE} {params}, torch threads {args.threads}, {os.cpu_count()} CPUs, "
-          f"page in Chromium: {browser}")
+    print(
+        f"{RECIPE} {params}, torch threads {args.threads}, {os.cpu_count()} CPUs, "
+        f"page in Chromium: {browser}"
+    )
 
     plain, served, samples = [], [], []
     for i in range(args.repeats):
         plain.append(run_plain(params, args.threads))
         print(f"  plain   {plain[-1]:8.1f} steps/s")
         last = i == args.repeats - 1
-        speed, lat, cpu = run_served(params, args.threads, browser,
-                                     args.screenshot if last else None)
+        speed, lat, cpu = run_served(
+            params, args.threads, browser, args.screenshot if last else None
+        )
         served.append(speed)
         samples += lat
-        print(f"  served  {served[-1]:8.1f} steps/s   ({len(lat)} API requests; cores used "
-              "while training: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()))
-              + ")")
+        print(
+            f"  served  {served[-1]:8.1f} steps/s   ({len(lat)} API requests; cores used "
+            "while training: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items())) + ")"
+        )
 
     ratio = statistics.median(served) / statistics.median(plain)
     ms = [s * 1000 for _, s in samples]
-    print(f"\ntraining: plain {statistics.median(plain):.1f} steps/s, served + page "
-          f"{statistics.median(served):.1f} steps/s, ratio {ratio:.3f} (target >= 0.95)")
-    print(f"API while training: {len(ms)} requests, p50 {percentile(ms, 50):.1f} ms, "
-          f"p95 {percentile(ms, 95):.1f} ms, p99 {percentile(ms, 99):.1f} ms, "
-          f"max {max(ms):.1f} ms (target p95 < 50 ms)")
+    print(
+        f"\ntraining: plain {statistics.median(plain):.1f} steps/s, served + page "
+        f"{statistics.median(served):.1f} steps/s, ratio {ratio:.3f} (target >= 0.95)"
+    )
+    print(
+        f"API while training: {len(ms)} requests, p50 {percentile(ms, 50):.1f} ms, "
+        f"p95 {percentile(ms, 95):.1f} ms, p99 {percentile(ms, 99):.1f} ms, "
+        f"max {max(ms):.1f} ms (target p95 < 50 ms)"
+    )
     for name in sorted({n for n, _ in samples}):
         values = [s * 1000 for n, s in samples if n == name]
         print(f"  {name:<28} p95 {percentile(values, 95):6.1f} ms  (n={len(values)})")

@@ -47,8 +47,9 @@ def acc_trainer(dataset, steps: int, device: torch.device, gated: bool) -> None:
     model = fresh_model(device)
     if gated:
         attach_competitive_gating(model, 1.0, {"encoder.0": {"gate_strength": 1.0}})
-    trainer = Trainer(model, [ReconstructionTask("reconstruction", dataset)],
-                      TrainConfig(seed=1, eval_every=0))
+    trainer = Trainer(
+        model, [ReconstructionTask("reconstruction", dataset)], TrainConfig(seed=1, eval_every=0)
+    )
     trainer.train(steps)
 
 
@@ -88,19 +89,26 @@ def main() -> None:
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for round_ in range(args.rounds):
         names = list(variants)
-        names = names[round_ % 3:] + names[:round_ % 3]  # rotate who goes first
+        names = names[round_ % 3 :] + names[: round_ % 3]  # rotate who goes first
         for name in names:
             times[name].append(timed(variants[name]))
-    print(f"device {device}, {torch.get_num_threads()} threads, {args.steps} steps x "
-          f"{args.rounds} rounds, batch 128, linear AE 784-64-784")
+    print(
+        f"device {device}, {torch.get_num_threads()} threads, {args.steps} steps x "
+        f"{args.rounds} rounds, batch 128, linear AE 784-64-784"
+    )
     for name, values in times.items():
         wall = statistics.median(v[0] for v in values) * 1e3 / args.steps
         cpu = statistics.median(v[1] for v in values) * 1e3 / args.steps
         print(f"  {name:<22} median {wall:.3f} ms/step wall, {cpu:.3f} ms/step CPU")
-    for label, a, b, target in (("ACC trainer / plain loop", "ACC trainer", "plain loop", 1.05),
-                                ("gated / ungated", "ACC trainer + gating", "ACC trainer", 1.08)):
-        print(f"{label:<25}: {ratio(times, a, b, 0):.3f}x wall, {ratio(times, a, b, 1):.3f}x CPU "
-              f"(target <= {target})")
+    for label, a, b, target in (
+        ("ACC trainer / plain loop", "ACC trainer", "plain loop", 1.05),
+        ("gated / ungated", "ACC trainer + gating", "ACC trainer", 1.08),
+    ):
+        print(
+            f"{label:<25}: {ratio(times, a, b, 0):.3f}x wall, {ratio(times, a, b, 1):.3f}x CPU "
+            f"(target <= {target})"
+        )
+
 
 if __name__ == "__main__":
     main()

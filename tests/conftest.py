@@ -17,8 +17,12 @@ def mnist_flat() -> Dataset:
 @pytest.fixture(scope="session")
 def small_mnist(mnist_flat: Dataset) -> Dataset:
     """The first 2,000 train and 500 test images of the real data, for fast tests."""
-    return Dataset("mnist", "flat", Split(mnist_flat.train.images[:2000], mnist_flat.train.labels[:2000]),
-                   Split(mnist_flat.test.images[:500], mnist_flat.test.labels[:500]))
+    return Dataset(
+        "mnist",
+        "flat",
+        Split(mnist_flat.train.images[:2000], mnist_flat.train.labels[:2000]),
+        Split(mnist_flat.test.images[:500], mnist_flat.test.labels[:500]),
+    )
 
 
 @pytest.fixture

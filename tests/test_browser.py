@@ -16,14 +16,26 @@ from acc.server import create_app
 from acc.server.serving import ServerThread
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking"]
-METRICS = ("l1", "psnr", "weight_cosine_sim", "activation_sparsity", "sparsity_variance",
-           "effective_rank")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
+METRICS = (
+    "l1",
+    "psnr",
+    "weight_cosine_sim",
+    "activation_sparsity",
+    "sparsity_variance",
+    "effective_rank",
+)
 
 if not CHROMIUM.exists() and os.environ.get("CI") != "true":
-    pytest.skip("no /usr/bin/chromium (the Makefile's test setup installs it)",
-                allow_module_level=True)
+    pytest.skip(
+        "no /usr/bin/chromium (the Makefile's test setup installs it)", allow_module_level=True
+    )
 sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.slow
@@ -36,8 +48,14 @@ def page(tmp_path):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         tab = browser.new_page(viewport={"width": 1400, "height": 1000})
         outside = []
-        tab.on("request", lambda r: outside.append(r.url)
-               if not r.url.startswith(url) and not r.url.startswith("data:") else None)
+        tab.on(
+            "request",
+            lambda r: (
+                outside.append(r.url)
+                if not r.url.startswith(url) and not r.url.startswith("data:")
+                else None
+            ),
+        )
         errors = []
         tab.on("pageerror", lambda e: errors.append(str(e)))
         tab.goto(url + "/")
@@ -57,7 +75,8 @@ def test_run_a_recipe_and_compare_the_conditions(page, tmp_path):
     page.wait_for_selector("#branches tbody tr", timeout=60_000)
     comparison = page.locator("#comparison")
     page.wait_for_function(
-        "document.querySelector('#run-status').textContent === 'completed'", timeout=120_000)
+        "document.querySelector('#run-status').textContent === 'completed'", timeout=120_000
+    )
     header = comparison.locator("thead").inner_text()
     assert "standard" in header and "gated" in header
     for metric in METRICS:
@@ -69,11 +88,15 @@ def test_run_a_recipe_and_compare_the_conditions(page, tmp_path):
 
     # live charts were drawn: one loss trace per branch and the metric panels
     page.wait_for_function(
-        "document.querySelectorAll('#loss-chart .scatterlayer .trace').length >= 2")
+        "document.querySelectorAll('#loss-chart .scatterlayer .trace').length >= 2"
+    )
     assert page.locator('#metric-charts [data-metric="weight_cosine_sim"] .main-svg').count() >= 1
     # filters and reconstructions of both conditions are real images
-    page.wait_for_function("[...document.querySelectorAll('#pictures img')]"
-                           ".every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('#pictures img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+        timeout=30_000,
+    )
     assert page.locator("#pictures img").count() == 4
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
@@ -85,7 +108,8 @@ def test_inspector_evaluates_a_checkpoint_task(page):
     page.fill("#p-eval_every", "0")
     page.click("#run-btn")
     page.wait_for_function(
-        "document.querySelector('#run-status').textContent === 'completed'", timeout=120_000)
+        "document.querySelector('#run-status').textContent === 'completed'", timeout=120_000
+    )
     page.locator("#ckpt-tree button", has_text="gated").first.click()
     page.wait_for_selector("#inspector form")
     page.select_option("#inspector select[name=task]", "EffectiveRankTask")

@@ -23,8 +23,20 @@ def _run(*args: str):
 
 def test_run_writes_valid_results_json_and_show_reprints_it(tmp_path):
     out = tmp_path / "results" / "l0.json"
-    result = _run("run", "gradient_gating_l0", "--steps", "5", "--seeds", "42", "--eval-every",
-                  "2", "--store", str(tmp_path / "store"), "--json", str(out))
+    result = _run(
+        "run",
+        "gradient_gating_l0",
+        "--steps",
+        "5",
+        "--seeds",
+        "42",
+        "--eval-every",
+        "2",
+        "--store",
+        str(tmp_path / "store"),
+        "--json",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert "weight_cosine_sim" in result.output and "gated < standard" in result.output
     results = json.loads(out.read_text())
@@ -35,9 +47,16 @@ def test_run_writes_valid_results_json_and_show_reprints_it(tmp_path):
         [seed_run] = entry["runs"]
         assert seed_run["seed"] == 42 and seed_run["steps"] == 5
         assert seed_run["checkpoint"].startswith("/") and seed_run["checkpoint"].endswith(
-            ".safetensors")
-        assert set(entry["mean"]) >= {"l1", "psnr", "weight_cosine_sim", "activation_sparsity",
-                                      "sparsity_variance", "effective_rank"}
+            ".safetensors"
+        )
+        assert set(entry["mean"]) >= {
+            "l1",
+            "psnr",
+            "weight_cosine_sim",
+            "activation_sparsity",
+            "sparsity_variance",
+            "effective_rank",
+        }
         assert all(v is None for v in entry["std"].values())  # one seed: no std
     for row in results["comparison"].values():
         assert row["ci95"] is None and row["verdict"] == "inconclusive"
@@ -52,13 +71,36 @@ def test_run_writes_valid_results_json_and_show_reprints_it(tmp_path):
 
 def test_optimizer_and_params_reach_the_run_config(tmp_path):
     out = tmp_path / "r.json"
-    result = _run("run", "gradient_gating_l0", "--steps", "2", "--seeds", "7", "--eval-every", "0",
-                  "--optimizer", "sgd", "--lr", "0.05", "-p", "temperature=0.5",
-                  "-p", "mode=sample", "--store", str(tmp_path / "s"), "--json", str(out))
+    result = _run(
+        "run",
+        "gradient_gating_l0",
+        "--steps",
+        "2",
+        "--seeds",
+        "7",
+        "--eval-every",
+        "0",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.05",
+        "-p",
+        "temperature=0.5",
+        "-p",
+        "mode=sample",
+        "--store",
+        str(tmp_path / "s"),
+        "--json",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     config = json.loads(out.read_text())["config"]
-    assert (config["optimizer"], config["lr"], config["temperature"], config["mode"]) == \
-        ("sgd", 0.05, 0.5, "sample")
+    assert (config["optimizer"], config["lr"], config["temperature"], config["mode"]) == (
+        "sgd",
+        0.05,
+        0.5,
+        "sample",
+    )
 
 
 def test_list_shows_recipes_with_defaults():
@@ -66,18 +108,32 @@ def test_list_shows_recipes_with_defaults():
     assert "gradient_gating_l0" in result.output and "steps=25000" in result.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["run", "no_such_recipe"], "unknown recipe 'no_such_recipe'; known recipes: "
-                                "gradient_gating_l0"),
-    (["run", "gradient_gating_l0", "--seeds", "1,x"], "seeds must be comma-separated integers"),
-    (["run", "gradient_gating_l0", "--steps", "-5"], "greater than or equal to 0"),
-    (["run", "gradient_gating_l0", "-p", "temperature=0"], "temperature: Input should be greater"),
-    (["run", "gradient_gating_l0", "-p", "gate_strength=2"], "gate_strength: Input should be less"),
-    (["run", "gradient_gating_l0", "-p", "mode=x"], "mode: Input should be 'batch' or 'sample'"),
-    (["run", "gradient_gating_l0", "--device", "tpu"], "unknown device 'tpu'"),
-    (["run", "gradient_gating_l0", "-p", "novalue"], "--param takes KEY=VALUE"),
-    (["show", "nope"], "no run 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["run", "no_such_recipe"],
+            "unknown recipe 'no_such_recipe'; known recipes: gradient_gating_l0",
+        ),
+        (["run", "gradient_gating_l0", "--seeds", "1,x"], "seeds must be comma-separated integers"),
+        (["run", "gradient_gating_l0", "--steps", "-5"], "greater than or equal to 0"),
+        (
+            ["run", "gradient_gating_l0", "-p", "temperature=0"],
+            "temperature: Input should be greater",
+        ),
+        (
+            ["run", "gradient_gating_l0", "-p", "gate_strength=2"],
+            "gate_strength: Input should be less",
+        ),
+        (
+            ["run", "gradient_gating_l0", "-p", "mode=x"],
+            "mode: Input should be 'batch' or 'sample'",
+        ),
+        (["run", "gradient_gating_l0", "--device", "tpu"], "unknown device 'tpu'"),
+        (["run", "gradient_gating_l0", "-p", "novalue"], "--param takes KEY=VALUE"),
+        (["show", "nope"], "no run 'nope'"),
+    ],
+)
 def test_bad_input_gets_a_clear_error(tmp_path, args, message):
     result = runner.invoke(app, [*args, "--store", str(tmp_path / "store")])
     assert result.exit_code == 2
@@ -87,9 +143,12 @@ def test_bad_input_gets_a_clear_error(tmp_path, args, message):
 def test_data_dir_without_files_and_unwritable_store(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = runner.invoke(app, ["run", "gradient_gating_l0", "--data-dir", str(empty),
-                                 "--store", str(tmp_path / "s")])
-    assert result.exit_code == 2 and "lacks train-images-idx3-ubyte" in " ".join(result.output.split())
+    result = runner.invoke(
+        app, ["run", "gradient_gating_l0", "--data-dir", str(empty), "--store", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 2 and "lacks train-images-idx3-ubyte" in " ".join(
+        result.output.split()
+    )
     blocker = tmp_path / "blocker"
     blocker.write_text("")
     result = runner.invoke(app, ["run", "gradient_gating_l0", "--store", str(blocker / "s")])
@@ -99,10 +158,27 @@ def test_data_dir_without_files_and_unwritable_store(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_kill_keeps_finished_work_and_marks_interrupted(tmp_path, sig):
     store_dir = tmp_path / "store"
-    proc = subprocess.Popen([sys.executable, "-m", "acc", "run", "gradient_gating_l0", "--steps",
-                             "100000", "--seeds", "1", "--eval-every", "0", "--threads", "1",
-                             "--store", str(store_dir)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "acc",
+            "run",
+            "gradient_gating_l0",
+            "--steps",
+            "100000",
+            "--seeds",
+            "1",
+            "--eval-every",
+            "0",
+            "--threads",
+            "1",
+            "--store",
+            str(store_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + 120
     store = None
     while time.time() < deadline:

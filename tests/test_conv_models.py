@@ -48,8 +48,12 @@ def test_conv_ae_shapes_and_layers():
     assert modules["encoder.conv1"].weight.shape == (32, 1, 3, 3)
     assert modules["encoder.conv2"].weight.shape == (64, 32, 3, 3)
     assert model.to_latent.in_features == 64 * 8 * 8
-    assert model.config() == {"class": "ConvAutoencoder", "in_channels": 1, "hidden_dim": 64,
-                              "image_size": 32}
+    assert model.config() == {
+        "class": "ConvAutoencoder",
+        "in_channels": 1,
+        "hidden_dim": 64,
+        "image_size": 32,
+    }
     assert ConvAutoencoder(1, 8, 28).to_latent.in_features == 64 * 7 * 7  # the plan's 28x28 case
 
 
@@ -82,8 +86,9 @@ def test_vae_eval_latent_is_mu_and_training_samples():
     torch.testing.assert_close(z, out[ModelOutput.MU] + std * eps)
 
 
-def expected_scale(a: torch.Tensor, gate_strength: float, temperature: float,
-                   mode: str) -> torch.Tensor:
+def expected_scale(
+    a: torch.Tensor, gate_strength: float, temperature: float, mode: str
+) -> torch.Tensor:
     """DESIGN.md's formula, written out independently of acc.gradient_gating."""
     if mode == "batch":
         strength = a.abs().mean(dim=(0, 2, 3))  # [C]
@@ -96,9 +101,11 @@ def expected_scale(a: torch.Tensor, gate_strength: float, temperature: float,
 
 def capture_output_grad(module: torch.nn.Module, store: dict) -> None:
     """Record a module's output and the gradient that finally reaches it (after any gate)."""
+
     def hook(_m, _i, out):
         store["a"] = out.detach().clone()
         out.register_hook(lambda g: store.__setitem__("grad", g.clone()))
+
     module.register_forward_hook(hook)
 
 
@@ -122,8 +129,9 @@ def test_conv_gating_matches_formula_on_4d_outputs(mode):
     torch.testing.assert_close(seen_gated["grad"], seen_plain["grad"] * scale, atol=1e-6, rtol=0)
     # and the weights see exactly that gated gradient
     a_ref = plain.encoder.conv1(x)
-    (w_grad,) = torch.autograd.grad(a_ref, plain.encoder.conv1.weight,
-                                    grad_outputs=seen_plain["grad"] * scale)
+    (w_grad,) = torch.autograd.grad(
+        a_ref, plain.encoder.conv1.weight, grad_outputs=seen_plain["grad"] * scale
+    )
     torch.testing.assert_close(gated.encoder.conv1.weight.grad, w_grad, atol=1e-6, rtol=1e-5)
 
 
@@ -131,8 +139,11 @@ def test_gate_strength_zero_is_bit_identical_on_conv():
     torch.manual_seed(0)
     plain = ConvAutoencoder(1, 16, 32)
     gated = copy.deepcopy(plain)
-    attach_competitive_gating(gated, 1.0, {"encoder.conv1": {"gate_strength": 0.0},
-                                           "encoder.conv2": {"gate_strength": 0.0}})
+    attach_competitive_gating(
+        gated,
+        1.0,
+        {"encoder.conv1": {"gate_strength": 0.0}, "encoder.conv2": {"gate_strength": 0.0}},
+    )
     x = torch.rand(4, 1, 32, 32)
     for model in (plain, gated):
         (model(x)[ModelOutput.RECONSTRUCTION] - x).abs().mean().backward()
@@ -144,8 +155,12 @@ def vae_grads(model: ConvVAE, x: torch.Tensor) -> dict[str, torch.Tensor]:
     torch.manual_seed(7)  # the same reparameterisation noise for both models
     out = model(x)
     recon = (out[ModelOutput.RECONSTRUCTION] - x).abs().flatten(1).sum(1).mean()
-    kl = 0.5 * (out[ModelOutput.MU].pow(2) + out[ModelOutput.LOGVAR].exp() - 1
-                - out[ModelOutput.LOGVAR]).sum(1).mean()
+    kl = (
+        0.5
+        * (out[ModelOutput.MU].pow(2) + out[ModelOutput.LOGVAR].exp() - 1 - out[ModelOutput.LOGVAR])
+        .sum(1)
+        .mean()
+    )
     (recon + 0.05 * kl).backward()
     return {name: p.grad.clone() for name, p in model.named_parameters()}
 
@@ -154,8 +169,11 @@ def test_encoder_gating_leaves_heads_and_decoder_gradients_unchanged():
     torch.manual_seed(0)
     plain = ConvVAE(1, 16, 32)
     gated = copy.deepcopy(plain)
-    attach_competitive_gating(gated, 1.0, {"encoder.conv1": {"gate_strength": 1.0},
-                                           "encoder.conv2": {"gate_strength": 0.5}})
+    attach_competitive_gating(
+        gated,
+        1.0,
+        {"encoder.conv1": {"gate_strength": 1.0}, "encoder.conv2": {"gate_strength": 0.5}},
+    )
     x = torch.rand(8, 1, 32, 32)
     g_plain, g_gated = vae_grads(plain, x), vae_grads(gated, x)
     for name, grad in g_gated.items():

@@ -16,14 +16,20 @@ from acc.cli import app
 from acc.data import IDX_FILES
 
 runner = CliRunner()
-LAYER_METRICS = ("weight_cosine_sim", "effective_rank", "activation_sparsity",
-                 "sparsity_variance", "dead_units")
+LAYER_METRICS = (
+    "weight_cosine_sim",
+    "effective_rank",
+    "activation_sparsity",
+    "sparsity_variance",
+    "dead_units",
+)
 DEPTH_ROW = "depth: weight_cosine_sim conv1 - conv2"
 
 
 def write_idx(path, array: np.ndarray) -> None:
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
-        struct.pack(">I", d) for d in array.shape)
+        struct.pack(">I", d) for d in array.shape
+    )
     path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
 
 
@@ -39,13 +45,33 @@ def tiny_mnist(tmp_path_factory):
     return directory
 
 
-def run_recipe(recipe: str, tmp_path, data_dir, *extra: str, seeds: str = "42,123",
-               eval_every: str = "2") -> tuple[dict, str]:
+def run_recipe(
+    recipe: str, tmp_path, data_dir, *extra: str, seeds: str = "42,123", eval_every: str = "2"
+) -> tuple[dict, str]:
     out = tmp_path / f"{recipe}.json"
-    result = runner.invoke(app, ["run", recipe, "--steps", "3", "--seeds", seeds,
-                                 "--eval-every", eval_every, "-p", "batch_size=16",
-                                 "--data-dir", str(data_dir), "--store", str(tmp_path / "store"),
-                                 "--json", str(out), *extra], catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            recipe,
+            "--steps",
+            "3",
+            "--seeds",
+            seeds,
+            "--eval-every",
+            eval_every,
+            "-p",
+            "batch_size=16",
+            "--data-dir",
+            str(data_dir),
+            "--store",
+            str(tmp_path / "store"),
+            "--json",
+            str(out),
+            *extra,
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     return json.loads(out.read_text()), result.output
 
@@ -59,19 +85,27 @@ def check_common(results: dict, recipe: str) -> None:
     for condition in ("standard", "gated"):
         entry = results["conditions"][condition]
         assert [r["steps"] for r in entry["runs"]] == [3, 3]
-        for key in ("l1", "psnr", *(f"{m}[{layer}]" for m in LAYER_METRICS
-                                    for layer in ("conv1", "conv2"))):
+        for key in (
+            "l1",
+            "psnr",
+            *(f"{m}[{layer}]" for m in LAYER_METRICS for layer in ("conv1", "conv2")),
+        ):
             assert isinstance(entry["mean"][key], float), key
             assert math.isfinite(entry["mean"][key]), key
         assert "weight_cosine_sim" not in entry["mean"]  # several layers: only labelled keys
-    for key in (f"{m}[{layer}]" for m in ("weight_cosine_sim", "effective_rank",
-                                           "activation_sparsity") for layer in ("conv1", "conv2")):
+    for key in (
+        f"{m}[{layer}]"
+        for m in ("weight_cosine_sim", "effective_rank", "activation_sparsity")
+        for layer in ("conv1", "conv2")
+    ):
         assert results["comparison"][key]["n"] == 2
     # the depth row is the paired difference of differences, computed by hand here
     standard, gated = per_seed(results, "standard"), per_seed(results, "gated")
-    diffs = [(gated[s]["weight_cosine_sim[conv1]"] - gated[s]["weight_cosine_sim[conv2]"])
-             - (standard[s]["weight_cosine_sim[conv1]"] - standard[s]["weight_cosine_sim[conv2]"])
-             for s in (42, 123)]
+    diffs = [
+        (gated[s]["weight_cosine_sim[conv1]"] - gated[s]["weight_cosine_sim[conv2]"])
+        - (standard[s]["weight_cosine_sim[conv1]"] - standard[s]["weight_cosine_sim[conv2]"])
+        for s in (42, 123)
+    ]
     row = results["comparison"][DEPTH_ROW]
     assert row["hypothesis"] == "gating lowers conv1's cosine similarity more than conv2's"
     assert row["mean_diff"] == pytest.approx(sum(diffs) / 2, rel=1e-9, abs=1e-15)
@@ -96,9 +130,17 @@ def test_level1_runs_through_the_cli(tmp_path, tiny_mnist):
 
 
 def test_level1_zero_gate_strength_trains_identically(tmp_path, tiny_mnist):
-    results, _ = run_recipe("gradient_gating_l1", tmp_path, tiny_mnist,
-                            "-p", "gate_conv1=0", "-p", "gate_conv2=0", seeds="42",
-                            eval_every="0")
+    results, _ = run_recipe(
+        "gradient_gating_l1",
+        tmp_path,
+        tiny_mnist,
+        "-p",
+        "gate_conv1=0",
+        "-p",
+        "gate_conv2=0",
+        seeds="42",
+        eval_every="0",
+    )
     standard, gated = final_weights(results, "standard"), final_weights(results, "gated")
     for name, tensor in standard.items():
         assert np.array_equal(tensor.numpy(), gated[name].numpy()), name

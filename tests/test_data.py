@@ -18,11 +18,15 @@ def test_bundled_mnist_splits_and_views(mnist_flat):
     assert mnist_flat.train.images.shape == (60_000, 784)
     assert mnist_flat.test.images.shape == (10_000, 784)
     assert mnist_flat.train.images.dtype == torch.float32
-    assert 0.0 <= float(mnist_flat.train.images.min()) and float(mnist_flat.train.images.max()) <= 1.0
+    assert (
+        float(mnist_flat.train.images.min()) >= 0.0 and float(mnist_flat.train.images.max()) <= 1.0
+    )
     assert sorted(mnist_flat.test.labels.unique().tolist()) == list(range(10))
     padded = load_mnist("32")
     assert padded.test.images.shape == (10_000, 1, 32, 32)
-    assert torch.equal(padded.test.images[:, 0, 2:30, 2:30].reshape(-1, 784), mnist_flat.test.images)
+    assert torch.equal(
+        padded.test.images[:, 0, 2:30, 2:30].reshape(-1, 784), mnist_flat.test.images
+    )
     assert float(padded.test.images[:, :, :2].abs().sum()) == 0.0  # zero padding
     assert load_mnist("28").train.images.shape == (60_000, 1, 28, 28)
 
@@ -57,10 +61,12 @@ def _idx(array: np.ndarray) -> bytes:
 
 def _write_idx_dir(folder, n_train=6, n_test=4, gz=True):
     rng = np.random.default_rng(0)
-    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
-              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
-              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test)}
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test),
+    }
     for name, array in arrays.items():
         raw = _idx(array)
         (folder / (name + (".gz" if gz else ""))).write_bytes(gzip.compress(raw) if gz else raw)
@@ -72,7 +78,9 @@ def test_idx_directory_round_trip(tmp_path, gz):
     arrays = _write_idx_dir(tmp_path, gz=gz)
     ds = load_mnist("flat", data_dir=tmp_path)
     assert ds.train.images.shape == (6, 784) and ds.test.images.shape == (4, 784)
-    want = torch.tensor(arrays["train-images-idx3-ubyte"].reshape(6, 784) / 255.0, dtype=torch.float32)
+    want = torch.tensor(
+        arrays["train-images-idx3-ubyte"].reshape(6, 784) / 255.0, dtype=torch.float32
+    )
     assert torch.allclose(ds.train.images, want)
     assert ds.test.labels.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
 
@@ -112,4 +120,3 @@ def test_idx_sha256sums_are_checked_when_present(tmp_path):
     digest = hashlib.sha256((tmp_path / "train-images-idx3-ubyte.gz").read_bytes()).hexdigest()
     (tmp_path / "SHA256SUMS").write_text(f"{digest}  train-images-idx3-ubyte.gz\n")
     assert len(load_mnist("flat", data_dir=tmp_path).train) == 6
-

@@ -27,12 +27,14 @@ def expected_scale(a: torch.Tensor, temperature: float, strength: float, mode: s
     return torch.stack(rows).reshape(b, c, *([1] * (a.dim() - 2)))
 
 
-def grads_of_output(module: nn.Module, x: torch.Tensor, upstream: torch.Tensor,
-                    gated: dict | None):
+def grads_of_output(module: nn.Module, x: torch.Tensor, upstream: torch.Tensor, gated: dict | None):
     """Gradient reaching the module's output and the module's weight, with optional gating."""
     captured = {}
-    gating = attach_competitive_gating(module_parent := nn.Sequential(module), 1.0,
-                                       {"0": gated}) if gated else None
+    gating = (
+        attach_competitive_gating(module_parent := nn.Sequential(module), 1.0, {"0": gated})
+        if gated
+        else None
+    )
     model = module_parent if gated else module
     out = model(x)
     out.register_hook(lambda g: captured.setdefault("grad_out", g))
@@ -82,8 +84,9 @@ def test_gated_output_gradient_is_scaled_exactly(mode):
     x = torch.rand(7, 12)
     hidden = model.encoder[0](x)
     upstream = torch.randn(7, 5)
-    gating = attach_competitive_gating(model, 0.7, {"encoder.0": {"gate_strength": 0.6,
-                                                                  "mode": mode}})
+    gating = attach_competitive_gating(
+        model, 0.7, {"encoder.0": {"gate_strength": 0.6, "mode": mode}}
+    )
     x_req = x.clone().requires_grad_(True)
     (model.encoder[0](x_req) * upstream).sum().backward()
     got = x_req.grad
@@ -145,20 +148,27 @@ def test_no_hook_fires_without_grad():
     with torch.no_grad():
         out = model(torch.rand(4, 784))
     assert not out["latent"].requires_grad
-    assert gating.describe()["encoder.0"] == {"layer": "encoder.0", "module": "Linear",
-                                              "gate_strength": 1.0, "temperature": 1.0,
-                                              "mode": "batch"}
+    assert gating.describe()["encoder.0"] == {
+        "layer": "encoder.0",
+        "module": "Linear",
+        "gate_strength": 1.0,
+        "temperature": 1.0,
+        "mode": "batch",
+    }
 
 
-@pytest.mark.parametrize("config,message", [
-    ({"temperature": 0.0}, "temperature must be a finite number > 0"),
-    ({"temperature": -1.0}, "temperature must be a finite number > 0"),
-    ({"temperature": float("nan")}, "temperature must be a finite number > 0"),
-    ({"gate_strength": 1.5}, "gate_strength must be in [0, 1]"),
-    ({"gate_strength": -0.1}, "gate_strength must be in [0, 1]"),
-    ({"mode": "channel"}, "unknown mode 'channel'; valid modes: batch, sample"),
-    ({"strength": 1.0}, "unknown gating option(s) ['strength']"),
-])
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        ({"temperature": 0.0}, "temperature must be a finite number > 0"),
+        ({"temperature": -1.0}, "temperature must be a finite number > 0"),
+        ({"temperature": float("nan")}, "temperature must be a finite number > 0"),
+        ({"gate_strength": 1.5}, "gate_strength must be in [0, 1]"),
+        ({"gate_strength": -0.1}, "gate_strength must be in [0, 1]"),
+        ({"mode": "channel"}, "unknown mode 'channel'; valid modes: batch, sample"),
+        ({"strength": 1.0}, "unknown gating option(s) ['strength']"),
+    ],
+)
 def test_bad_configs_are_clear_errors(config, message):
     with pytest.raises(GatingError) as err:
         attach_competitive_gating(_fresh(), 1.0, {"encoder.0": config})

@@ -32,8 +32,12 @@ class FixedPosterior(nn.Module):
 
     def forward(self, x):
         idx = x[:, 0].long()
-        return {ModelOutput.MU: self.mu[idx], ModelOutput.LOGVAR: self.logvar[idx],
-                ModelOutput.LATENT: self.mu[idx], ModelOutput.RECONSTRUCTION: x}
+        return {
+            ModelOutput.MU: self.mu[idx],
+            ModelOutput.LOGVAR: self.logvar[idx],
+            ModelOutput.LATENT: self.mu[idx],
+            ModelOutput.RECONSTRUCTION: x,
+        }
 
 
 def test_kl_loss_known_values():
@@ -50,8 +54,10 @@ def test_kl_loss_known_values():
 def test_kl_warmup_is_linear_then_flat():
     mu, logvar = torch.ones(4, 2), torch.zeros(4, 2)  # KL = 0.5 per dim -> 1.0 per image
     task = KLDivergenceTask("kl", images_dataset(torch.zeros(4, 1)), warmup_steps=4)
-    values = [task.compute_loss({ModelOutput.MU: mu, ModelOutput.LOGVAR: logvar}, None).item()
-              for _ in range(6)]
+    values = [
+        task.compute_loss({ModelOutput.MU: mu, ModelOutput.LOGVAR: logvar}, None).item()
+        for _ in range(6)
+    ]
     assert values == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
 
 
@@ -97,6 +103,7 @@ def test_reconstruction_sum_reduction_is_per_image_sum():
 
 # --- the level-0 specialisation tasks, unchanged, on Conv2d layers ---------------------------
 
+
 class OneConv(nn.Module):
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__()
@@ -136,7 +143,9 @@ def test_sparsity_and_dead_units_on_4d_activations():
     data = images_dataset(x)
     sparsity = ActivationSparsityTask("s", data, "relu", label="conv2").evaluate(model)
     # image 0: mean 1.25, above: ch 0 -> 1/4; image 1: means (0, .5, 0, 0), above: ch 1 -> 1/4
-    assert sparsity == {"activation_sparsity[conv2]": pytest.approx(0.25),
-                        "sparsity_variance[conv2]": pytest.approx(0.0)}
+    assert sparsity == {
+        "activation_sparsity[conv2]": pytest.approx(0.25),
+        "sparsity_variance[conv2]": pytest.approx(0.0),
+    }
     dead = DeadUnitsTask("d", data, "relu", label="conv2").evaluate(model)
     assert dead == {"dead_units[conv2]": 2.0}  # channels 2 and 3 never fire

@@ -7,8 +7,15 @@ import math
 import pytest
 import torch
 
-from acc.metrics import (activation_sparsity, active_units, dead_units, effective_rank,
-                         kl_per_dim, mean_pairwise_cosine, weight_matrix)
+from acc.metrics import (
+    activation_sparsity,
+    active_units,
+    dead_units,
+    effective_rank,
+    kl_per_dim,
+    mean_pairwise_cosine,
+    weight_matrix,
+)
 
 
 def test_orthogonal_rows_cosine_zero_and_full_rank():
@@ -58,9 +65,13 @@ def test_conv_kernels_are_flattened():
 
 
 def test_activation_sparsity_on_hand_made_matrix():
-    a = torch.tensor([[1.0, 0.0, 0.0, 0.0],   # mean .25 -> 1 of 4 above
-                      [1.0, 1.0, 0.0, 0.0],   # mean .5  -> 2 of 4
-                      [3.0, 1.0, 1.0, 1.0]])  # mean 1.5 -> 1 of 4
+    a = torch.tensor(
+        [
+            [1.0, 0.0, 0.0, 0.0],  # mean .25 -> 1 of 4 above
+            [1.0, 1.0, 0.0, 0.0],  # mean .5  -> 2 of 4
+            [3.0, 1.0, 1.0, 1.0],
+        ]
+    )  # mean 1.5 -> 1 of 4
     sparsity, variance = activation_sparsity(a)
     f = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)
     assert sparsity == pytest.approx(float(f.mean()))

@@ -18,7 +18,10 @@ def _final_weights(store, results, condition, seed=42):
 
 def test_conditions_start_from_identical_weights(store):
     results = run_recipe(store, "gradient_gating_l0", {**FAST, "steps": 0, "seeds": [42, 123]})
-    standard, gated = _final_weights(store, results, "standard"), _final_weights(store, results, "gated")
+    standard, gated = (
+        _final_weights(store, results, "standard"),
+        _final_weights(store, results, "gated"),
+    )
     assert all(torch.equal(standard[k], gated[k]) for k in standard)
     other_seed = _final_weights(store, results, "standard", seed=123)
     assert not torch.equal(standard["encoder.0.weight"], other_seed["encoder.0.weight"])
@@ -30,7 +33,10 @@ def test_conditions_start_from_identical_weights(store):
 
 def test_same_batches_zero_gate_strength_trains_identically(store):
     results = run_recipe(store, "gradient_gating_l0", {**FAST, "gate_strength": 0.0})
-    standard, gated = _final_weights(store, results, "standard"), _final_weights(store, results, "gated")
+    standard, gated = (
+        _final_weights(store, results, "standard"),
+        _final_weights(store, results, "gated"),
+    )
     assert all(torch.equal(standard[k], gated[k]) for k in standard)
     full = run_recipe(store, "gradient_gating_l0", FAST)
     s2, g2 = _final_weights(store, full, "standard"), _final_weights(store, full, "gated")
@@ -42,11 +48,21 @@ def test_results_have_every_metric_and_the_periodic_stream(store):
     results = run_recipe(store, "gradient_gating_l0", {**FAST, "eval_every": 10})
     assert results["status"] == "completed"
     metrics = results["conditions"]["gated"]["runs"][0]["metrics"]
-    assert set(metrics) == {"l1", "psnr", "weight_cosine_sim", "effective_rank",
-                            "activation_sparsity", "sparsity_variance", "dead_units"}
+    assert set(metrics) == {
+        "l1",
+        "psnr",
+        "weight_cosine_sim",
+        "effective_rank",
+        "activation_sparsity",
+        "sparsity_variance",
+        "dead_units",
+    }
     assert 0 < metrics["l1"] < 0.5 and 5 < metrics["psnr"] < 40
-    assert set(results["comparison"]) == {"weight_cosine_sim", "activation_sparsity",
-                                          "effective_rank"}
+    assert set(results["comparison"]) == {
+        "weight_cosine_sim",
+        "activation_sparsity",
+        "effective_rank",
+    }
     branch = store.branches(results["run_id"])[0]
     assert [e["step"] for e in store.evals(branch["id"])] == [0, 10, 20]
     assert results["config"]["optimizer"] == "adam" and results["config"]["device"] == "cpu"
@@ -80,24 +96,28 @@ def test_interrupt_keeps_finished_branches(store):
 
     results = execute_run(store, run_id, on_event=interrupt_in_second_seed)
     assert results["status"] == "interrupted"
-    statuses = {(c, r["seed"]): r["status"] for c, e in results["conditions"].items()
-                for r in e["runs"]}
+    statuses = {
+        (c, r["seed"]): r["status"] for c, e in results["conditions"].items() for r in e["runs"]
+    }
     assert statuses[("standard", 1)] == statuses[("gated", 1)] == "completed"
     assert statuses[("standard", 2)] == "interrupted"
     assert results["conditions"]["standard"]["runs"][0]["checkpoint"]
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"steps": -1}, "steps: Input should be greater than or equal to 0"),
-    ({"seeds": []}, "seeds: List should have at least 1 item"),
-    ({"seeds": ["a"]}, "seeds.0: Input should be a valid integer"),
-    ({"seeds": [1, 1]}, "seeds must be distinct"),
-    ({"temperature": 0}, "temperature: Input should be greater than 0"),
-    ({"gate_strength": 1.5}, "gate_strength: Input should be less than or equal to 1"),
-    ({"mode": "pixel"}, "mode: Input should be 'batch' or 'sample'"),
-    ({"optimizer": "lbfgs"}, "optimizer: Input should be 'adam' or 'sgd'"),
-    ({"colour": "red"}, "colour: Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"steps": -1}, "steps: Input should be greater than or equal to 0"),
+        ({"seeds": []}, "seeds: List should have at least 1 item"),
+        ({"seeds": ["a"]}, "seeds.0: Input should be a valid integer"),
+        ({"seeds": [1, 1]}, "seeds must be distinct"),
+        ({"temperature": 0}, "temperature: Input should be greater than 0"),
+        ({"gate_strength": 1.5}, "gate_strength: Input should be less than or equal to 1"),
+        ({"mode": "pixel"}, "mode: Input should be 'batch' or 'sample'"),
+        ({"optimizer": "lbfgs"}, "optimizer: Input should be 'adam' or 'sgd'"),
+        ({"colour": "red"}, "colour: Extra inputs are not permitted"),
+    ],
+)
 def test_bad_params_are_clear_errors(store, params, message):
     with pytest.raises(ParamsError) as err:
         create_run(store, "gradient_gating_l0", params)

@@ -22,8 +22,13 @@ from acc.tasks.weight_diversity import WeightDiversityTask
 
 
 def test_builtin_registries():
-    assert {"ReconstructionTask", "WeightDiversityTask", "EffectiveRankTask",
-            "ActivationSparsityTask", "DeadUnitsTask"} <= set(task_registry().names())
+    assert {
+        "ReconstructionTask",
+        "WeightDiversityTask",
+        "EffectiveRankTask",
+        "ActivationSparsityTask",
+        "DeadUnitsTask",
+    } <= set(task_registry().names())
     assert "gradient_gating_l0" in recipe_registry().names()
     assert task_registry().names() == sorted(task_registry().names())
     assert not task_registry().import_errors and not recipe_registry().import_errors
@@ -48,8 +53,14 @@ class {cls}(EvalOnlyTask):
 
 
 def test_broken_module_is_reported_and_others_still_load(tmp_path):
-    _plugin_package(tmp_path, "plugins_a", {"good.py": PLUGIN.format(cls="GoodTask"),
-                                            "bad.py": "raise ImportError('missing thing')\n"})
+    _plugin_package(
+        tmp_path,
+        "plugins_a",
+        {
+            "good.py": PLUGIN.format(cls="GoodTask"),
+            "bad.py": "raise ImportError('missing thing')\n",
+        },
+    )
     try:
         registry = discover("plugins_a", Task, lambda c: c.__name__, "task")
     finally:
@@ -60,8 +71,11 @@ def test_broken_module_is_reported_and_others_still_load(tmp_path):
 
 
 def test_duplicate_names_are_errors(tmp_path):
-    _plugin_package(tmp_path, "plugins_b", {"one.py": PLUGIN.format(cls="Same"),
-                                            "two.py": PLUGIN.format(cls="Same")})
+    _plugin_package(
+        tmp_path,
+        "plugins_b",
+        {"one.py": PLUGIN.format(cls="Same"), "two.py": PLUGIN.format(cls="Same")},
+    )
     try:
         with pytest.raises(RegistryError, match="duplicate task name 'Same'"):
             discover("plugins_b", Task, lambda c: c.__name__, "task")
@@ -84,20 +98,24 @@ def test_reconstruction_metrics_on_a_known_model(small_mnist):
     x = small_mnist.test.images.double()
     result = ReconstructionTask("r", small_mnist).evaluate(_Constant(0.0))
     assert result["l1"] == pytest.approx(float(x.mean()), rel=1e-9)
-    assert result["psnr"] == pytest.approx(10 * math.log10(1 / float((x ** 2).mean())), rel=1e-9)
+    assert result["psnr"] == pytest.approx(10 * math.log10(1 / float((x**2).mean())), rel=1e-9)
     with pytest.raises(ValueError, match="unknown reconstruction loss 'huber'"):
         ReconstructionTask("r", small_mnist, loss="huber")
 
 
 def test_layer_tasks_name_the_valid_layers_and_need_outputs(small_mnist):
     model = LinearAutoencoder(784, 8)
-    with pytest.raises(TaskError, match="unknown layer 'encoder.5'; this model's layers: "
-                                        "encoder, encoder.0, encoder.1"):
+    with pytest.raises(
+        TaskError,
+        match="unknown layer 'encoder.5'; this model's layers: encoder, encoder.0, encoder.1",
+    ):
         WeightDiversityTask("d", small_mnist, "encoder.5").evaluate(model)
     with pytest.raises(TaskError, match="has no weight matrix"):
         WeightDiversityTask("d", small_mnist, "encoder.1").evaluate(model)
     with pytest.raises(TaskError, match="needs the model output 'reconstruction'"):
-        ReconstructionTask("r", small_mnist).compute_loss({ModelOutput.LATENT: torch.zeros(1)}, None)
+        ReconstructionTask("r", small_mnist).compute_loss(
+            {ModelOutput.LATENT: torch.zeros(1)}, None
+        )
 
 
 def test_sparsity_task_reads_the_layer_output(small_mnist):
@@ -113,12 +131,20 @@ def test_sparsity_task_reads_the_layer_output(small_mnist):
 
 def test_linear_autoencoder_contract():
     model = LinearAutoencoder()
-    assert [n for n, _ in model.named_modules() if n] == ["encoder", "encoder.0", "encoder.1",
-                                                          "decoder", "decoder.0", "decoder.1"]
+    assert [n for n, _ in model.named_modules() if n] == [
+        "encoder",
+        "encoder.0",
+        "encoder.1",
+        "decoder",
+        "decoder.0",
+        "decoder.1",
+    ]
     for shape in [(3, 784), (3, 1, 28, 28)]:
         out = model(torch.rand(shape))
         assert out[ModelOutput.RECONSTRUCTION].shape == shape
-        assert out[ModelOutput.LATENT].shape == (3, 64) and bool((out[ModelOutput.LATENT] >= 0).all())
+        assert out[ModelOutput.LATENT].shape == (3, 64) and bool(
+            (out[ModelOutput.LATENT] >= 0).all()
+        )
     out[ModelOutput.RECONSTRUCTION].sum().backward()
     assert all(p.grad is not None for p in model.parameters())
 
@@ -137,5 +163,5 @@ def test_reconstruction_training_losses_on_known_values(small_mnist):
     mse = ReconstructionTask("r", small_mnist, loss="mse").compute_loss(out, x)
     per_image = ReconstructionTask("r", small_mnist, reduction="sum").compute_loss(out, x)
     assert float(l1) == pytest.approx(float(x.mean()), rel=1e-6)
-    assert float(mse) == pytest.approx(float((x ** 2).mean()), rel=1e-6)
+    assert float(mse) == pytest.approx(float((x**2).mean()), rel=1e-6)
     assert float(per_image) == pytest.approx(float(x.sum(dim=1).mean()), rel=1e-6)

@@ -24,16 +24,23 @@ from acc.server.inspector import dataset_view
 from acc.server.jsonable import finite
 from acc.store import Store
 
-METRICS = {"l1", "psnr", "weight_cosine_sim", "activation_sparsity", "sparsity_variance",
-           "effective_rank"}
+METRICS = {
+    "l1",
+    "psnr",
+    "weight_cosine_sim",
+    "activation_sparsity",
+    "sparsity_variance",
+    "effective_rank",
+}
 
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("api") / "store"
     store = Store(root)
-    results = run_recipe(store, "gradient_gating_l0", {"steps": 6, "seeds": [5], "eval_every": 3},
-                         device="cpu")
+    results = run_recipe(
+        store, "gradient_gating_l0", {"steps": 6, "seeds": [5], "eval_every": 3}, device="cpu"
+    )
     store.close()
     return root, results
 
@@ -49,10 +56,11 @@ def decode_png(data: bytes) -> tuple[int, int, int, bytes]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        assert struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] == \
-            zlib.crc32(kind + body)
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        assert struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0] == zlib.crc32(
+            kind + body
+        )
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -65,16 +73,20 @@ def test_png_encoder_round_trips():
     pixels = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     width, height, colour, raw = decode_png(png(pixels))
     assert (width, height, colour) == (4, 3, 0)
-    rows = [raw[i * 5:(i + 1) * 5] for i in range(3)]
+    rows = [raw[i * 5 : (i + 1) * 5] for i in range(3)]
     assert all(r[0] == 0 for r in rows)
-    assert np.array_equal(np.frombuffer(b"".join(r[1:] for r in rows), np.uint8).reshape(3, 4),
-                          pixels)
+    assert np.array_equal(
+        np.frombuffer(b"".join(r[1:] for r in rows), np.uint8).reshape(3, 4), pixels
+    )
     assert decode_png(png(np.zeros((2, 5, 3), np.uint8)))[:3] == (5, 2, 2)
 
 
 def test_finite_replaces_nan_and_infinity():
-    assert finite({"a": [1.0, float("nan")], "b": float("inf"), "c": "x"}) == \
-        {"a": [1.0, None], "b": None, "c": "x"}
+    assert finite({"a": [1.0, float("nan")], "b": float("inf"), "c": "x"}) == {
+        "a": [1.0, None],
+        "b": None,
+        "c": "x",
+    }
 
 
 def test_recipes_list_parameters_with_defaults(client):
@@ -85,18 +97,31 @@ def test_recipes_list_parameters_with_defaults(client):
     assert defaults["eval_every"] == 500 and defaults["hidden_dim"] == 64
     assert next(p for p in l0["params"] if p["name"] == "mode")["choices"] == ["batch", "sample"]
     assert set(l0["conditions"]) == {"standard", "gated"}
-    assert {h["metric"] for h in l0["hypotheses"]} == {"weight_cosine_sim",
-                                                      "activation_sparsity", "effective_rank"}
+    assert {h["metric"] for h in l0["hypotheses"]} == {
+        "weight_cosine_sim",
+        "activation_sparsity",
+        "effective_rank",
+    }
 
 
 def test_openapi_documents_every_endpoint(client):
     spec = client.get("/openapi.json").json()
-    for path in ("/api/recipes", "/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/cancel",
-                 "/api/jobs/{job_id}/events", "/api/runs", "/api/runs/{run_id}",
-                 "/api/runs/{run_id}/series", "/api/runs/{run_id}/checkpoints",
-                 "/api/checkpoints/{ckpt_id}", "/api/checkpoints/{ckpt_id}/evaluate",
-                 "/api/checkpoints/{ckpt_id}/filters.png",
-                 "/api/checkpoints/{ckpt_id}/reconstructions.png", "/api/tasks"):
+    for path in (
+        "/api/recipes",
+        "/api/jobs",
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/cancel",
+        "/api/jobs/{job_id}/events",
+        "/api/runs",
+        "/api/runs/{run_id}",
+        "/api/runs/{run_id}/series",
+        "/api/runs/{run_id}/checkpoints",
+        "/api/checkpoints/{ckpt_id}",
+        "/api/checkpoints/{ckpt_id}/evaluate",
+        "/api/checkpoints/{ckpt_id}/filters.png",
+        "/api/checkpoints/{ckpt_id}/reconstructions.png",
+        "/api/tasks",
+    ):
         assert path in spec["paths"], path
     assert {"JobRequest", "EvaluateRequest", "Job"} <= set(spec["components"]["schemas"])
 
@@ -107,14 +132,17 @@ def test_unknown_recipe_is_404_listing_the_known_ones(client):
     assert "nope" in response.json()["detail"] and "gradient_gating_l0" in response.json()["detail"]
 
 
-@pytest.mark.parametrize(("params", "field", "why"), [
-    ({"steps": -1}, "steps", "greater than or equal to 0"),
-    ({"seeds": []}, "seeds", "at least 1"),
-    ({"steps": "many"}, "steps", "valid integer"),
-    ({"seeds": [1, 1]}, "seeds", "distinct"),
-    ({"stpes": 10}, "stpes", "Extra inputs"),
-    ({"gate_strength": 2}, "gate_strength", "less than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    ("params", "field", "why"),
+    [
+        ({"steps": -1}, "steps", "greater than or equal to 0"),
+        ({"seeds": []}, "seeds", "at least 1"),
+        ({"steps": "many"}, "steps", "valid integer"),
+        ({"seeds": [1, 1]}, "seeds", "distinct"),
+        ({"stpes": 10}, "stpes", "Extra inputs"),
+        ({"gate_strength": 2}, "gate_strength", "less than or equal to 1"),
+    ],
+)
 def test_invalid_params_are_422_naming_the_field_and_start_nothing(client, params, field, why):
     before = len(client.get("/api/runs").json())
     response = client.post("/api/jobs", json={"recipe": "gradient_gating_l0", "params": params})
@@ -126,15 +154,23 @@ def test_invalid_params_are_422_naming_the_field_and_start_nothing(client, param
     assert client.get("/api/jobs").json() == []
 
 
-@pytest.mark.parametrize("body", [{}, {"recipe": "gradient_gating_l0", "extra": 1},
-                                  {"recipe": 3}, {"recipe": "gradient_gating_l0", "params": []}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"recipe": "gradient_gating_l0", "extra": 1},
+        {"recipe": 3},
+        {"recipe": "gradient_gating_l0", "params": []},
+    ],
+)
 def test_malformed_bodies_are_422(client, body):
     assert client.post("/api/jobs", json=body).status_code == 422
 
 
 def test_queued_job_can_be_cancelled_once(client):
-    response = client.post("/api/jobs", json={"recipe": "gradient_gating_l0",
-                                              "params": {"steps": 5, "seeds": [1]}})
+    response = client.post(
+        "/api/jobs", json={"recipe": "gradient_gating_l0", "params": {"steps": 5, "seeds": [1]}}
+    )
     assert response.status_code == 202
     job = response.json()
     assert job["status"] == "queued" and job["run_id"]
@@ -145,21 +181,36 @@ def test_queued_job_can_be_cancelled_once(client):
     assert client.get(f"/api/runs/{job['run_id']}").json()["status"] == "cancelled"
 
 
-@pytest.mark.parametrize("path", [
-    "/api/runs/nope", "/api/runs/nope/series", "/api/runs/nope/checkpoints",
-    "/api/runs/..%2F..%2Fetc", "/api/runs/%2Fetc%2Fpasswd", "/api/runs/..",
-    "/api/jobs/nope", "/api/jobs/..%2Fx", "/api/jobs/nope/events",
-    "/api/checkpoints/nope", "/api/checkpoints/..%2F..%2Facc.sqlite/filters.png",
-    "/api/checkpoints/%2Fetc%2Fpasswd/reconstructions.png", "/api/checkpoints/ck-0/filters.png",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/runs/nope",
+        "/api/runs/nope/series",
+        "/api/runs/nope/checkpoints",
+        "/api/runs/..%2F..%2Fetc",
+        "/api/runs/%2Fetc%2Fpasswd",
+        "/api/runs/..",
+        "/api/jobs/nope",
+        "/api/jobs/..%2Fx",
+        "/api/jobs/nope/events",
+        "/api/checkpoints/nope",
+        "/api/checkpoints/..%2F..%2Facc.sqlite/filters.png",
+        "/api/checkpoints/%2Fetc%2Fpasswd/reconstructions.png",
+        "/api/checkpoints/ck-0/filters.png",
+    ],
+)
 def test_unknown_or_escaping_ids_are_404(client, path):
     assert client.get(path).status_code == 404
 
 
 def test_unknown_ids_on_post_are_404(client):
     assert client.post("/api/jobs/nope/cancel").status_code == 404
-    assert client.post("/api/checkpoints/..%2Fx/evaluate",
-                       json={"task": "ReconstructionTask"}).status_code == 404
+    assert (
+        client.post(
+            "/api/checkpoints/..%2Fx/evaluate", json={"task": "ReconstructionTask"}
+        ).status_code
+        == 404
+    )
 
 
 def test_a_cli_run_shows_up_with_results_and_series(client, cli_run):
@@ -169,11 +220,14 @@ def test_a_cli_run_shows_up_with_results_and_series(client, cli_run):
     assert summary["job_id"] is None and summary["status"] == "completed"
     results = client.get(f"/api/runs/{expected['run_id']}").json()
     assert results["conditions"]["gated"]["mean"] == pytest.approx(
-        expected["conditions"]["gated"]["mean"])
+        expected["conditions"]["gated"]["mean"]
+    )
     assert set(results["conditions"]["standard"]["mean"]) >= METRICS
     series = client.get(f"/api/runs/{expected['run_id']}/series").json()
-    assert {(b["condition"], b["seed"]) for b in series["branches"]} == {("standard", 5),
-                                                                          ("gated", 5)}
+    assert {(b["condition"], b["seed"]) for b in series["branches"]} == {
+        ("standard", 5),
+        ("gated", 5),
+    }
     branch = series["branches"][0]
     assert branch["losses"]["reconstruction"]["step"] == [6]
     assert branch["evals"]["step"] == [0, 3, 6]
@@ -204,24 +258,30 @@ def test_checkpoint_tree_inspector_and_pictures(client, cli_run):
 
     # the inspector reproduces the metric the run recorded for that checkpoint
     recorded = cli_run[1]["conditions"]["gated"]["runs"][0]["metrics"]
-    out = client.post(f"/api/checkpoints/{gated}/evaluate",
-                      json={"task": "WeightDiversityTask", "params": {"layer_name": "encoder.0"}})
+    out = client.post(
+        f"/api/checkpoints/{gated}/evaluate",
+        json={"task": "WeightDiversityTask", "params": {"layer_name": "encoder.0"}},
+    )
     assert out.status_code == 200
     assert out.json()["metrics"]["weight_cosine_sim"] == pytest.approx(
-        recorded["weight_cosine_sim"], rel=1e-9)
+        recorded["weight_cosine_sim"], rel=1e-9
+    )
     out = client.post(f"/api/checkpoints/{gated}/evaluate", json={"task": "ReconstructionTask"})
     assert out.json()["metrics"]["l1"] == pytest.approx(recorded["l1"], rel=1e-6)
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"task": "NoSuchTask"}, "known tasks"),
-    ({"task": "WeightDiversityTask", "params": {"layer_name": "nope"}}, "encoder.0"),
-    ({"task": "WeightDiversityTask", "params": {}}, "layer_name"),
-    ({"task": "WeightDiversityTask", "params": {"layer_name": 3}}, "layer_name"),
-    ({"task": "WeightDiversityTask", "params": {"layer_name": "encoder.1"}}, "no weight"),
-    ({"task": "ReconstructionTask", "params": {"loss": "huber"}}, "huber"),
-    ({"task": "ReconstructionTask", "params": {"dataset": "x"}}, "dataset"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"task": "NoSuchTask"}, "known tasks"),
+        ({"task": "WeightDiversityTask", "params": {"layer_name": "nope"}}, "encoder.0"),
+        ({"task": "WeightDiversityTask", "params": {}}, "layer_name"),
+        ({"task": "WeightDiversityTask", "params": {"layer_name": 3}}, "layer_name"),
+        ({"task": "WeightDiversityTask", "params": {"layer_name": "encoder.1"}}, "no weight"),
+        ({"task": "ReconstructionTask", "params": {"loss": "huber"}}, "huber"),
+        ({"task": "ReconstructionTask", "params": {"dataset": "x"}}, "dataset"),
+    ],
+)
 def test_bad_evaluations_are_422_with_the_reason(client, cli_run, body, message):
     ckpt = cli_run[1]["conditions"]["gated"]["runs"][0]["checkpoint_id"]
     response = client.post(f"/api/checkpoints/{ckpt}/evaluate", json=body)

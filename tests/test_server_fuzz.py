@@ -22,16 +22,36 @@ from acc.server import create_app
 from acc.store import Store
 from acc.tasks import task_registry
 
-SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=12)
     | st.sampled_from([float("nan"), float("inf"), -float("inf"), 10**40]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=3),
-    max_leaves=8)
-TRICKY_IDS = ["..", "../acc.sqlite", "/etc/passwd", "..%2F..", "\x00", " ", "ck-", "%", "?a=1",
-              "a" * 300]
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+TRICKY_IDS = [
+    "..",
+    "../acc.sqlite",
+    "/etc/passwd",
+    "..%2F..",
+    "\x00",
+    " ",
+    "ck-",
+    "%",
+    "?a=1",
+    "a" * 300,
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,29 +59,37 @@ def known(tmp_path_factory):
     """A store with one finished run, and an app over it with a cancelled job."""
     root = tmp_path_factory.mktemp("fuzz") / "store"
     store = Store(root)
-    results = run_recipe(store, "gradient_gating_l0", {"steps": 2, "seeds": [1], "eval_every": 0},
-                         device="cpu")
+    results = run_recipe(
+        store, "gradient_gating_l0", {"steps": 2, "seeds": [1], "eval_every": 0}, device="cpu"
+    )
     store.close()
     with TestClient(create_app(root, max_concurrent=0), raise_server_exceptions=False) as client:
-        job = client.post("/api/jobs", json={"recipe": "gradient_gating_l0",
-                                             "params": {"steps": 1, "seeds": [1]}}).json()
+        job = client.post(
+            "/api/jobs", json={"recipe": "gradient_gating_l0", "params": {"steps": 1, "seeds": [1]}}
+        ).json()
         client.post(f"/api/jobs/{job['id']}/cancel")
         ckpt = results["conditions"]["gated"]["runs"][0]["checkpoint_id"]
         yield client, {"run": results["run_id"], "ckpt": ckpt, "job": job["id"]}
 
 
 def ids(kind: str, known_ids: dict):
-    return st.one_of(st.text(max_size=20), st.sampled_from(TRICKY_IDS),
-                     st.just(known_ids[kind]))
+    return st.one_of(st.text(max_size=20), st.sampled_from(TRICKY_IDS), st.just(known_ids[kind]))
 
 
 def no_server_error(response) -> None:
     assert response.status_code < 500, (response.request.url, response.text[:500])
 
 
-GETS = ["/api/runs/{run}", "/api/runs/{run}/series", "/api/runs/{run}/checkpoints",
-        "/api/jobs/{job}", "/api/jobs/{job}/events", "/api/checkpoints/{ckpt}",
-        "/api/checkpoints/{ckpt}/filters.png", "/api/checkpoints/{ckpt}/reconstructions.png"]
+GETS = [
+    "/api/runs/{run}",
+    "/api/runs/{run}/series",
+    "/api/runs/{run}/checkpoints",
+    "/api/jobs/{job}",
+    "/api/jobs/{job}/events",
+    "/api/checkpoints/{ckpt}",
+    "/api/checkpoints/{ckpt}/filters.png",
+    "/api/checkpoints/{ckpt}/reconstructions.png",
+]
 
 
 @pytest.mark.parametrize("template", GETS)
@@ -70,12 +98,26 @@ def test_get_endpoints_never_fail(known, template):
     kind = template.split("{")[1].split("}")[0]
 
     @SETTINGS
-    @given(value=ids(kind, known_ids), query=st.dictionaries(
-        st.sampled_from(["n", "limit", "after"]), st.text(max_size=6) | st.integers().map(str),
-        max_size=2), last_event_id=st.none() | st.text(max_size=10))
+    @given(
+        value=ids(kind, known_ids),
+        query=st.dictionaries(
+            st.sampled_from(["n", "limit", "after"]),
+            st.text(max_size=6) | st.integers().map(str),
+            max_size=2,
+        ),
+        last_event_id=st.none() | st.text(max_size=10),
+    )
     def check(value, query, last_event_id):
-        headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id.encode(
-            "ascii", "replace").decode().replace("\r", "").replace("\n", "")}
+        headers = (
+            {}
+            if last_event_id is None
+            else {
+                "Last-Event-ID": last_event_id.encode("ascii", "replace")
+                .decode()
+                .replace("\r", "")
+                .replace("\n", "")
+            }
+        )
         path = template.replace("{" + kind + "}", quote(value, safe=""))
         no_server_error(client.get(path, params=query, headers=headers))
 
@@ -96,20 +138,41 @@ def test_list_endpoints_never_fail(known):
 
 def raw_post(client, path: str, body) -> None:
     content = json.dumps(body)  # allow_nan: NaN/Infinity go out as lenient JSON does
-    no_server_error(client.post(path, content=content,
-                                headers={"Content-Type": "application/json"}))
+    no_server_error(
+        client.post(path, content=content, headers={"Content-Type": "application/json"})
+    )
 
 
 def test_starting_jobs_never_fails(known):
     client, _ = known
     recipes = recipe_registry().names()
-    params = st.dictionaries(st.sampled_from(["steps", "seeds", "eval_every", "lr", "batch_size",
-                                              "optimizer", "gate_strength", "mode", "x"]),
-                             JSON, max_size=4)
+    params = st.dictionaries(
+        st.sampled_from(
+            [
+                "steps",
+                "seeds",
+                "eval_every",
+                "lr",
+                "batch_size",
+                "optimizer",
+                "gate_strength",
+                "mode",
+                "x",
+            ]
+        ),
+        JSON,
+        max_size=4,
+    )
 
     @SETTINGS
-    @given(body=st.one_of(JSON, st.fixed_dictionaries(
-        {"recipe": st.sampled_from(recipes) | st.text(max_size=10), "params": params | JSON})))
+    @given(
+        body=st.one_of(
+            JSON,
+            st.fixed_dictionaries(
+                {"recipe": st.sampled_from(recipes) | st.text(max_size=10), "params": params | JSON}
+            ),
+        )
+    )
     def check(body):
         raw_post(client, "/api/jobs", body)
 
@@ -129,15 +192,27 @@ def test_cancel_never_fails(known):
 
 def test_checkpoint_evaluation_never_fails(known):
     client, known_ids = known
-    params = st.dictionaries(st.sampled_from(["layer_name", "label", "weight", "loss",
-                                              "latent_slice", "name", "dataset", "x"]),
-                             JSON | st.sampled_from(["encoder.0", "encoder.1", "decoder", "l1"]),
-                             max_size=3)
+    params = st.dictionaries(
+        st.sampled_from(
+            ["layer_name", "label", "weight", "loss", "latent_slice", "name", "dataset", "x"]
+        ),
+        JSON | st.sampled_from(["encoder.0", "encoder.1", "decoder", "l1"]),
+        max_size=3,
+    )
 
     @settings(SETTINGS, max_examples=25)
-    @given(ckpt=ids("ckpt", known_ids), body=st.one_of(JSON, st.fixed_dictionaries(
-        {"task": st.sampled_from(task_registry().names()) | st.text(max_size=10),
-         "params": params})))
+    @given(
+        ckpt=ids("ckpt", known_ids),
+        body=st.one_of(
+            JSON,
+            st.fixed_dictionaries(
+                {
+                    "task": st.sampled_from(task_registry().names()) | st.text(max_size=10),
+                    "params": params,
+                }
+            ),
+        ),
+    )
     def check(ckpt, body):
         raw_post(client, f"/api/checkpoints/{quote(ckpt, safe='')}/evaluate", body)
 

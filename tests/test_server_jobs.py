@@ -33,12 +33,18 @@ def server(tmp_path):
         yield client
 
 
-def read_events(client: httpx.Client, job_id: str, headers: dict | None = None,
-                until=lambda event: False, timeout: float = 180) -> list[tuple[int, dict]]:
+def read_events(
+    client: httpx.Client,
+    job_id: str,
+    headers: dict | None = None,
+    until=lambda event: False,
+    timeout: float = 180,
+) -> list[tuple[int, dict]]:
     """(id, event) pairs of the job's stream, until it ends or ``until(event)`` holds."""
     out, seq = [], None
-    with client.stream("GET", f"/api/jobs/{job_id}/events", headers=headers or {},
-                       timeout=timeout) as response:
+    with client.stream(
+        "GET", f"/api/jobs/{job_id}/events", headers=headers or {}, timeout=timeout
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -79,7 +85,8 @@ def test_event_stream_to_final_results_and_resume(server):
         assert kind in types, f"no {kind!r} event in {types}"
     evals = [e for _, e in events if e["type"] == "eval"]
     assert {(e["condition"], e["step"]) for e in evals} == {
-        (c, s) for c in ("standard", "gated") for s in (0, 10, 20)}
+        (c, s) for c in ("standard", "gated") for s in (0, 10, 20)
+    }
     final = next(e for _, e in events if e["type"] == "final")
     assert final["status"] == "completed"
     assert set(final["results"]["conditions"]) == {"standard", "gated"}
@@ -92,8 +99,12 @@ def test_event_stream_to_final_results_and_resume(server):
     assert read_events(server, job["id"]) == events  # the log is persistent
     after_end = server.get(f"/api/jobs/{job['id']}/events", headers={"Last-Event-ID": str(ids[-1])})
     assert after_end.status_code == 204  # finished: tells EventSource to stop reconnecting
-    assert server.get(f"/api/jobs/{job['id']}/events",
-                      headers={"Last-Event-ID": "x; DROP"}).status_code == 422
+    assert (
+        server.get(
+            f"/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "x; DROP"}
+        ).status_code
+        == 422
+    )
 
     run = server.get(f"/api/runs/{job['run_id']}").json()
     assert run["status"] == "completed" and run["job_id"] == job["id"]
@@ -153,8 +164,12 @@ def test_restart_marks_active_jobs_interrupted(tmp_path):
 def test_acc_serve_prints_its_address_and_serves(tmp_path):
     acc = Path(sys.executable).parent / "acc"
     env = {**os.environ, "COLUMNS": "200"}
-    server = subprocess.Popen([str(acc), "serve", "--port", "0", "--store", str(tmp_path / "s")],
-                              stdout=subprocess.PIPE, text=True, env=env)
+    server = subprocess.Popen(
+        [str(acc), "serve", "--port", "0", "--store", str(tmp_path / "s")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = server.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+", line)
@@ -164,7 +179,20 @@ def test_acc_serve_prints_its_address_and_serves(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
-    busy = subprocess.run([str(acc), "serve", "--host", "no.such.host.invalid", "--port", "0",
-                           "--store", str(tmp_path / "s")], capture_output=True, text=True,
-                          timeout=60, env=env)
+    busy = subprocess.run(
+        [
+            str(acc),
+            "serve",
+            "--host",
+            "no.such.host.invalid",
+            "--port",
+            "0",
+            "--store",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert busy.returncode != 0 and "cannot listen" in busy.stdout

@@ -38,8 +38,10 @@ def test_one_seed_has_no_interval():
 
 
 def test_compare_pairs_by_seed_and_supports_difference_of_differences():
-    runs = {"standard": {1: {"a": 1.0, "b": 1.0}, 2: {"a": 2.0, "b": 1.5}, 3: {"a": 9.0}},
-            "gated": {1: {"a": 0.5, "b": 0.9}, 2: {"a": 1.4, "b": 1.45}}}
+    runs = {
+        "standard": {1: {"a": 1.0, "b": 1.0}, 2: {"a": 2.0, "b": 1.5}, 3: {"a": 9.0}},
+        "gated": {1: {"a": 0.5, "b": 0.9}, 2: {"a": 1.4, "b": 1.45}},
+    }
     out = compare(Hypothesis("a", "lower"), runs)
     assert out["n"] == 2  # seed 3 has no gated partner
     assert out["mean_diff"] == pytest.approx(-0.55)

@@ -13,8 +13,9 @@ from acc.store import Store, StoreError, valid_id
 
 
 def test_run_branch_series_round_trip(store):
-    run_id = store.create_run("r", {"steps": 3}, [{"metric": "l1", "expect": "lower"}],
-                              {"standard": "plain"})
+    run_id = store.create_run(
+        "r", {"steps": 3}, [{"metric": "l1", "expect": "lower"}], {"standard": "plain"}
+    )
     branch = store.start_branch(run_id, "standard", 42)
     store.add_losses(branch, 50, {"reconstruction": 0.25})
     store.add_losses(branch, 100, {"reconstruction": 0.125})
@@ -30,8 +31,10 @@ def test_run_branch_series_round_trip(store):
     [row] = reopened.branches(run_id)
     assert (row["condition"], row["seed"], row["steps_done"]) == ("standard", 42, 100)
     assert row["metrics"] == {"l1": 0.1, "kl_per_dim": [1.0, 2.0]}
-    assert reopened.losses(branch) == [{"step": 50, "task": "reconstruction", "value": 0.25},
-                                       {"step": 100, "task": "reconstruction", "value": 0.125}]
+    assert reopened.losses(branch) == [
+        {"step": 50, "task": "reconstruction", "value": 0.25},
+        {"step": 100, "task": "reconstruction", "value": 0.125},
+    ]
     assert reopened.evals(branch) == [{"step": 100, "metrics": {"weight_cosine_sim": 0.5}}]
     assert reopened.list_runs()[0]["id"] == run_id
 
@@ -40,10 +43,18 @@ def test_checkpoint_is_safetensors_with_metadata(store):
     torch.manual_seed(0)
     model = LinearAutoencoder(20, 4)
     run_id = store.create_run("r", {}, [], {})
-    root = store.save_checkpoint(run_id, model, "init", step=0, metadata={"model": model.config()},
-                                 seed=7)
-    child = store.save_checkpoint(run_id, model, "final", step=9,
-                                  metadata={"model": model.config()}, seed=7, parent_id=root.id)
+    root = store.save_checkpoint(
+        run_id, model, "init", step=0, metadata={"model": model.config()}, seed=7
+    )
+    child = store.save_checkpoint(
+        run_id,
+        model,
+        "final",
+        step=9,
+        metadata={"model": model.config()},
+        seed=7,
+        parent_id=root.id,
+    )
     assert child.path.is_absolute() and child.path.suffix == ".safetensors"
     assert not list(child.path.parent.glob("*.tmp"))  # atomic writes leave no temporaries
     with safe_open(str(child.path), "pt") as f:
@@ -53,8 +64,10 @@ def test_checkpoint_is_safetensors_with_metadata(store):
     assert sidecar["model"] == {"class": "LinearAutoencoder", "in_dim": 20, "hidden_dim": 4}
     rebuilt = build_model(store.get_checkpoint(child.id).metadata["model"])
     rebuilt.load_state_dict(store.load_state_dict(child.id))
-    assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(),
-                                                 model.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values())
+    )
     tree = store.checkpoints(run_id)
     assert [(c["tag"], c["parent_id"]) for c in tree] == [("init", None), ("final", root.id)]
 

@@ -39,14 +39,19 @@ def test_chunked_training_equals_one_call(small_mnist):
     trainer.train(15)
     trainer.train(25)
     assert trainer.step == 40
-    assert all(torch.equal(a, b) for a, b in zip(_weights(once).values(),
-                                                 _weights(chunked).values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(_weights(once).values(), _weights(chunked).values())
+    )
 
 
 def test_training_reduces_loss_and_reports_window_means(small_mnist):
     reports = []
-    trainer = Trainer(_model(), [ReconstructionTask("r", small_mnist)],
-                      TrainConfig(seed=0, log_every=25), on_step=reports.append)
+    trainer = Trainer(
+        _model(),
+        [ReconstructionTask("r", small_mnist)],
+        TrainConfig(seed=0, log_every=25),
+        on_step=reports.append,
+    )
     trainer.train(120)
     assert [r.step for r in reports] == [25, 50, 75, 100, 120]
     assert reports[-1].losses["r"] < 0.6 * reports[0].losses["r"]
@@ -80,18 +85,27 @@ def test_eval_only_tasks_add_no_loss_and_run_periodically(small_mnist):
     diversity = WeightDiversityTask("div", small_mnist, "encoder.0")
     assert float(diversity.compute_loss({}, None)) == 0.0
     with_eval, without = _model(), _model()
-    Trainer(with_eval, [ReconstructionTask("r", small_mnist), diversity],
-            TrainConfig(seed=2, eval_every=10), on_eval=lambda s, m: evals.append((s, m))).train(30)
+    Trainer(
+        with_eval,
+        [ReconstructionTask("r", small_mnist), diversity],
+        TrainConfig(seed=2, eval_every=10),
+        on_eval=lambda s, m: evals.append((s, m)),
+    ).train(30)
     Trainer(without, [ReconstructionTask("r", small_mnist)], TrainConfig(seed=2)).train(30)
-    assert all(torch.equal(a, b) for a, b in zip(_weights(with_eval).values(),
-                                                 _weights(without).values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(_weights(with_eval).values(), _weights(without).values())
+    )
     assert [s for s, _ in evals] == [0, 10, 20, 30]
     assert set(evals[0][1]) == {"weight_cosine_sim"}
 
 
 def test_stop_request_and_bad_config(small_mnist):
-    trainer = Trainer(_model(), [ReconstructionTask("r", small_mnist)],
-                      TrainConfig(seed=0, log_every=5), should_stop=lambda: True)
+    trainer = Trainer(
+        _model(),
+        [ReconstructionTask("r", small_mnist)],
+        TrainConfig(seed=0, log_every=5),
+        should_stop=lambda: True,
+    )
     with pytest.raises(StopRequested):
         trainer.train(50)
     assert trainer.step == 5
@@ -102,7 +116,8 @@ def test_stop_request_and_bad_config(small_mnist):
 
 
 def test_sgd_optimizer_is_used(small_mnist):
-    trainer = Trainer(_model(), [ReconstructionTask("r", small_mnist)],
-                      TrainConfig(optimizer="sgd", lr=0.5))
+    trainer = Trainer(
+        _model(), [ReconstructionTask("r", small_mnist)], TrainConfig(optimizer="sgd", lr=0.5)
+    )
     assert isinstance(trainer.optimizer, torch.optim.SGD)
     assert trainer.optimizer.param_groups[0]["lr"] == 0.5

@@ -32,5 +32,9 @@ class ConvAutoencoder(nn.Module):
         return {ModelOutput.LATENT: latent, ModelOutput.RECONSTRUCTION: recon}
 
     def config(self) -> dict:
-        return {"class": type(self).__name__, "in_channels": self.in_channels,
-                "hidden_dim": self.hidden_dim, "image_size": self.image_size}
+        return {
+            "class": type(self).__name__,
+            "in_channels": self.in_channels,
+            "hidden_dim": self.hidden_dim,
+            "image_size": self.image_size,
+        }

@@ -23,8 +23,10 @@ CONV_LAYERS: dict[str, tuple[str, str]] = {
 def check_image_size(image_size: int) -> int:
     """Two stride-2 convolutions halve the side twice: it must be a positive multiple of 4."""
     if not isinstance(image_size, int) or image_size < 4 or image_size % 4:
-        raise ValueError(f"image_size must be a multiple of 4 (two stride-2 convs), "
-                         f"got {image_size!r}; use the dataset view '32' (or '28')")
+        raise ValueError(
+            f"image_size must be a multiple of 4 (two stride-2 convs), "
+            f"got {image_size!r}; use the dataset view '32' (or '28')"
+        )
     return image_size
 
 
@@ -54,11 +56,13 @@ class ConvDecoder(nn.Module):
         self.side = check_image_size(image_size) // 4
         self.fc = nn.Linear(latent_dim, CHANNELS[1] * self.side * self.side)
         self.relu0 = nn.ReLU()
-        self.deconv1 = nn.ConvTranspose2d(CHANNELS[1], CHANNELS[0], 3, stride=2, padding=1,
-                                          output_padding=1)
+        self.deconv1 = nn.ConvTranspose2d(
+            CHANNELS[1], CHANNELS[0], 3, stride=2, padding=1, output_padding=1
+        )
         self.relu1 = nn.ReLU()
-        self.deconv2 = nn.ConvTranspose2d(CHANNELS[0], out_channels, 3, stride=2, padding=1,
-                                          output_padding=1)
+        self.deconv2 = nn.ConvTranspose2d(
+            CHANNELS[0], out_channels, 3, stride=2, padding=1, output_padding=1
+        )
         self.out = nn.Sigmoid()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -72,5 +76,7 @@ def check_input(x: torch.Tensor, in_channels: int, image_size: int) -> None:
     """A clear error for the commonest mistake: flat or 28x28 images into a 32x32 model."""
     expected = (in_channels, image_size, image_size)
     if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-        raise ValueError(f"expected images shaped [B, {in_channels}, {image_size}, {image_size}], "
-                         f"got {tuple(x.shape)}; load the dataset view '{image_size}'")
+        raise ValueError(
+            f"expected images shaped [B, {in_channels}, {image_size}, {image_size}], "
+            f"got {tuple(x.shape)}; load the dataset view '{image_size}'"
+        )

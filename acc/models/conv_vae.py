@@ -33,8 +33,12 @@ class ConvVAE(nn.Module):
         mu, logvar = self.mu(features), self.logvar(features)  # [B, latent_dim] each
         z = self.reparameterise(mu, logvar) if self.training else mu  # [B, latent_dim]
         recon = self.decoder(z)  # [B, C, S, S]
-        return {ModelOutput.LATENT: z, ModelOutput.RECONSTRUCTION: recon,
-                ModelOutput.MU: mu, ModelOutput.LOGVAR: logvar}
+        return {
+            ModelOutput.LATENT: z,
+            ModelOutput.RECONSTRUCTION: recon,
+            ModelOutput.MU: mu,
+            ModelOutput.LOGVAR: logvar,
+        }
 
     @staticmethod
     def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -42,5 +46,9 @@ class ConvVAE(nn.Module):
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
     def config(self) -> dict:
-        return {"class": type(self).__name__, "in_channels": self.in_channels,
-                "latent_dim": self.latent_dim, "image_size": self.image_size}
+        return {
+            "class": type(self).__name__,
+            "in_channels": self.in_channels,
+            "latent_dim": self.latent_dim,
+            "image_size": self.image_size,
+        }

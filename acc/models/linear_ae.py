@@ -9,7 +9,7 @@ from acc.model_output import ModelOutput
 
 
 class LinearAutoencoder(nn.Module):
-    """784 -> hidden (ReLU) -> 784 (Sigmoid). Layers: ``encoder.0``, ``encoder.1``, ``decoder.0``."""
+    """784 -> hidden (ReLU) -> 784 (Sigmoid); layers ``encoder.0``, ``encoder.1``, ``decoder.0``."""
 
     def __init__(self, in_dim: int = 784, hidden_dim: int = 64) -> None:
         super().__init__()

@@ -36,10 +36,12 @@ class RecipeParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    steps: int = Field(25_000, ge=0, description="training steps per branch (0 = evaluate the "
-                                                  "untrained models)")
-    seeds: list[int] = Field([42, 123, 456], min_length=1,
-                             description="one paired replicate per seed")
+    steps: int = Field(
+        25_000, ge=0, description="training steps per branch (0 = evaluate the untrained models)"
+    )
+    seeds: list[int] = Field(
+        [42, 123, 456], min_length=1, description="one paired replicate per seed"
+    )
     eval_every: int = Field(500, ge=0, description="steps between periodic evaluations (0 = off)")
     batch_size: int = Field(128, ge=1, description="images per training step")
     lr: float = Field(1e-3, gt=0, description="learning rate")
@@ -85,9 +87,16 @@ class Branch:
 
 
 class RecipeContext:
-    def __init__(self, store: Store, run_id: str, params: RecipeParams, device: torch.device,
-                 data_dir: str | Path | None = None, on_event: EventSink | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        params: RecipeParams,
+        device: torch.device,
+        data_dir: str | Path | None = None,
+        on_event: EventSink | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         self.store, self.run_id, self.params, self.device = store, run_id, params, device
         self.data_dir, self.should_stop = data_dir, should_stop
         self._emit = on_event or (lambda event: None)
@@ -122,16 +131,27 @@ class RecipeContext:
     def save_checkpoint(self, model: nn.Module, tag: str, seed: int | None = None) -> Checkpoint:
         """Save ``model`` with its metadata; inside a branch, as that branch's checkpoint."""
         branch = self.current_branch
-        metadata = {"model": model.config(), "recipe_params": self.params.model_dump(),
-                    "gating": branch.gating.describe() if branch and branch.gating else None,
-                    "tasks": [t.describe() for t in branch.tasks] if branch else [],
-                    "condition": branch.condition if branch else None}
+        metadata = {
+            "model": model.config(),
+            "recipe_params": self.params.model_dump(),
+            "gating": branch.gating.describe() if branch and branch.gating else None,
+            "tasks": [t.describe() for t in branch.tasks] if branch else [],
+            "condition": branch.condition if branch else None,
+        }
         if branch is None:
-            return self.store.save_checkpoint(self.run_id, model, tag, step=0, metadata=metadata,
-                                              seed=seed)
+            return self.store.save_checkpoint(
+                self.run_id, model, tag, step=0, metadata=metadata, seed=seed
+            )
         ckpt = self.store.save_checkpoint(
-            self.run_id, model, tag, step=branch.steps_done, metadata=metadata, seed=branch.seed,
-            parent_id=branch.parent.id if branch.parent else None, branch_id=branch.id)
+            self.run_id,
+            model,
+            tag,
+            step=branch.steps_done,
+            metadata=metadata,
+            seed=branch.seed,
+            parent_id=branch.parent.id if branch.parent else None,
+            branch_id=branch.id,
+        )
         self.store.set_branch_checkpoint(branch.id, ckpt.id)
         return ckpt
 
@@ -160,12 +180,21 @@ class RecipeContext:
             if branch.gating:
                 branch.gating.remove()
             self.store.finish_branch(branch.id, status, branch.steps_done, error)
-            self._emit({"type": "branch", "state": status, "condition": condition,
-                        "seed": seed, "error": error, "steps": branch.steps_done})
+            self._emit(
+                {
+                    "type": "branch",
+                    "state": status,
+                    "condition": condition,
+                    "seed": seed,
+                    "error": error,
+                    "steps": branch.steps_done,
+                }
+            )
             self.current_branch = None
 
-    def attach_gating(self, model: nn.Module, temperature: float,
-                      layer_configs: dict[str, dict]) -> AttachedGating:
+    def attach_gating(
+        self, model: nn.Module, temperature: float, layer_configs: dict[str, dict]
+    ) -> AttachedGating:
         gating = attach_competitive_gating(model, temperature, layer_configs)
         self._current("attach_gating").gating = gating
         return gating
@@ -178,12 +207,21 @@ class RecipeContext:
         branch = self._current("train")
         if branch.trainer is None:
             branch.trainer = self._make_trainer(branch)
-        self._emit({"type": "train", "condition": branch.condition, "seed": branch.seed,
-                    "from_step": branch.trainer.step, "to_step": branch.trainer.step + steps})
+        self._emit(
+            {
+                "type": "train",
+                "condition": branch.condition,
+                "seed": branch.seed,
+                "from_step": branch.trainer.step,
+                "to_step": branch.trainer.step + steps,
+            }
+        )
         started = time.perf_counter()
         branch.trainer.train(steps)
-        self.log(f"{branch.condition} seed {branch.seed}: {steps} steps in "
-                 f"{time.perf_counter() - started:.1f}s")
+        self.log(
+            f"{branch.condition} seed {branch.seed}: {steps} steps in "
+            f"{time.perf_counter() - started:.1f}s"
+        )
 
     def evaluate(self) -> dict:
         branch = self._current("evaluate")
@@ -192,8 +230,14 @@ class RecipeContext:
     def record_results(self, metrics: dict) -> None:
         branch = self._current("record_results")
         self.store.record_metrics(branch.id, metrics)
-        self._emit({"type": "results", "condition": branch.condition, "seed": branch.seed,
-                    "metrics": metrics})
+        self._emit(
+            {
+                "type": "results",
+                "condition": branch.condition,
+                "seed": branch.seed,
+                "metrics": metrics,
+            }
+        )
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -206,19 +250,44 @@ class RecipeContext:
         if branch.model is None:
             raise RuntimeError("ctx.train(): no model in this branch; call ctx.fork() first")
         p = self.params
-        config = TrainConfig(batch_size=p.batch_size, lr=p.lr, optimizer=p.optimizer,
-                             seed=branch.seed, eval_every=p.eval_every)
+        config = TrainConfig(
+            batch_size=p.batch_size,
+            lr=p.lr,
+            optimizer=p.optimizer,
+            seed=branch.seed,
+            eval_every=p.eval_every,
+        )
 
         def on_step(info: StepInfo) -> None:
             self.store.add_losses(branch.id, info.step, info.losses)
-            self._emit({"type": "step", "condition": branch.condition, "seed": branch.seed,
-                        "step": info.step, "losses": info.losses,
-                        "steps_per_second": info.steps_per_second})
+            self._emit(
+                {
+                    "type": "step",
+                    "condition": branch.condition,
+                    "seed": branch.seed,
+                    "step": info.step,
+                    "losses": info.losses,
+                    "steps_per_second": info.steps_per_second,
+                }
+            )
 
         def on_eval(step: int, metrics: dict) -> None:
             self.store.add_eval(branch.id, step, metrics)
-            self._emit({"type": "eval", "condition": branch.condition, "seed": branch.seed,
-                        "step": step, "metrics": metrics})
+            self._emit(
+                {
+                    "type": "eval",
+                    "condition": branch.condition,
+                    "seed": branch.seed,
+                    "step": step,
+                    "metrics": metrics,
+                }
+            )
 
-        return Trainer(branch.model, branch.tasks, config, on_step=on_step, on_eval=on_eval,
-                       should_stop=self.should_stop)
+        return Trainer(
+            branch.model,
+            branch.tasks,
+            config,
+            on_step=on_step,
+            on_eval=on_eval,
+            should_stop=self.should_stop,
+        )

@@ -25,19 +25,21 @@ class L0Params(RecipeParams):
     hidden_dim: int = Field(64, ge=2, description="hidden units of the linear autoencoder")
     temperature: float = Field(1.0, gt=0, description="softmax temperature of the gate")
     gate_strength: float = Field(1.0, ge=0, le=1, description="0 = no gating, 1 = full mask")
-    mode: Literal["batch", "sample"] = Field("batch", description="gate strength per batch or "
-                                                                  "per image")
+    mode: Literal["batch", "sample"] = Field(
+        "batch", description="gate strength per batch or per image"
+    )
 
 
 class GradientGatingL0(Recipe):
     name = "gradient_gating_l0"
     description = "Linear autoencoder on MNIST: standard vs competitive gradient gating"
     Params = L0Params
-    conditions = {"standard": "plain training",
-                  "gated": "competitive gradient gating on encoder.0"}
-    hypotheses = [Hypothesis("weight_cosine_sim", "lower"),
-                  Hypothesis("activation_sparsity", "lower"),
-                  Hypothesis("effective_rank", "higher")]
+    conditions = {"standard": "plain training", "gated": "competitive gradient gating on encoder.0"}
+    hypotheses = [
+        Hypothesis("weight_cosine_sim", "lower"),
+        Hypothesis("activation_sparsity", "lower"),
+        Hypothesis("effective_rank", "higher"),
+    ]
 
     def run(self, ctx: RecipeContext) -> None:
         p: L0Params = ctx.params
@@ -49,8 +51,11 @@ class GradientGatingL0(Recipe):
                 with ctx.branch(condition, seed):
                     model = ctx.fork(root)
                     if condition == "gated":
-                        ctx.attach_gating(model, p.temperature, {
-                            "encoder.0": {"gate_strength": p.gate_strength, "mode": p.mode}})
+                        ctx.attach_gating(
+                            model,
+                            p.temperature,
+                            {"encoder.0": {"gate_strength": p.gate_strength, "mode": p.mode}},
+                        )
                     ctx.attach_task(ReconstructionTask("reconstruction", mnist))
                     ctx.attach_task(WeightDiversityTask("weight_diversity", mnist, "encoder.0"))
                     ctx.attach_task(EffectiveRankTask("effective_rank", mnist, "encoder.0"))

@@ -33,56 +33,72 @@ LABELS = tuple(CONV_LAYERS)  # ("conv1", "conv2")
 
 
 class L1Params(RecipeParams):
-    steps: int = Field(5_000, ge=0, description="training steps per branch (0 = evaluate the "
-                                                 "untrained models)")
+    steps: int = Field(
+        5_000, ge=0, description="training steps per branch (0 = evaluate the untrained models)"
+    )
     hidden_dim: int = Field(64, ge=1, description="latent size of the conv autoencoder")
     temperature: float = Field(1.0, gt=0, description="softmax temperature of the gate")
     gate_conv1: float = Field(1.0, ge=0, le=1, description="gate strength on conv1 (near input)")
     gate_conv2: float = Field(0.5, ge=0, le=1, description="gate strength on conv2")
-    mode: Literal["batch", "sample"] = Field("batch", description="gate strength per batch or "
-                                                                  "per image")
+    mode: Literal["batch", "sample"] = Field(
+        "batch", description="gate strength per batch or per image"
+    )
 
 
 def per_layer_hypotheses() -> list[Hypothesis]:
     """Level 0's three hypotheses, once per conv layer."""
-    return [Hypothesis(f"{metric}[{label}]", expect)
-            for label in LABELS
-            for metric, expect in (("weight_cosine_sim", "lower"),
-                                   ("activation_sparsity", "lower"),
-                                   ("effective_rank", "higher"))]
+    return [
+        Hypothesis(f"{metric}[{label}]", expect)
+        for label in LABELS
+        for metric, expect in (
+            ("weight_cosine_sim", "lower"),
+            ("activation_sparsity", "lower"),
+            ("effective_rank", "higher"),
+        )
+    ]
 
 
 DEPTH_HYPOTHESIS = Hypothesis(
-    "weight_cosine_sim[conv1]", "lower", minus="weight_cosine_sim[conv2]",
+    "weight_cosine_sim[conv1]",
+    "lower",
+    minus="weight_cosine_sim[conv2]",
     name="depth: weight_cosine_sim conv1 - conv2",
-    statement="gating lowers conv1's cosine similarity more than conv2's")
+    statement="gating lowers conv1's cosine similarity more than conv2's",
+)
 
 
 def specialisation_tasks(data: Dataset) -> list[Task]:
     """Diversity and rank on each conv's weight; sparsity and dead units on the ReLU after it."""
     tasks: list[Task] = []
     for label, (conv, relu) in CONV_LAYERS.items():
-        tasks += [WeightDiversityTask(f"weight_diversity_{label}", data, conv, label=label),
-                  EffectiveRankTask(f"effective_rank_{label}", data, conv, label=label),
-                  ActivationSparsityTask(f"sparsity_{label}", data, relu, label=label),
-                  DeadUnitsTask(f"dead_units_{label}", data, relu, label=label)]
+        tasks += [
+            WeightDiversityTask(f"weight_diversity_{label}", data, conv, label=label),
+            EffectiveRankTask(f"effective_rank_{label}", data, conv, label=label),
+            ActivationSparsityTask(f"sparsity_{label}", data, relu, label=label),
+            DeadUnitsTask(f"dead_units_{label}", data, relu, label=label),
+        ]
     return tasks
 
 
 def encoder_gating(temperature: float, conv1: float, conv2: float, mode: str) -> dict[str, dict]:
     """The depth-tapered layer configs: stronger near the input, weaker near the latent."""
-    return {CONV_LAYERS["conv1"][0]: {"gate_strength": conv1, "mode": mode},
-            CONV_LAYERS["conv2"][0]: {"gate_strength": conv2, "mode": mode}}
+    return {
+        CONV_LAYERS["conv1"][0]: {"gate_strength": conv1, "mode": mode},
+        CONV_LAYERS["conv2"][0]: {"gate_strength": conv2, "mode": mode},
+    }
 
 
 class GradientGatingL1(Recipe):
     name = "gradient_gating_l1"
-    description = ("Conv autoencoder on 32x32 MNIST: standard vs depth-tapered gating "
-                   "(conv1 1.0, conv2 0.5)")
+    description = (
+        "Conv autoencoder on 32x32 MNIST: standard vs depth-tapered gating (conv1 1.0, conv2 0.5)"
+    )
     Params = L1Params
-    conditions = {"standard": "plain training",
-                  "gated": "competitive gradient gating on encoder.conv1 (strength 1.0) and "
-                           "encoder.conv2 (strength 0.5)"}
+    conditions = {
+        "standard": "plain training",
+        "gated": "competitive gradient gating on encoder.conv1 (strength 1.0) and "
+        "encoder.conv2 (strength 0.5)",
+    }
     hypotheses = [*per_layer_hypotheses(), DEPTH_HYPOTHESIS]
 
     def run(self, ctx: RecipeContext) -> None:
@@ -95,8 +111,11 @@ class GradientGatingL1(Recipe):
                 with ctx.branch(condition, seed):
                     model = ctx.fork(root)
                     if condition == "gated":
-                        ctx.attach_gating(model, p.temperature, encoder_gating(
-                            p.temperature, p.gate_conv1, p.gate_conv2, p.mode))
+                        ctx.attach_gating(
+                            model,
+                            p.temperature,
+                            encoder_gating(p.temperature, p.gate_conv1, p.gate_conv2, p.mode),
+                        )
                     ctx.attach_task(ReconstructionTask("reconstruction", mnist))
                     for task in specialisation_tasks(mnist):
                         ctx.attach_task(task)

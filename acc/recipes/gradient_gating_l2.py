@@ -30,30 +30,35 @@ from acc.tasks.reconstruction import ReconstructionTask
 
 
 class L2Params(RecipeParams):
-    steps: int = Field(10_000, ge=0, description="training steps per branch (0 = evaluate the "
-                                                  "untrained models)")
+    steps: int = Field(
+        10_000, ge=0, description="training steps per branch (0 = evaluate the untrained models)"
+    )
     latent_dim: int = Field(16, ge=1, description="latent dimensions of the VAE")
     beta: float = Field(0.05, ge=0, description="KL weight (per-image sums, see KLDivergenceTask)")
     kl_warmup_steps: int = Field(0, ge=0, description="linear KL warm-up steps (0 = off)")
-    recon_loss: Literal["l1", "mse"] = Field("l1", description="reconstruction error, summed "
-                                                               "over pixels")
+    recon_loss: Literal["l1", "mse"] = Field(
+        "l1", description="reconstruction error, summed over pixels"
+    )
     temperature: float = Field(1.0, gt=0, description="softmax temperature of the gate")
     gate_conv1: float = Field(1.0, ge=0, le=1, description="gate strength on conv1 (near input)")
     gate_conv2: float = Field(0.5, ge=0, le=1, description="gate strength on conv2")
-    mode: Literal["batch", "sample"] = Field("batch", description="gate strength per batch or "
-                                                                  "per image")
+    mode: Literal["batch", "sample"] = Field(
+        "batch", description="gate strength per batch or per image"
+    )
 
 
 class GradientGatingL2(Recipe):
     name = "gradient_gating_l2"
-    description = ("Conv VAE on 32x32 MNIST (beta 0.05): standard vs gating on the encoder "
-                   "convolutions")
+    description = (
+        "Conv VAE on 32x32 MNIST (beta 0.05): standard vs gating on the encoder convolutions"
+    )
     Params = L2Params
-    conditions = {"standard": "plain VAE training",
-                  "gated": "competitive gradient gating on encoder.conv1 (strength 1.0) and "
-                           "encoder.conv2 (strength 0.5); decoder never gated"}
-    hypotheses = [*per_layer_hypotheses(), DEPTH_HYPOTHESIS,
-                  Hypothesis("active_units", "higher")]
+    conditions = {
+        "standard": "plain VAE training",
+        "gated": "competitive gradient gating on encoder.conv1 (strength 1.0) and "
+        "encoder.conv2 (strength 0.5); decoder never gated",
+    }
+    hypotheses = [*per_layer_hypotheses(), DEPTH_HYPOTHESIS, Hypothesis("active_units", "higher")]
 
     def run(self, ctx: RecipeContext) -> None:
         p: L2Params = ctx.params
@@ -65,12 +70,19 @@ class GradientGatingL2(Recipe):
                 with ctx.branch(condition, seed):
                     model = ctx.fork(root)
                     if condition == "gated":
-                        ctx.attach_gating(model, p.temperature, encoder_gating(
-                            p.temperature, p.gate_conv1, p.gate_conv2, p.mode))
-                    ctx.attach_task(ReconstructionTask("reconstruction", mnist,
-                                                       loss=p.recon_loss, reduction="sum"))
-                    ctx.attach_task(KLDivergenceTask("kl", mnist, weight=p.beta,
-                                                     warmup_steps=p.kl_warmup_steps))
+                        ctx.attach_gating(
+                            model,
+                            p.temperature,
+                            encoder_gating(p.temperature, p.gate_conv1, p.gate_conv2, p.mode),
+                        )
+                    ctx.attach_task(
+                        ReconstructionTask(
+                            "reconstruction", mnist, loss=p.recon_loss, reduction="sum"
+                        )
+                    )
+                    ctx.attach_task(
+                        KLDivergenceTask("kl", mnist, weight=p.beta, warmup_steps=p.kl_warmup_steps)
+                    )
                     for task in specialisation_tasks(mnist):
                         ctx.attach_task(task)
                     ctx.train(p.steps)

@@ -43,12 +43,18 @@ def plotly_js() -> Path | None:
     return path if path.is_file() else None
 
 
-def create_app(store_root: str | Path, max_concurrent: int = 1, worker_threads: int | None = None,
-               device: str = "auto", data_dir: str | None = None) -> FastAPI:
+def create_app(
+    store_root: str | Path,
+    max_concurrent: int = 1,
+    worker_threads: int | None = None,
+    device: str = "auto",
+    data_dir: str | None = None,
+) -> FastAPI:
     resolve_device(device)  # fail at start, not at the first job
     Store(store_root).close()  # creates the store, or a clear StoreError if it cannot
-    manager = JobManager(Path(store_root), max_concurrent=max_concurrent, device=device,
-                         data_dir=data_dir)
+    manager = JobManager(
+        Path(store_root), max_concurrent=max_concurrent, device=device, data_dir=data_dir
+    )
     if worker_threads:
         manager.worker_threads = worker_threads
 
@@ -60,8 +66,12 @@ def create_app(store_root: str | Path, max_concurrent: int = 1, worker_threads: 
         finally:
             manager.stop()
 
-    app = FastAPI(title="ACC", version="0.1.0", lifespan=lifespan,
-                  description="Run recipes, watch them live, compare conditions.")
+    app = FastAPI(
+        title="ACC",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Run recipes, watch them live, compare conditions.",
+    )
     app.state.manager = manager
     app.state.datasets = DatasetCache(data_dir)
     _add_error_handlers(app)
@@ -81,21 +91,26 @@ def _add_page(app: FastAPI) -> None:
         path = plotly_js()
         if path is None:
             raise HTTPException(404, "plotly is not installed: pip install plotly")
-        return FileResponse(path, media_type="text/javascript",
-                            headers={"Cache-Control": "max-age=86400"})
+        return FileResponse(
+            path, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"}
+        )
 
     @app.get("/api/recipes", response_model=RecipeList, tags=["recipes"])
     def recipes() -> dict:
         """Every recipe with its conditions, hypotheses and parameters (with defaults)."""
         registry = recipe_registry()
-        return {"recipes": [_recipe_info(registry.get(n)) for n in registry.names()],
-                "import_errors": registry.import_errors}
+        return {
+            "recipes": [_recipe_info(registry.get(n)) for n in registry.names()],
+            "import_errors": registry.import_errors,
+        }
 
     @app.get("/api/metrics", tags=["recipes"])
     def metrics() -> list[dict]:
         """Every metric key with its label and which direction is better (null: neither)."""
-        return [{"key": m.value, "label": m.label, "higher_is_better": m.higher_is_better}
-                for m in EvalMetric]
+        return [
+            {"key": m.value, "label": m.label, "higher_is_better": m.higher_is_better}
+            for m in EvalMetric
+        ]
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -107,38 +122,69 @@ def _recipe_info(recipe) -> dict:
     params = []
     for name, field in recipe.Params.model_fields.items():
         prop = schema["properties"].get(name, {})
-        params.append({"name": name, "type": "enum" if "enum" in prop else prop.get("type", "any"),
-                       "choices": prop.get("enum"), "default": field.default,
-                       "description": field.description})
-    return {"name": recipe.name, "description": recipe.description,
-            "conditions": dict(recipe.conditions),
-            "hypotheses": [h.to_dict() for h in recipe.hypotheses],
-            "params": params, "params_schema": schema}
+        params.append(
+            {
+                "name": name,
+                "type": "enum" if "enum" in prop else prop.get("type", "any"),
+                "choices": prop.get("enum"),
+                "default": field.default,
+                "description": field.description,
+            }
+        )
+    return {
+        "name": recipe.name,
+        "description": recipe.description,
+        "conditions": dict(recipe.conditions),
+        "hypotheses": [h.to_dict() for h in recipe.hypotheses],
+        "params": params,
+        "params_schema": schema,
+    }
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     def handler(status: int):
         async def handle(_request: Request, exc: Exception) -> JSONResponse:
             return JSONResponse({"detail": str(exc)}, status_code=status)
+
         return handle
 
-    for exc_type, status in ((StoreError, 404), (JobNotFound, 404), (RegistryError, 404),
-                             (FileNotFoundError, 404), (JobConflict, 409), (InspectError, 422),
-                             (ImageError, 422), (DataError, 503)):
+    for exc_type, status in (
+        (StoreError, 404),
+        (JobNotFound, 404),
+        (RegistryError, 404),
+        (FileNotFoundError, 404),
+        (JobConflict, 409),
+        (InspectError, 422),
+        (ImageError, 422),
+        (DataError, 503),
+    ):
         app.add_exception_handler(exc_type, handler(status))
 
     async def params_error(_request: Request, exc: ParamsError) -> JSONResponse:
         cause = exc.__cause__
-        errors = [{"loc": ["body", "params", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                  for e in cause.errors()] if cause is not None else []
+        errors = (
+            [
+                {"loc": ["body", "params", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                for e in cause.errors()
+            ]
+            if cause is not None
+            else []
+        )
         return JSONResponse({"detail": str(exc), "errors": errors}, status_code=422)
 
     app.add_exception_handler(ParamsError, params_error)
 
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         """FastAPI's 422, minus what cannot be JSON: NaN/Infinity inputs, exception objects."""
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"],
-                   "input": finite(jsonable_encoder(e.get("input")))} for e in exc.errors()]
+        errors = [
+            {
+                "loc": list(e["loc"]),
+                "msg": e["msg"],
+                "type": e["type"],
+                "input": finite(jsonable_encoder(e.get("input"))),
+            }
+            for e in exc.errors()
+        ]
         return JSONResponse({"detail": errors}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -39,8 +39,12 @@ def png(pixels: np.ndarray) -> bytes:
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
     header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def first_filters(model: nn.Module) -> tuple[str, np.ndarray]:
@@ -103,5 +107,5 @@ def _tile(tiles: np.ndarray, background, columns: int | None = None) -> np.ndarr
     canvas[...] = background
     for i in range(n):
         top, left = GAP + (i // cols) * (h + GAP), GAP + (i % cols) * (w + GAP)
-        canvas[top:top + h, left:left + w] = tiles[i]
+        canvas[top : top + h, left : left + w] = tiles[i]
     return canvas

@@ -43,7 +43,8 @@ def load_model(store: Store, ckpt_id: str) -> tuple[nn.Module, Checkpoint]:
 def dataset_view(model: nn.Module) -> str:
     """The MNIST view a model takes: flat vectors for the linear AE, 32x32 for conv models."""
     return getattr(model, "input_view", None) or (
-        "flat" if isinstance(model, LinearAutoencoder) else "32")
+        "flat" if isinstance(model, LinearAutoencoder) else "32"
+    )
 
 
 _LOADED: dict[tuple[str, str | None], Dataset] = {}
@@ -67,15 +68,23 @@ class DatasetCache:
 def describe_checkpoint(store: Store, ckpt_id: str) -> dict:
     model, ckpt = load_model(store, ckpt_id)
     modules = dict(model.named_modules())
-    weighted = [name for name in layer_names(model)
-                if getattr(getattr(modules[name], "weight", None), "dim", lambda: 0)() >= 2]
-    return {"id": ckpt.id, "metadata": ckpt.metadata, "layers": layer_names(model),
-            "weight_layers": weighted,
-            "view": dataset_view(model),
-            "parameters": int(sum(p.numel() for p in model.parameters()))}
+    weighted = [
+        name
+        for name in layer_names(model)
+        if getattr(getattr(modules[name], "weight", None), "dim", lambda: 0)() >= 2
+    ]
+    return {
+        "id": ckpt.id,
+        "metadata": ckpt.metadata,
+        "layers": layer_names(model),
+        "weight_layers": weighted,
+        "view": dataset_view(model),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+    }
 
 
 # --- tasks ------------------------------------------------------------------------------------
+
 
 def task_parameters(cls: type) -> dict[str, tuple[Any, Any]]:
     """Constructor parameters a request may set: name -> (type, default or ...)."""
@@ -106,13 +115,25 @@ def task_catalog() -> list[dict]:
     catalog = []
     for name in registry.names():
         cls = registry.get(name)
-        params = [{"name": p, "type": _type_name(t), "default": None if d is ... else d,
-                   "required": d is ...}
-                  for p, (t, d) in task_parameters(cls).items()]
+        params = [
+            {
+                "name": p,
+                "type": _type_name(t),
+                "default": None if d is ... else d,
+                "required": d is ...,
+            }
+            for p, (t, d) in task_parameters(cls).items()
+        ]
         doc = inspect.getdoc(cls) or ""
-        catalog.append({"name": name, "description": doc.split("\n\n")[0].replace("\n", " "),
-                        "layer_task": issubclass(cls, LayerTask),
-                        "eval_only": bool(getattr(cls, "eval_only", False)), "params": params})
+        catalog.append(
+            {
+                "name": name,
+                "description": doc.split("\n\n")[0].replace("\n", " "),
+                "layer_task": issubclass(cls, LayerTask),
+                "eval_only": bool(getattr(cls, "eval_only", False)),
+                "params": params,
+            }
+        )
     return catalog
 
 
@@ -127,17 +148,20 @@ def build_task(task_type: str, params: dict, dataset: Dataset):
     """Instantiate a registered task from request parameters, validated against its signature."""
     registry = task_registry()
     if task_type not in registry.items:
-        raise InspectError(f"unknown task {task_type!r}; known tasks: "
-                           f"{', '.join(registry.names())}")
+        raise InspectError(
+            f"unknown task {task_type!r}; known tasks: {', '.join(registry.names())}"
+        )
     cls = registry.get(task_type)
     fields = task_parameters(cls)
-    model_cls = create_model(f"{task_type}Params", __config__=ConfigDict(extra="forbid",
-                                                                         strict=True), **fields)
+    model_cls = create_model(
+        f"{task_type}Params", __config__=ConfigDict(extra="forbid", strict=True), **fields
+    )
     try:
         validated = model_cls(**params).model_dump()
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
+        )
         raise InspectError(f"invalid parameters for {task_type}: {problems}") from None
     try:
         return cls(task_type, dataset, **validated)
@@ -145,15 +169,17 @@ def build_task(task_type: str, params: dict, dataset: Dataset):
         raise InspectError(f"{task_type}: {exc}") from None
 
 
-def evaluate_checkpoint(store: Store, ckpt_id: str, task_type: str, params: dict,
-                        datasets: DatasetCache) -> dict:
+def evaluate_checkpoint(
+    store: Store, ckpt_id: str, task_type: str, params: dict, datasets: DatasetCache
+) -> dict:
     """Metrics of one task on one checkpoint, on the held-out test split."""
     model, _ = load_model(store, ckpt_id)
     task = build_task(task_type, params, datasets.get(dataset_view(model)))
     layer = getattr(task, "layer_name", None)
     if layer is not None and layer not in layer_names(model):
-        raise InspectError(f"unknown layer {layer!r}; this model's layers: "
-                           f"{', '.join(layer_names(model))}")
+        raise InspectError(
+            f"unknown layer {layer!r}; this model's layers: {', '.join(layer_names(model))}"
+        )
     try:
         with torch.no_grad():
             return task.evaluate(model)

@@ -77,8 +77,9 @@ class JobManager:
 
     def start(self) -> None:
         for job in self.jobs.with_status(*ACTIVE):
-            self._finalize(job, "interrupted", f"the server stopped while the job was "
-                                               f"{job['status']}")
+            self._finalize(
+                job, "interrupted", f"the server stopped while the job was {job['status']}"
+            )
         self._thread = threading.Thread(target=self._loop, name="acc-jobs", daemon=True)
         self._thread.start()
 
@@ -122,8 +123,10 @@ class JobManager:
 
     def _flag(self, job: dict) -> dict:
         worker = self._workers.get(job["id"])
-        return {**job, "cancel_requested": worker is not None and
-                worker.cancel_deadline is not None}
+        return {
+            **job,
+            "cancel_requested": worker is not None and worker.cancel_deadline is not None,
+        }
 
     def cancel(self, job_id: str) -> dict:
         job = self.get(job_id)
@@ -157,8 +160,11 @@ class JobManager:
             job = queued.pop(0)
             cancel = self._ctx.Event()
             process = self._ctx.Process(
-                target=worker_main, name=f"acc-worker-{job['id']}", daemon=True,
-                args=(str(self.store_root), job["id"], job["run_id"], cancel, self.worker_threads))
+                target=worker_main,
+                name=f"acc-worker-{job['id']}",
+                daemon=True,
+                args=(str(self.store_root), job["id"], job["run_id"], cancel, self.worker_threads),
+            )
             try:
                 process.start()
             except Exception as exc:  # noqa: BLE001 - a job that cannot start fails alone
@@ -166,8 +172,7 @@ class JobManager:
                 continue
             self._workers[job["id"]] = _Worker(process, cancel)
             self.jobs.set_running(job["id"], process.pid)
-            self.jobs.add_event(job["id"], {"type": "job", "status": "running",
-                                            "pid": process.pid})
+            self.jobs.add_event(job["id"], {"type": "job", "status": "running", "pid": process.pid})
 
     def _reap(self) -> None:
         for job_id, worker in list(self._workers.items()):
@@ -206,8 +211,12 @@ class JobManager:
             if branch["status"] == "running":
                 self.store.finish_branch(branch["id"], status, branch["steps_done"], error)
         self.store.finish_run(run_id, status, error)
-        self.jobs.add_event(job_id, finite({"type": "final", "status": status,
-                                            "results": build_results(self.store, run_id)}))
+        self.jobs.add_event(
+            job_id,
+            finite(
+                {"type": "final", "status": status, "results": build_results(self.store, run_id)}
+            ),
+        )
 
 
 def _exit_reason(exitcode: int | None) -> str:

@@ -48,9 +48,11 @@ class JobStore:
     def create(self, run_id: str, recipe: str, params: dict) -> str:
         job_id = f"job-{secrets.token_hex(6)}"
         with transaction(self._db) as db:
-            db.execute("INSERT INTO jobs (id, run_id, recipe, params, status, created_at) "
-                       "VALUES (?, ?, ?, ?, 'queued', ?)",
-                       (job_id, run_id, recipe, json.dumps(params), time.time()))
+            db.execute(
+                "INSERT INTO jobs (id, run_id, recipe, params, status, created_at) "
+                "VALUES (?, ?, ?, ?, 'queued', ?)",
+                (job_id, run_id, recipe, json.dumps(params), time.time()),
+            )
         return job_id
 
     def get(self, job_id: str) -> dict | None:
@@ -60,14 +62,16 @@ class JobStore:
         return _job(row) if row else None
 
     def list(self, limit: int = 100) -> list[dict]:
-        rows = self._db.execute("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                                (limit,)).fetchall()
+        rows = self._db.execute(
+            "SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+        ).fetchall()
         return [_job(r) for r in rows]
 
     def with_status(self, *statuses: str) -> list[dict]:
         marks = ", ".join("?" for _ in statuses)
-        rows = self._db.execute(f"SELECT * FROM jobs WHERE status IN ({marks}) "
-                                "ORDER BY created_at, rowid", statuses).fetchall()
+        rows = self._db.execute(
+            f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at, rowid", statuses
+        ).fetchall()
         return [_job(r) for r in rows]
 
     def job_ids_by_run(self) -> dict[str, str]:
@@ -77,35 +81,43 @@ class JobStore:
 
     def set_running(self, job_id: str, pid: int) -> None:
         with transaction(self._db) as db:
-            db.execute("UPDATE jobs SET status = 'running', pid = ?, started_at = ? WHERE id = ?",
-                       (pid, time.time(), job_id))
+            db.execute(
+                "UPDATE jobs SET status = 'running', pid = ?, started_at = ? WHERE id = ?",
+                (pid, time.time(), job_id),
+            )
 
     def finish(self, job_id: str, status: str, error: str | None = None) -> bool:
         """Mark a job finished, once: False if it already was (the first verdict stands)."""
         with transaction(self._db) as db:
-            cur = db.execute("UPDATE jobs SET status = ?, error = ?, finished_at = ? "
-                             "WHERE id = ? AND status IN ('queued', 'running')",
-                             (status, error, time.time(), job_id))
+            cur = db.execute(
+                "UPDATE jobs SET status = ?, error = ?, finished_at = ? "
+                "WHERE id = ? AND status IN ('queued', 'running')",
+                (status, error, time.time(), job_id),
+            )
         return cur.rowcount == 1
 
     # --- events ------------------------------------------------------------------------------
 
     def add_event(self, job_id: str, event: dict) -> int:
         with transaction(self._db) as db:
-            cur = db.execute("INSERT INTO job_events (job_id, type, data, created_at) "
-                             "VALUES (?, ?, ?, ?)", (job_id, str(event.get("type", "log")),
-                                                     json.dumps(event), time.time()))
+            cur = db.execute(
+                "INSERT INTO job_events (job_id, type, data, created_at) VALUES (?, ?, ?, ?)",
+                (job_id, str(event.get("type", "log")), json.dumps(event), time.time()),
+            )
         return int(cur.lastrowid)
 
     def events_after(self, job_id: str, after: int, limit: int = 500) -> list[tuple[int, str]]:
         """(sequence number, JSON text) of the job's events after ``after``, oldest first."""
-        rows = self._db.execute("SELECT id, data FROM job_events WHERE job_id = ? AND id > ? "
-                                "ORDER BY id LIMIT ?", (job_id, after, limit)).fetchall()
+        rows = self._db.execute(
+            "SELECT id, data FROM job_events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (job_id, after, limit),
+        ).fetchall()
         return [(int(r["id"]), r["data"]) for r in rows]
 
     def last_event_id(self, job_id: str) -> int:
-        row = self._db.execute("SELECT MAX(id) AS last FROM job_events WHERE job_id = ?",
-                               (job_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT MAX(id) AS last FROM job_events WHERE job_id = ?", (job_id,)
+        ).fetchone()
         return int(row["last"] or 0)
 
 

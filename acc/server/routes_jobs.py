@@ -28,14 +28,20 @@ def manager_of(request: Request) -> JobManager:
     return request.app.state.manager
 
 
-@router.post("", status_code=202, response_model=Job,
-             responses={404: {"description": "unknown recipe"},
-                        422: {"description": "invalid parameters"}})
+@router.post(
+    "",
+    status_code=202,
+    response_model=Job,
+    responses={404: {"description": "unknown recipe"}, 422: {"description": "invalid parameters"}},
+)
 def start_job(body: JobRequest, request: Request) -> dict:
     """Queue a recipe run; it trains in its own worker process. Answers at once (202)."""
     if body.recipe not in recipe_registry().items:
-        raise HTTPException(404, f"unknown recipe {body.recipe!r}; known recipes: "
-                                 f"{', '.join(recipe_registry().names())}")
+        raise HTTPException(
+            404,
+            f"unknown recipe {body.recipe!r}; known recipes: "
+            f"{', '.join(recipe_registry().names())}",
+        )
     return manager_of(request).submit(body.recipe, body.params)
 
 
@@ -49,21 +55,34 @@ def get_job(job_id: str, request: Request) -> dict:
     return manager_of(request).get(job_id)
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=Job,
-             responses={404: {"description": "unknown job"},
-                        409: {"description": "the job has already finished"}})
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    response_model=Job,
+    responses={
+        404: {"description": "unknown job"},
+        409: {"description": "the job has already finished"},
+    },
+)
 def cancel_job(job_id: str, request: Request) -> dict:
     """Ask a running job to stop (it is terminated if it does not), or drop a queued one."""
     return manager_of(request).cancel(job_id)
 
 
-@router.get("/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}},
-                                           204: {"description": "finished, nothing after that id"},
-                                           404: {"description": "unknown job"}})
-async def job_events(job_id: str, request: Request,
-                     after: int | None = Query(None, ge=0, le=2**62,
-                                               description="resume after this event id"),
-                     last_event_id: str | None = Header(None)) -> Response:
+@router.get(
+    "/{job_id}/events",
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        204: {"description": "finished, nothing after that id"},
+        404: {"description": "unknown job"},
+    },
+)
+async def job_events(
+    job_id: str,
+    request: Request,
+    after: int | None = Query(None, ge=0, le=2**62, description="resume after this event id"),
+    last_event_id: str | None = Header(None),
+) -> Response:
     """Server-Sent Events: every event of the job, each with its sequence number as id."""
     manager = manager_of(request)
     job = await run_in_threadpool(manager.get, job_id)
@@ -72,9 +91,11 @@ async def job_events(job_id: str, request: Request,
         last = await run_in_threadpool(manager.jobs.last_event_id, job_id)
         if last <= start:
             return Response(status_code=204)
-    return StreamingResponse(_stream(manager, job_id, start, request),
-                             media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _stream(manager, job_id, start, request),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def _resume_point(after: int | None, last_event_id: str | None) -> int:
@@ -108,4 +129,3 @@ async def _stream(manager: JobManager, job_id: str, last: int, request: Request)
         if quiet >= HEARTBEAT_SECONDS:
             quiet = 0.0
             yield ": keep-alive\n\n"
-

@@ -64,9 +64,14 @@ def get_checkpoints(run_id: str, request: Request) -> list[dict]:
     out = []
     for row in store.checkpoints(run_id):
         meta = store.get_checkpoint(row["id"]).metadata
-        out.append({**{k: v for k, v in row.items() if k != "path"},
-                    "condition": meta.get("condition"), "model": meta.get("model", {}).get("class"),
-                    "gating": meta.get("gating")})
+        out.append(
+            {
+                **{k: v for k, v in row.items() if k != "path"},
+                "condition": meta.get("condition"),
+                "model": meta.get("model", {}).get("class"),
+                "gating": meta.get("gating"),
+            }
+        )
     return out
 
 
@@ -81,20 +86,23 @@ def get_filters(ckpt_id: str, request: Request) -> Response:
     """The first conv layer's kernels, or the first Linear layer's rows as 28x28 images."""
     model, _ = load_model(manager_of(request).store, ckpt_id)
     layer, tiles = first_filters(model)
-    return Response(png(filter_grid(tiles)), media_type="image/png",
-                    headers={"X-Layer": layer, "Cache-Control": "max-age=3600"})
+    return Response(
+        png(filter_grid(tiles)),
+        media_type="image/png",
+        headers={"X-Layer": layer, "Cache-Control": "max-age=3600"},
+    )
 
 
 @router.get("/checkpoints/{ckpt_id}/reconstructions.png", responses={**NOT_FOUND, 200: PNG})
-def get_reconstructions(ckpt_id: str, request: Request,
-                        n: int = Query(8, ge=1, le=32, description="test images")) -> Response:
+def get_reconstructions(
+    ckpt_id: str, request: Request, n: int = Query(8, ge=1, le=32, description="test images")
+) -> Response:
     """The first ``n`` test images (top row) and the model's reconstructions (bottom row)."""
     model, _ = load_model(manager_of(request).store, ckpt_id)
     images = request.app.state.datasets.get(dataset_view(model)).test.images[:n]
     with torch.no_grad():
         pixels = reconstruction_strip(model, images)
-    return Response(png(pixels), media_type="image/png",
-                    headers={"Cache-Control": "max-age=3600"})
+    return Response(png(pixels), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
 @router.get("/tasks")
@@ -103,11 +111,19 @@ def list_tasks() -> list[dict]:
     return task_catalog()
 
 
-@router.post("/checkpoints/{ckpt_id}/evaluate", response_model=Evaluation,
-             responses={**NOT_FOUND, 422: {"description": "unknown task or bad parameters"}})
+@router.post(
+    "/checkpoints/{ckpt_id}/evaluate",
+    response_model=Evaluation,
+    responses={**NOT_FOUND, 422: {"description": "unknown task or bad parameters"}},
+)
 def evaluate(ckpt_id: str, body: EvaluateRequest, request: Request) -> dict:
     """Evaluate one task on one checkpoint, on the held-out test split."""
-    metrics = evaluate_checkpoint(manager_of(request).store, ckpt_id, body.task, body.params,
-                                  request.app.state.datasets)
-    return {"checkpoint": ckpt_id, "task": body.task, "params": body.params,
-            "metrics": finite(metrics)}
+    metrics = evaluate_checkpoint(
+        manager_of(request).store, ckpt_id, body.task, body.params, request.app.state.datasets
+    )
+    return {
+        "checkpoint": ckpt_id,
+        "task": body.task,
+        "params": body.params,
+        "metrics": finite(metrics),
+    }

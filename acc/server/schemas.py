@@ -23,10 +23,14 @@ def _all_finite(params: dict[str, Any]) -> dict[str, Any]:
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    recipe: str = Field(min_length=1, max_length=100,
-                        description="a recipe name (GET /api/recipes)")
-    params: dict[str, Any] = Field(default_factory=dict, description="recipe parameters, e.g. "
-                                   '{"steps": 2000, "seeds": [42, 123], "eval_every": 200}')
+    recipe: str = Field(
+        min_length=1, max_length=100, description="a recipe name (GET /api/recipes)"
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="recipe parameters, e.g. "
+        '{"steps": 2000, "seeds": [42, 123], "eval_every": 200}',
+    )
 
     _finite = field_validator("params")(_all_finite)
 
@@ -35,8 +39,10 @@ class EvaluateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task: str = Field(min_length=1, max_length=100, description="a task type (GET /api/tasks)")
-    params: dict[str, Any] = Field(default_factory=dict, description="the task's constructor "
-                                   'parameters, e.g. {"layer_name": "encoder.0"}')
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description='the task\'s constructor parameters, e.g. {"layer_name": "encoder.0"}',
+    )
 
     _finite = field_validator("params")(_all_finite)
 

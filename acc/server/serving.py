@@ -48,8 +48,9 @@ class ServerThread:
         self.sock = bind(host, port)
         self.url = url_of(self.sock)
         self.server = _server(app)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
 
     def __enter__(self) -> str:
         self.thread.start()

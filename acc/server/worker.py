@@ -24,8 +24,12 @@ def worker_main(store_root: str, job_id: str, run_id: str, cancel, threads: int)
     store = Store(store_root)
     status, error = "failed", None
     try:
-        results = execute_run(store, run_id, on_event=lambda e: jobs.add_event(job_id, finite(e)),
-                              should_stop=cancel.is_set)
+        results = execute_run(
+            store,
+            run_id,
+            on_event=lambda e: jobs.add_event(job_id, finite(e)),
+            should_stop=cancel.is_set,
+        )
         status, error = results["status"], results.get("error")
         jobs.add_event(job_id, finite({"type": "final", "status": status, "results": results}))
     except BaseException as exc:  # recorded in the job; the server's reaper closes the run

@@ -15,5 +15,7 @@ class ActivationSparsityTask(LayerTask):
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         sparsity, variance = activation_sparsity(self.layer_activations(model))
-        return {self.key(EvalMetric.ACTIVATION_SPARSITY): sparsity,
-                self.key(EvalMetric.SPARSITY_VARIANCE): variance}
+        return {
+            self.key(EvalMetric.ACTIVATION_SPARSITY): sparsity,
+            self.key(EvalMetric.SPARSITY_VARIANCE): variance,
+        }

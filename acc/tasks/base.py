@@ -32,8 +32,14 @@ class Task:
 
     eval_only: ClassVar[bool] = False
 
-    def __init__(self, name: str, dataset: Dataset, weight: float = 1.0,
-                 latent_slice: slice | None = None, label: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        dataset: Dataset,
+        weight: float = 1.0,
+        latent_slice: slice | None = None,
+        label: str | None = None,
+    ) -> None:
         self.name, self.dataset, self.weight = name, dataset, weight
         self.latent_slice, self.label = latent_slice, label
 
@@ -41,8 +47,9 @@ class Task:
         latent = require_output(model_output, ModelOutput.LATENT, self)
         return latent if self.latent_slice is None else latent[..., self.latent_slice]
 
-    def compute_loss(self, model_output: dict[ModelOutput, torch.Tensor],
-                     batch: torch.Tensor) -> torch.Tensor:
+    def compute_loss(
+        self, model_output: dict[ModelOutput, torch.Tensor], batch: torch.Tensor
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def evaluate(self, model: nn.Module) -> dict[str, float | list[float]]:
@@ -52,8 +59,12 @@ class Task:
         return metric.key(self.label)
 
     def describe(self) -> dict:
-        info = {"type": type(self).__name__, "name": self.name, "weight": self.weight,
-                "eval_only": self.eval_only}
+        info = {
+            "type": type(self).__name__,
+            "name": self.name,
+            "weight": self.weight,
+            "eval_only": self.eval_only,
+        }
         if self.label is not None:
             info["label"] = self.label
         return info
@@ -71,31 +82,37 @@ class EvalOnlyTask(Task):
 class LayerTask(EvalOnlyTask):
     """An evaluation-only task that measures one named layer of the model."""
 
-    def __init__(self, name: str, dataset: Dataset, layer_name: str,
-                 label: str | None = None) -> None:
+    def __init__(
+        self, name: str, dataset: Dataset, layer_name: str, label: str | None = None
+    ) -> None:
         super().__init__(name, dataset, label=label)
         self.layer_name = layer_name
 
     def layer(self, model: nn.Module) -> nn.Module:
         modules = dict(model.named_modules())
         if not self.layer_name or self.layer_name not in modules:
-            raise TaskError(f"{type(self).__name__} {self.name!r}: unknown layer "
-                            f"{self.layer_name!r}; this model's layers: "
-                            f"{', '.join(layer_names(model))}")
+            raise TaskError(
+                f"{type(self).__name__} {self.name!r}: unknown layer "
+                f"{self.layer_name!r}; this model's layers: "
+                f"{', '.join(layer_names(model))}"
+            )
         return modules[self.layer_name]
 
     def weight_of_layer(self, model: nn.Module) -> torch.Tensor:
         weight = getattr(self.layer(model), "weight", None)
         if not isinstance(weight, torch.Tensor) or weight.dim() < 2:
-            raise TaskError(f"{type(self).__name__} {self.name!r}: layer {self.layer_name!r} "
-                            "has no weight matrix (use a Linear or Conv layer)")
+            raise TaskError(
+                f"{type(self).__name__} {self.name!r}: layer {self.layer_name!r} "
+                "has no weight matrix (use a Linear or Conv layer)"
+            )
         return weight
 
     def layer_activations(self, model: nn.Module) -> torch.Tensor:
         """The layer's output on every test image, [N, C] (spatially averaged for 4D)."""
         captured: list[torch.Tensor] = []
         hook = self.layer(model).register_forward_hook(
-            lambda _m, _i, out: captured.append(channel_activations(out.detach())))
+            lambda _m, _i, out: captured.append(channel_activations(out.detach()))
+        )
         try:
             for batch in test_batches(model, self.dataset):
                 model(batch)
@@ -119,19 +136,21 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def test_batches(model: nn.Module, dataset: Dataset,
-                 batch_size: int = EVAL_BATCH) -> Iterator[torch.Tensor]:
+def test_batches(
+    model: nn.Module, dataset: Dataset, batch_size: int = EVAL_BATCH
+) -> Iterator[torch.Tensor]:
     """The held-out test images in order, in evaluation mode."""
     images = dataset.test.images
     with evaluation_mode(model):
         for start in range(0, images.shape[0], batch_size):
-            yield images[start:start + batch_size]
+            yield images[start : start + batch_size]
 
 
 def require_output(output: dict, key: ModelOutput, task: Task) -> torch.Tensor:
     """``output[key]``, or an error naming the task and the outputs the model does give."""
     if key not in output:
-        raise TaskError(f"{type(task).__name__} {task.name!r} needs the model output "
-                        f"{key.value!r}; the model gives {', '.join(k.value for k in output)}")
+        raise TaskError(
+            f"{type(task).__name__} {task.name!r} needs the model output "
+            f"{key.value!r}; the model gives {', '.join(k.value for k in output)}"
+        )
     return output[key]
-

@@ -36,8 +36,9 @@ class KLDivergenceTask(Task):
     during warm-up the loss it reports is the scaled one.
     """
 
-    def __init__(self, name: str, dataset: Dataset, weight: float = 1.0,
-                 warmup_steps: int = 0) -> None:
+    def __init__(
+        self, name: str, dataset: Dataset, weight: float = 1.0, warmup_steps: int = 0
+    ) -> None:
         super().__init__(name, dataset, weight=weight)
         if not math.isfinite(weight) or weight < 0:
             raise ValueError(f"KL weight (beta) must be a finite number >= 0, got {weight}")
@@ -68,9 +69,11 @@ class KLDivergenceTask(Task):
             mus.append(mu.double())
             kls.append(kl_per_dim(mu.double(), logvar.double()))  # [b, D]
         per_image_dim = torch.cat(kls)  # [N, D]
-        return {EvalMetric.KL.value: float(per_image_dim.sum(dim=1).mean()),
-                EvalMetric.KL_PER_DIM.value: per_image_dim.mean(dim=0).tolist(),
-                EvalMetric.ACTIVE_UNITS.value: float(active_units(torch.cat(mus)))}
+        return {
+            EvalMetric.KL.value: float(per_image_dim.sum(dim=1).mean()),
+            EvalMetric.KL_PER_DIM.value: per_image_dim.mean(dim=0).tolist(),
+            EvalMetric.ACTIVE_UNITS.value: float(active_units(torch.cat(mus))),
+        }
 
     def describe(self) -> dict:
         return {**super().describe(), "beta": self.weight, "warmup_steps": self.warmup_steps}

@@ -27,8 +27,14 @@ class ReconstructionTask(Task):
     (KLDivergenceTask) weighted by beta has its usual beta-VAE meaning.
     """
 
-    def __init__(self, name: str, dataset: Dataset, weight: float = 1.0, loss: str = "l1",
-                 reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        name: str,
+        dataset: Dataset,
+        weight: float = 1.0,
+        loss: str = "l1",
+        reduction: str = "mean",
+    ) -> None:
         super().__init__(name, dataset, weight=weight)
         if loss not in LOSSES:
             raise ValueError(f"unknown reconstruction loss {loss!r}; valid: {', '.join(LOSSES)}")
