@@ -38,7 +38,7 @@ def make_trainer(model: ConvAutoencoder, data: Dataset, gated: bool) -> Trainer:
     """A trainer on a copy of ``model``; both conditions draw the same batch sequence."""
     model = copy.deepcopy(model)
     if gated:
-        attach_competitive_gating(model, 1.0, encoder_gating(1.0, 1.0, 0.5, "batch"))
+        attach_competitive_gating(model, 1.0, encoder_gating(1.0, 0.5, "batch"))
     trainer = Trainer(
         model, [ReconstructionTask("reconstruction", data)], TrainConfig(batch_size=128, seed=0)
     )

@@ -80,7 +80,7 @@ def specialisation_tasks(data: Dataset) -> list[Task]:
     return tasks
 
 
-def encoder_gating(temperature: float, conv1: float, conv2: float, mode: str) -> dict[str, dict]:
+def encoder_gating(conv1: float, conv2: float, mode: str) -> dict[str, dict]:
     """The depth-tapered layer configs: stronger near the input, weaker near the latent."""
     return {
         CONV_LAYERS["conv1"][0]: {"gate_strength": conv1, "mode": mode},
@@ -114,7 +114,7 @@ class GradientGatingL1(Recipe):
                         ctx.attach_gating(
                             model,
                             p.temperature,
-                            encoder_gating(p.temperature, p.gate_conv1, p.gate_conv2, p.mode),
+                            encoder_gating(p.gate_conv1, p.gate_conv2, p.mode),
                         )
                     ctx.attach_task(ReconstructionTask("reconstruction", mnist))
                     for task in specialisation_tasks(mnist):

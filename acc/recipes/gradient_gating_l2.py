@@ -73,7 +73,7 @@ class GradientGatingL2(Recipe):
                         ctx.attach_gating(
                             model,
                             p.temperature,
-                            encoder_gating(p.temperature, p.gate_conv1, p.gate_conv2, p.mode),
+                            encoder_gating(p.gate_conv1, p.gate_conv2, p.mode),
                         )
                     ctx.attach_task(
                         ReconstructionTask(
