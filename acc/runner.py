@@ -59,8 +59,10 @@ def create_run(
     params: dict,
     device: str = "auto",
     data_dir: str | Path | None = None,
+    queued: bool = False,
 ) -> str:
-    """Validate everything and open the run (status 'running'); nothing is trained yet."""
+    """Validate everything and open the run ('running', or 'queued' when a worker will start
+    it later); nothing is trained yet."""
     recipe = recipe_registry().get(recipe_name)
     validated = validate_params(recipe, params)
     torch_device = resolve_device(device)
@@ -74,7 +76,11 @@ def create_run(
         "data_dir": str(data_dir) if data_dir else None,
     }
     return store.create_run(
-        recipe.name, config, [h.to_dict() for h in recipe.hypotheses], dict(recipe.conditions)
+        recipe.name,
+        config,
+        [h.to_dict() for h in recipe.hypotheses],
+        dict(recipe.conditions),
+        status="queued" if queued else "running",
     )
 
 
@@ -85,6 +91,7 @@ def execute_run(
     should_stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Run an opened run to its end and return its results JSON."""
+    store.start_run(run_id)
     run = store.get_run(run_id)
     recipe = recipe_registry().get(run["recipe"])
     config = dict(run["config"])

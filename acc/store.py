@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from acc.db import connect, transaction
 
 DEFAULT_STORE = "acc-store"
+OPEN_RUN_STATES = ("queued", "running")  # a run in either state has not finished
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 SCHEMA = """
@@ -97,16 +98,25 @@ class Store:
     # --- runs --------------------------------------------------------------------------------
 
     def create_run(
-        self, recipe: str, config: dict, hypotheses: list[dict], conditions: dict[str, str]
+        self,
+        recipe: str,
+        config: dict,
+        hypotheses: list[dict],
+        conditions: dict[str, str],
+        status: str = "running",
     ) -> str:
+        """Open a run: 'running' when it starts now (CLI), 'queued' when it waits for a worker."""
+        if status not in OPEN_RUN_STATES:
+            raise StoreError(f"a new run is {' or '.join(OPEN_RUN_STATES)}, not {status!r}")
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}-{secrets.token_hex(2)}"
         with transaction(self._db) as db:
             db.execute(
                 "INSERT INTO runs (id, recipe, status, config, hypotheses, conditions, "
-                "created_at) VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     recipe,
+                    status,
                     json.dumps(config),
                     json.dumps(hypotheses),
                     json.dumps(conditions),
@@ -114,6 +124,13 @@ class Store:
                 ),
             )
         return run_id
+
+    def start_run(self, run_id: str) -> None:
+        """A queued run begins training."""
+        with transaction(self._db) as db:
+            db.execute(
+                "UPDATE runs SET status = 'running' WHERE id = ? AND status = 'queued'", (run_id,)
+            )
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
         with transaction(self._db) as db:

@@ -175,6 +175,7 @@ def test_queued_job_can_be_cancelled_once(client):
     job = response.json()
     assert job["status"] == "queued" and job["run_id"]
     assert client.get("/api/jobs").json()[0]["id"] == job["id"]
+    assert client.get(f"/api/runs/{job['run_id']}").json()["status"] == "queued"
     cancelled = client.post(f"/api/jobs/{job['id']}/cancel")
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
     assert client.post(f"/api/jobs/{job['id']}/cancel").status_code == 409

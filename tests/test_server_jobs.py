@@ -134,6 +134,8 @@ def test_crashed_worker_fails_its_job_and_the_queue_goes_on(server):
     running = wait_status(server, doomed["id"], ("running",))
     read_events(server, doomed["id"], until=lambda e: e["type"] == "step")
     assert server.get(f"/api/jobs/{queued['id']}").json()["status"] == "queued"  # one at a time
+    waiting = server.get(f"/api/runs/{queued['run_id']}").json()
+    assert waiting["status"] == "queued" and waiting["conditions"]["standard"]["runs"] == []
     os.kill(running["pid"], signal.SIGKILL)
 
     failed = wait_status(server, doomed["id"], ("failed", "completed", "cancelled"))
@@ -144,6 +146,7 @@ def test_crashed_worker_fails_its_job_and_the_queue_goes_on(server):
 
     done = wait_status(server, queued["id"], ("completed", "failed"))
     assert done["status"] == "completed"
+    assert server.get(f"/api/runs/{queued['run_id']}").json()["status"] == "completed"
 
 
 def test_restart_marks_active_jobs_interrupted(tmp_path):

@@ -88,6 +88,18 @@ def test_unwritable_store_is_a_clear_error(tmp_path):
         Store(blocker / "store")
 
 
+def test_a_queued_run_starts_running_once(store):
+    run_id = store.create_run("r", {}, [], {}, status="queued")
+    assert store.get_run(run_id)["status"] == "queued"
+    store.start_run(run_id)
+    assert store.get_run(run_id)["status"] == "running"
+    store.finish_run(run_id, "completed")
+    store.start_run(run_id)  # a finished run is never reopened
+    assert store.get_run(run_id)["status"] == "completed"
+    with pytest.raises(StoreError, match="queued or running"):
+        store.create_run("r", {}, [], {}, status="completed")
+
+
 def test_stale_running_runs_are_marked_interrupted(store):
     run_id = store.create_run("r", {}, [], {})
     store.start_branch(run_id, "standard", 1)

@@ -22,7 +22,7 @@ from acc.runner import create_run
 from acc.server.jobstore import ACTIVE, JobStore
 from acc.server.jsonable import finite
 from acc.server.worker import worker_main
-from acc.store import Store, StoreError
+from acc.store import OPEN_RUN_STATES, Store, StoreError
 
 
 class JobNotFound(LookupError):
@@ -105,7 +105,7 @@ class JobManager:
 
     def submit(self, recipe: str, params: dict) -> dict:
         """Validate and queue. Raises RegistryError / ParamsError / DataError on bad input."""
-        run_id = create_run(self.store, recipe, params, self.device, self.data_dir)
+        run_id = create_run(self.store, recipe, params, self.device, self.data_dir, queued=True)
         job_id = self.jobs.create(run_id, recipe, params)
         self.jobs.add_event(job_id, {"type": "job", "status": "queued", "run_id": run_id})
         with self._wake:
@@ -205,7 +205,7 @@ class JobManager:
             run = self.store.get_run(run_id)
         except StoreError:
             return
-        if run["status"] != "running":
+        if run["status"] not in OPEN_RUN_STATES:
             return
         for branch in self.store.branches(run_id):
             if branch["status"] == "running":

@@ -12,6 +12,8 @@
   // Live redraws are batched: at most one per RENDER_MS, and only of the charts whose data
   // changed, so an open page costs the training (on the same machine) next to nothing.
   const RENDER_MS = 1000;
+  // A run that has not finished: waiting for a worker (queued) or training (running).
+  const isOpen = status => status === "queued" || status === "running";
 
   // --- the run form ------------------------------------------------------------------------
 
@@ -123,8 +125,8 @@
     renderAll();
     refreshCheckpoints();
     document.querySelectorAll("#runs li, #jobs li").forEach(li => li.classList.remove("selected"));
-    if (results.status === "running" && results.job_id) follow(results.job_id);
-    else if (results.status === "running") state.poll = setInterval(pollRun, 2000);
+    if (isOpen(results.status) && results.job_id) follow(results.job_id);
+    else if (isOpen(results.status)) state.poll = setInterval(pollRun, 2000);
   }
 
   function renderAll() {
@@ -136,9 +138,9 @@
     $("run-config").textContent = `${results.recipe} · steps ${c.steps} · seeds ${c.seeds.join(", ")} · `
       + `eval every ${c.eval_every} · batch ${c.batch_size} · lr ${c.lr} · ${c.optimizer} · ${c.device}`;
     $("run-error").textContent = results.error || "";
-    $("cancel-btn").hidden = !(state.jobId && results.status === "running");
+    $("cancel-btn").hidden = !(state.jobId && isOpen(results.status));
     renderLive();
-    const finished = results.status !== "running";
+    const finished = !isOpen(results.status);
     $("comparison-section").hidden = !finished && !Object.values(results.conditions).some(x => x.runs.some(r => r.metrics && Object.keys(r.metrics).length));
     ACC.renderComparison($("comparison"), results);
     ACC.renderHypotheses($("hypotheses"), results);
@@ -191,7 +193,7 @@
     if (state.runId !== runId) return;
     Object.assign(state, {results, series});
     renderAll();
-    if (results.status !== "running") { stopFollowing(); refreshCheckpoints(); refreshLists(); }
+    if (!isOpen(results.status)) { stopFollowing(); refreshCheckpoints(); refreshLists(); }
   }
 
   // --- the live event stream ---------------------------------------------------------------
@@ -267,6 +269,7 @@
       $("log").textContent = ($("log").textContent + ev.message + "\n").slice(-20000);
     } else if (ev.type === "job") {
       if (ev.status === "cancelling") $("run-status").textContent = "cancelling";
+      if (ev.status === "running") refreshResults();  // the queued run has started
       refreshLists();
     } else if (ev.type === "final") {
       state.results = ev.results;
