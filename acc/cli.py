@@ -52,6 +52,14 @@ def _open_store(path: Path | None) -> Store:
         raise _fail(str(exc)) from None
 
 
+def _read_store(path: Path | None) -> Store:
+    """The store, with runs whose process died (SIGKILL, out of memory) marked interrupted
+    first, so that nothing is listed as running that never will finish."""
+    store = _open_store(path)
+    store.close_orphaned_runs()
+    return store
+
+
 @app.command("list")
 def list_recipes() -> None:
     """List the recipes and their parameters."""
@@ -164,7 +172,7 @@ def show(
 ) -> None:
     """Print a past run's comparison table (or its results JSON)."""
     try:
-        results = build_results(_open_store(store), run_id)
+        results = build_results(_read_store(store), run_id)
     except StoreError as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -180,7 +188,7 @@ def runs(
 ) -> None:
     """List past runs in the store."""
     table = Table("run id", "recipe", "status")
-    for row in _open_store(store).list_runs(limit):
+    for row in _read_store(store).list_runs(limit):
         table.add_row(row["id"], row["recipe"], row["status"])
     console.print(table)
 

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import sqlite3
 import tempfile
 import time
@@ -36,7 +37,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, recipe TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
     hypotheses TEXT NOT NULL DEFAULT '[]', conditions TEXT NOT NULL DEFAULT '{}',
-    error TEXT, created_at REAL NOT NULL, finished_at REAL);
+    error TEXT, created_at REAL NOT NULL, finished_at REAL, owner TEXT);
 CREATE TABLE IF NOT EXISTS branches (
     id INTEGER PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(id), condition TEXT NOT NULL,
     seed INTEGER NOT NULL, status TEXT NOT NULL, steps_done INTEGER NOT NULL DEFAULT 0,
@@ -86,6 +87,7 @@ class Store:
             with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
                 pass  # fail now, with a clear message, rather than at the first checkpoint
             self._db = connect(self.root / "acc.sqlite", SCHEMA)
+            _add_owner_column(self._db)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"cannot write to the store at {self.root}: {exc}; "
@@ -126,10 +128,13 @@ class Store:
         return run_id
 
     def start_run(self, run_id: str) -> None:
-        """A queued run begins training."""
+        """This process begins training the run: it is 'running' and this process owns it, so
+        that, should the process die without closing it, ``close_orphaned_runs`` can tell."""
         with transaction(self._db) as db:
             db.execute(
-                "UPDATE runs SET status = 'running' WHERE id = ? AND status = 'queued'", (run_id,)
+                "UPDATE runs SET status = 'running', owner = ? "
+                "WHERE id = ? AND status IN ('queued', 'running')",
+                (_this_process(), run_id),
             )
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
@@ -204,18 +209,32 @@ class Store:
             out.append(branch)
         return out
 
-    def mark_stale_runs(self, status: str = "interrupted") -> int:
-        """Runs left 'running' by a process that died: mark them and their branches."""
-        with transaction(self._db) as db:
-            db.execute(
-                "UPDATE branches SET status = ?, finished_at = ? WHERE status = 'running'",
-                (status, time.time()),
-            )
-            cur = db.execute(
-                "UPDATE runs SET status = ?, finished_at = ? WHERE status = 'running'",
-                (status, time.time()),
-            )
-        return cur.rowcount
+    def close_orphaned_runs(self, exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Mark 'interrupted' the running runs whose owning process on this machine is gone
+        (killed with SIGKILL, out of memory, power cut), with their running branches; return
+        their ids. Runs owned on another machine, and those in ``exclude``, are left alone."""
+        host = socket.gethostname()
+        orphans = []
+        for row in self._db.execute(
+            "SELECT id, owner FROM runs WHERE status = 'running' AND owner IS NOT NULL"
+        ).fetchall():
+            owner_host, _, pid = row["owner"].rpartition(":")
+            if row["id"] in exclude or owner_host != host or _alive(int(pid)):
+                continue
+            orphans.append(row["id"])
+            error = f"the process that ran it (pid {pid}) ended without closing it"
+            with transaction(self._db) as db:
+                db.execute(
+                    "UPDATE branches SET status = 'interrupted', error = ?, finished_at = ? "
+                    "WHERE run_id = ? AND status = 'running'",
+                    (error, time.time(), row["id"]),
+                )
+                db.execute(
+                    "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? "
+                    "WHERE id = ? AND status = 'running'",
+                    (error, time.time(), row["id"]),
+                )
+        return orphans
 
     # --- time series -------------------------------------------------------------------------
 
@@ -330,3 +349,29 @@ def _atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _add_owner_column(db: sqlite3.Connection) -> None:
+    """Stores created before runs had an owner get the column (NULL: never judged orphaned)."""
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+    if "owner" not in columns:
+        try:
+            db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+        except sqlite3.OperationalError as exc:  # another process added it first
+            if "duplicate column" not in str(exc):
+                raise
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True

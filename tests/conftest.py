@@ -1,6 +1,11 @@
-"""Shared fixtures: a small real MNIST (loaded once) and a temporary store."""
+"""Shared fixtures: a small real MNIST (loaded once), a temporary store, a long CLI run."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,3 +40,56 @@ def store(tmp_path) -> Store:
 @pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(1)  # tiny models: one thread is as fast and immune to oversubscription
+
+
+@pytest.fixture
+def long_cli_run():
+    """Starts `acc run` (level 0, 100,000 steps) in its own process on a store directory and
+    returns (process, store) once its first losses are in the store; kills it afterwards."""
+    started = []
+
+    def start(store_dir: Path) -> tuple[subprocess.Popen, Store]:
+        proc, store = _start_long_cli_run(store_dir)
+        started.append(proc)
+        return proc, store
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _start_long_cli_run(store_dir: Path) -> tuple[subprocess.Popen, Store]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "acc",
+            "run",
+            "gradient_gating_l0",
+            "--steps",
+            "100000",
+            "--seeds",
+            "1",
+            "--eval-every",
+            "0",
+            "--threads",
+            "1",
+            "--store",
+            str(store_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 120
+    store = None
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if (store_dir / "acc.sqlite").exists():
+            store = store or Store(store_dir)
+            runs = store.list_runs()
+            if runs and any(b["steps_done"] > 0 for b in store.branches(runs[0]["id"])):
+                return proc, store
+    proc.kill()
+    raise AssertionError(f"no training progress within 120 s: {proc.communicate()[0].decode()}")

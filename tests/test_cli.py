@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 from typer.testing import CliRunner
 
 from acc.cli import app
-from acc.store import Store
 
 runner = CliRunner()
 
@@ -156,42 +152,27 @@ def test_data_dir_without_files_and_unwritable_store(tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_kill_keeps_finished_work_and_marks_interrupted(tmp_path, sig):
-    store_dir = tmp_path / "store"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "acc",
-            "run",
-            "gradient_gating_l0",
-            "--steps",
-            "100000",
-            "--seeds",
-            "1",
-            "--eval-every",
-            "0",
-            "--threads",
-            "1",
-            "--store",
-            str(store_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 120
-    store = None
-    while time.time() < deadline:
-        time.sleep(0.5)
-        if (store_dir / "acc.sqlite").exists():
-            store = store or Store(store_dir)
-            runs = store.list_runs()
-            if runs and any(b["steps_done"] > 0 for b in store.branches(runs[0]["id"])):
-                break
+def test_ctrl_c_or_kill_keeps_finished_work_and_marks_interrupted(tmp_path, sig, long_cli_run):
+    proc, store = long_cli_run(tmp_path / "store")
     proc.send_signal(sig)
     output = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode == 130, output
     run = store.get_run(store.list_runs()[0]["id"])
     assert run["status"] == "interrupted"
     [branch] = store.branches(run["id"])
+    assert branch["status"] == "interrupted" and branch["steps_done"] > 0
+
+
+def test_a_run_killed_outright_is_marked_interrupted_by_the_next_reader(tmp_path, long_cli_run):
+    proc, store = long_cli_run(tmp_path / "store")
+    proc.kill()  # SIGKILL: no handler runs, the run is left 'running'
+    proc.communicate(timeout=60)
+    run_id = store.list_runs()[0]["id"]
+    assert store.get_run(run_id)["status"] == "running"
+
+    listing = runner.invoke(app, ["runs", "--store", str(tmp_path / "store")])
+    assert listing.exit_code == 0 and "interrupted" in listing.output
+    run = store.get_run(run_id)
+    assert run["status"] == "interrupted" and f"pid {proc.pid}" in run["error"]
+    [branch] = store.branches(run_id)
     assert branch["status"] == "interrupted" and branch["steps_done"] > 0

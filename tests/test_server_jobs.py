@@ -164,6 +164,24 @@ def test_restart_marks_active_jobs_interrupted(tmp_path):
         assert httpx.get(f"{url}/api/jobs/{orphan['id']}").json()["status"] == "interrupted"
 
 
+def test_a_killed_cli_run_shows_interrupted_on_a_live_server(tmp_path, long_cli_run):
+    root = tmp_path / "store"
+    app = create_app(root, max_concurrent=0)
+    app.state.manager.orphan_check_seconds = 0.5
+    with ServerThread(app) as url, httpx.Client(base_url=url) as client:
+        proc, store = long_cli_run(root)
+        run_id = store.list_runs()[0]["id"]
+        assert client.get(f"/api/runs/{run_id}").json()["status"] == "running"
+        proc.kill()
+        proc.communicate(timeout=60)
+        deadline = time.monotonic() + 30
+        while client.get(f"/api/runs/{run_id}").json()["status"] == "running":
+            assert time.monotonic() < deadline, "the killed run still shows as running"
+            time.sleep(0.2)
+        run = client.get(f"/api/runs/{run_id}").json()
+        assert run["status"] == "interrupted" and f"pid {proc.pid}" in run["error"]
+
+
 def test_acc_serve_prints_its_address_and_serves(tmp_path):
     acc = Path(sys.executable).parent / "acc"
     env = {**os.environ, "COLUMNS": "200"}

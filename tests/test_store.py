@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -100,9 +105,54 @@ def test_a_queued_run_starts_running_once(store):
         store.create_run("r", {}, [], {}, status="completed")
 
 
-def test_stale_running_runs_are_marked_interrupted(store):
+def test_runs_whose_process_died_are_closed_and_no_others(store):
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    here = socket.gethostname()
+    owners = {
+        "dead": f"{here}:{ended.pid}",
+        "alive": f"{here}:{os.getpid()}",
+        "elsewhere": f"another-host:{ended.pid}",
+        "excluded": f"{here}:{ended.pid}",
+    }
+    ids = {}
+    for name, owner in owners.items():
+        ids[name] = store.create_run(name, {}, [], {})
+        store.start_branch(ids[name], "standard", 1)
+        store._db.execute("UPDATE runs SET owner = ? WHERE id = ?", (owner, ids[name]))
+    queued = store.create_run("queued", {}, [], {}, status="queued")  # no owner yet
+
+    assert store.close_orphaned_runs(exclude={ids["excluded"]}) == [ids["dead"]]
+    dead = store.get_run(ids["dead"])
+    assert dead["status"] == "interrupted" and f"pid {ended.pid}" in dead["error"]
+    assert store.branches(ids["dead"])[0]["status"] == "interrupted"
+    for name in ("alive", "elsewhere", "excluded"):
+        assert store.get_run(ids[name])["status"] == "running", name
+    assert store.get_run(queued)["status"] == "queued"
+
+
+def test_start_run_records_this_process_as_owner(store):
     run_id = store.create_run("r", {}, [], {})
-    store.start_branch(run_id, "standard", 1)
-    assert store.mark_stale_runs() == 1
-    assert store.get_run(run_id)["status"] == "interrupted"
-    assert store.branches(run_id)[0]["status"] == "interrupted"
+    store.start_run(run_id)
+    assert store.get_run(run_id)["owner"] == f"{socket.gethostname()}:{os.getpid()}"
+    assert store.close_orphaned_runs() == []
+
+
+def test_a_store_from_before_run_owners_gains_the_column(tmp_path):
+    root = tmp_path / "old"
+    root.mkdir()
+    db = sqlite3.connect(root / "acc.sqlite")
+    db.execute(
+        "CREATE TABLE runs (id TEXT PRIMARY KEY, recipe TEXT NOT NULL, status TEXT NOT NULL, "
+        "config TEXT NOT NULL, hypotheses TEXT NOT NULL DEFAULT '[]', conditions TEXT NOT NULL "
+        "DEFAULT '{}', error TEXT, created_at REAL NOT NULL, finished_at REAL)"
+    )
+    db.execute(
+        "INSERT INTO runs VALUES ('old-run', 'r', 'running', '{}', '[]', '{}', NULL, 0, NULL)"
+    )
+    db.commit()
+    db.close()
+    store = Store(root)
+    assert store.get_run("old-run")["owner"] is None
+    assert store.close_orphaned_runs() == []  # no owner: never judged
+    store.start_run(store.create_run("r", {}, [], {}))

@@ -49,6 +49,7 @@ class JobManager:
     data_dir: str | None = None
     cancel_grace: float = 5.0
     poll_seconds: float = 0.2
+    orphan_check_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         self.store_root = Path(self.store_root)
@@ -58,6 +59,7 @@ class JobManager:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._local = threading.local()
+        self._next_orphan_check = 0.0
 
     # --- per-thread store connections (a sqlite connection must not interleave transactions)
 
@@ -152,6 +154,7 @@ class JobManager:
                     return
                 self._reap()
                 self._launch()
+                self._close_orphaned_runs()
                 self._wake.wait(self.poll_seconds)
 
     def _launch(self) -> None:
@@ -192,6 +195,15 @@ class JobManager:
                 self._finalize(job, "cancelled", "cancelled")
             else:
                 self._finalize(job, "failed", _exit_reason(worker.process.exitcode))
+
+    def _close_orphaned_runs(self) -> None:
+        """Now and then, close runs whose process died outside any job (a CLI run killed with
+        SIGKILL): the page would otherwise poll them forever. Jobs' runs are the reaper's."""
+        if time.monotonic() < self._next_orphan_check:
+            return
+        self._next_orphan_check = time.monotonic() + self.orphan_check_seconds
+        active = {job["run_id"] for job in self.jobs.with_status(*ACTIVE)}
+        self.store.close_orphaned_runs(exclude=active)
 
     def _finalize(self, job: dict, status: str, error: str | None) -> None:
         """Close the job and its run if nobody has yet (the worker normally does both)."""
