@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from acc.data import Split
-from acc.tasks.base import Task
+from acc.tasks.base import Task, shared_layer_activations
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -176,8 +176,9 @@ class Trainer:
 def evaluate_tasks(model: nn.Module, tasks: list[Task]) -> dict:
     """Every task's metrics merged into one dict (keys are EvalMetric keys, unique per recipe)."""
     metrics: dict = {}
-    for task in tasks:
-        metrics.update(task.evaluate(model))
+    with shared_layer_activations(model, tasks):
+        for task in tasks:
+            metrics.update(task.evaluate(model))
     return metrics
 
 

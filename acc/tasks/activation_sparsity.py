@@ -13,6 +13,8 @@ class ActivationSparsityTask(LayerTask):
     """Mean fraction of channels above each image's channel mean (lower = sparser), and the
     variance of that fraction over images (higher = images use different channel subsets)."""
 
+    reads_activations = True
+
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         sparsity, variance = activation_sparsity(self.layer_activations(model))
         return {

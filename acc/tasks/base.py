@@ -7,8 +7,9 @@ Trainer leaves them out of the training sum and runs them at evaluation points.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import ClassVar
 
 import torch
@@ -80,13 +81,20 @@ class EvalOnlyTask(Task):
 
 
 class LayerTask(EvalOnlyTask):
-    """An evaluation-only task that measures one named layer of the model."""
+    """An evaluation-only task that measures one named layer of the model.
+
+    Subclasses that read the layer's activations (not just its weight) set
+    ``reads_activations``, so that ``shared_layer_activations`` can feed them all from one
+    pass over the test images."""
+
+    reads_activations: ClassVar[bool] = False
 
     def __init__(
         self, name: str, dataset: Dataset, layer_name: str, label: str | None = None
     ) -> None:
         super().__init__(name, dataset, label=label)
         self.layer_name = layer_name
+        self._shared_activations: torch.Tensor | None = None
 
     def layer(self, model: nn.Module) -> nn.Module:
         modules = dict(model.named_modules())
@@ -108,20 +116,58 @@ class LayerTask(EvalOnlyTask):
         return weight
 
     def layer_activations(self, model: nn.Module) -> torch.Tensor:
-        """The layer's output on every test image, [N, C] (spatially averaged for 4D)."""
-        captured: list[torch.Tensor] = []
-        hook = self.layer(model).register_forward_hook(
-            lambda _m, _i, out: captured.append(channel_activations(out.detach()))
-        )
-        try:
-            for batch in test_batches(model, self.dataset):
-                model(batch)
-        finally:
-            hook.remove()
-        return torch.cat(captured)
+        """The layer's output on every test image, [N, C] (spatially averaged for 4D): from
+        the shared pass when one is open, else from a pass of its own."""
+        if self._shared_activations is not None:
+            return self._shared_activations
+        return capture_activations(model, self.dataset, {self.layer_name: self.layer(model)})[
+            self.layer_name
+        ]
 
     def describe(self) -> dict:
         return {**super().describe(), "layer_name": self.layer_name}
+
+
+@contextmanager
+def shared_layer_activations(model: nn.Module, tasks: Iterable[Task]) -> Iterator[None]:
+    """One pass over the test images per dataset serves every task that reads a layer's
+    activations, instead of one pass per task (four passes per evaluation at levels 1-2)."""
+    readers = [t for t in tasks if isinstance(t, LayerTask) and t.reads_activations]
+    by_dataset: dict[int, list[LayerTask]] = {}
+    for task in readers:
+        by_dataset.setdefault(id(task.dataset), []).append(task)
+    try:
+        for group in by_dataset.values():
+            layers = {t.layer_name: t.layer(model) for t in group}
+            activations = capture_activations(model, group[0].dataset, layers)
+            for task in group:
+                task._shared_activations = activations[task.layer_name]
+        yield
+    finally:
+        for task in readers:
+            task._shared_activations = None
+
+
+def capture_activations(
+    model: nn.Module, dataset: Dataset, layers: dict[str, nn.Module]
+) -> dict[str, torch.Tensor]:
+    """Each named layer's output on every test image, [N, C], from one pass over them."""
+    captured: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    hooks = [
+        module.register_forward_hook(partial(_keep_channels, captured[name]))
+        for name, module in layers.items()
+    ]
+    try:
+        for batch in test_batches(model, dataset):
+            model(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {name: torch.cat(parts) for name, parts in captured.items()}
+
+
+def _keep_channels(into: list[torch.Tensor], _module, _inputs, output: torch.Tensor) -> None:
+    into.append(channel_activations(output.detach()))
 
 
 @contextmanager

@@ -14,5 +14,7 @@ from acc.tasks.base import LayerTask
 
 
 class DeadUnitsTask(LayerTask):
+    reads_activations = True
+
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         return {self.key(EvalMetric.DEAD_UNITS): float(dead_units(self.layer_activations(model)))}
