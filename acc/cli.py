@@ -13,15 +13,32 @@ from typing import Annotated
 import torch
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from acc.data import DataError
+from acc.executors import ExecutorError, default_executor, make_executor
+from acc.progress import ProgressDisplay
 from acc.recipes import recipe_registry
 from acc.registry import RegistryError
-from acc.report import comparison_table, failures, list_metrics_table, metrics_table
+from acc.report import (
+    branches_table,
+    comparison_table,
+    failures,
+    list_metrics_table,
+    metrics_table,
+)
 from acc.results import build_results
-from acc.runner import ParamsError, create_run, execute_run
+from acc.runner import (
+    DEFAULT_CHECKPOINT_EVERY,
+    NothingToResume,
+    ParamsError,
+    ResumeError,
+    check_resumable,
+    create_run,
+    execute_run,
+    split_config,
+    validate_params,
+)
 from acc.store import Store, StoreError
 
 app = typer.Typer(
@@ -98,7 +115,9 @@ def _parse_params(pairs: list[str]) -> dict:
 
 @app.command()
 def run(
-    recipe: Annotated[str, typer.Argument(help="recipe name (see `acc list`)")],
+    recipe: Annotated[
+        str | None, typer.Argument(help="recipe name (see `acc list`); omit with --resume")
+    ] = None,
     steps: Annotated[
         int | None, typer.Option(help="training steps per branch; 0 evaluates the untrained models")
     ] = None,
@@ -128,14 +147,90 @@ def run(
     threads: Annotated[
         int | None,
         typer.Option(
-            min=1, help="CPU threads for torch; 1 is fastest for small models on a busy machine"
+            min=1,
+            help="torch threads (per worker with --workers; default: CPU cores / workers)",
         ),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(help="branches trained at the same time (local worker processes)")
+    ] = 1,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            help="inline, process or ray [default: inline, or process with --workers > 1]"
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT of an existing Ray cluster [default: start a local one]"),
+    ] = None,
+    gpus_per_branch: Annotated[
+        float, typer.Option(help="Ray only: GPU share per branch (0.25: four branches per GPU)")
+    ] = 0.0,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(
+            help=f"steps between resume points (0 = none) [default: {DEFAULT_CHECKPOINT_EVERY}]"
+        ),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(help="finish an interrupted run: RUN_ID (see `acc runs`)", metavar="RUN_ID"),
+    ] = None,
 ) -> None:
-    """Run a recipe with live progress, then print the comparison table."""
+    """Run a recipe (or resume a run) with live progress, then print the comparison table."""
     if threads:
         torch.set_num_threads(threads)
     _interrupt_on_signals()
+    params = _collect_params(param, steps, seeds, eval_every, optimizer, lr)
+    results_store = _read_store(store) if resume else _open_store(store)
+    try:
+        if resume:
+            run_id, branches = _prepare_resume(results_store, resume, recipe, params)
+        else:
+            if recipe is None:
+                raise typer.BadParameter("name a recipe (see `acc list`), or --resume RUN_ID")
+            branches = _count_branches(recipe, params)
+        pool = _make_executor(executor, workers, branches, threads, ray_address, gpus_per_branch)
+        if not resume:
+            run_id = create_run(
+                results_store,
+                recipe,
+                params,
+                "cuda" if gpus_per_branch else device,
+                data_dir,
+                checkpoint_every=DEFAULT_CHECKPOINT_EVERY
+                if checkpoint_every is None
+                else checkpoint_every,
+                remote_device=bool(gpus_per_branch),
+            )
+    except NothingToResume as done:
+        console.print(str(done))
+        return
+    except (RegistryError, ParamsError, ResumeError, DataError, ExecutorError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"run [bold]{run_id}[/bold] · {pool.name} executor, {pool.workers} at a time · "
+        f"store {results_store.root.resolve()}"
+    )
+    try:
+        with ProgressDisplay(console) as display:
+            results = execute_run(results_store, run_id, pool, on_event=display.handle)
+    finally:
+        pool.close()
+    _render(results)
+    if json_path:
+        _write_json(json_path, results)
+        console.print(f"results JSON written to {json_path}")
+    if results["status"] == "interrupted":
+        console.print(f"resume it with: acc run --resume {run_id}")
+        raise typer.Exit(130)
+    if results["status"] != "completed":
+        raise typer.Exit(1)
+
+
+def _collect_params(param, steps, seeds, eval_every, optimizer, lr) -> dict:
+    """Recipe parameters given on the command line (and only those)."""
     params = _parse_params(param or [])
     for key, value in {
         "steps": steps,
@@ -146,22 +241,39 @@ def run(
     }.items():
         if value is not None:
             params[key] = value
-    results_store = _open_store(store)
-    try:
-        run_id = create_run(results_store, recipe, params, device, data_dir)
-    except (RegistryError, ParamsError, DataError, ValueError) as exc:
-        raise _fail(str(exc)) from None
-    console.print(f"run [bold]{run_id}[/bold] · store {results_store.root.resolve()}")
-    with _ProgressDisplay() as display:
-        results = execute_run(results_store, run_id, on_event=display.handle)
-    _render(results)
-    if json_path:
-        _write_json(json_path, results)
-        console.print(f"results JSON written to {json_path}")
-    if results["status"] == "interrupted":
-        raise typer.Exit(130)
-    if results["status"] != "completed":
-        raise typer.Exit(1)
+    return params
+
+
+def _count_branches(recipe_name: str, params: dict) -> int:
+    recipe = recipe_registry().get(recipe_name)
+    p = validate_params(recipe, params)
+    return len(p.seeds) * len(recipe().conditions(p))
+
+
+def _prepare_resume(store: Store, run_id: str, recipe: str | None, params: dict):
+    run = check_resumable(store, run_id, params)
+    if recipe is not None and recipe != run["recipe"]:
+        raise ResumeError(f"run {run_id} is a {run['recipe']} run, not {recipe}")
+    left = sum(1 for b in store.branches(run_id) if b["status"] != "completed")
+    planned = _count_branches(run["recipe"], split_config(run["config"])[0])
+    left += planned - len(store.branches(run_id))
+    console.print(f"resuming {run_id}: {left} of {planned} branches to finish")
+    return run_id, left
+
+
+def _make_executor(name, workers, branches, threads, ray_address, gpus_per_branch):
+    """The executor, with ``--workers`` clamped to what can run (and said so, once)."""
+    if workers < 1:
+        console.print("--workers must be at least 1; using 1")
+        workers = 1
+    elif workers > branches and (name or default_executor(workers)) != "inline":
+        console.print(f"--workers {workers} is more than the {branches} branches; using {branches}")
+        workers = branches
+    if name == "inline" and workers > 1:
+        raise ExecutorError("the inline executor trains one branch at a time; drop --workers")
+    if (ray_address or gpus_per_branch) and (name or "") != "ray":
+        raise ExecutorError("--ray-address and --gpus-per-branch need --executor ray")
+    return make_executor(name, workers, threads, ray_address, gpus_per_branch)
 
 
 @app.command()
@@ -211,7 +323,8 @@ def _render(results: dict) -> None:
     console.print(metrics_table(results))
     if (lists := list_metrics_table(results)) is not None:
         console.print(lists)
-    if results["comparison"]:
+    console.print(branches_table(results))
+    if results["comparisons"]:
         console.print(comparison_table(results))
     for line in failures(results):
         console.print(f"[red]{line}[/red]")
@@ -227,60 +340,6 @@ def _write_json(path: Path, results: dict) -> None:
     os.replace(tmp, path)
 
 
-class _ProgressDisplay:
-    """A progress bar per branch, fed by the recipe context's events."""
-
-    def __init__(self) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeRemainingColumn(),
-            console=console,
-        )
-        self.bars: dict[tuple[str, int], int] = {}
-
-    def __enter__(self) -> _ProgressDisplay:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
-
-    def handle(self, event: dict) -> None:
-        kind = event["type"]
-        key = (event.get("condition"), event.get("seed"))
-        if kind == "train":
-            if key not in self.bars:
-                self.bars[key] = self.progress.add_task(
-                    f"{key[0]:>10} seed {key[1]:<5}", total=max(event["to_step"], 1), status=""
-                )
-            self.progress.update(self.bars[key], total=max(event["to_step"], 1))
-        elif kind == "step" and key in self.bars:
-            loss = " ".join(f"{k} {v:.4f}" for k, v in event["losses"].items())
-            status = f"{loss} · {event['steps_per_second']:.0f} it/s"
-            self.progress.update(self.bars[key], completed=event["step"], status=status)
-            self._plain_line(key, event["step"], status)
-        elif kind == "branch" and event["state"] != "running" and key in self.bars:
-            bar = self.bars[key]
-            total = self.progress.tasks[bar].total
-            done = total if event["state"] == "completed" else event.get("steps", 0)
-            self.progress.update(bar, completed=done, status=event["state"])
-        elif kind == "branch" and event["state"] != "running":
-            console.print(f"{key[0]} seed {key[1]}: {event['state']} {event.get('error') or ''}")
-        elif kind == "log" and "Traceback" in event["message"]:
-            console.print(f"[dim]{event['message']}[/dim]")
-
-    def _plain_line(self, key: tuple, step: int, status: str) -> None:
-        """Without a terminal (a log file, CI) live bars do not render: log every tenth."""
-        if console.is_terminal:
-            return
-        total = self.progress.tasks[self.bars[key]].total or 1
-        if step == total or step % max(int(total) // 10, 1) < 50:
-            console.print(f"{key[0]} seed {key[1]}: step {step}/{int(total)} · {status}")
-
-
 @app.command()
 def serve(
     host: Annotated[
@@ -292,9 +351,21 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="port (0 = any free port)")] = 8000,
     store: StoreOption = None,
     max_jobs: Annotated[int, typer.Option(min=1, help="jobs trained at the same time")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="branches of a job trained at the same time")
+    ] = 1,
+    executor: Annotated[str, typer.Option(help="process or ray")] = "process",
+    ray_address: Annotated[
+        str | None, typer.Option(help="HOST:PORT of a Ray cluster [default: a local one]")
+    ] = None,
+    gpus_per_branch: Annotated[
+        float, typer.Option(help="Ray only: GPU share per branch (0.25: four per GPU)")
+    ] = 0.0,
     worker_threads: Annotated[
         int | None,
-        typer.Option(min=1, help="torch threads per job worker [default: CPU cores - 1]"),
+        typer.Option(
+            min=1, help="torch threads per branch worker [default: (CPU cores - 1) / workers]"
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda, for jobs")] = "auto",
     data_dir: Annotated[
@@ -314,6 +385,10 @@ def serve(
             worker_threads=worker_threads,
             device=device,
             data_dir=str(data_dir) if data_dir else None,
+            executor=executor,
+            workers=workers,
+            ray_address=ray_address,
+            gpus_per_branch=gpus_per_branch,
         )
         sock = bind(host, port)
     except (OSError, ValueError) as exc:

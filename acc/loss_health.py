@@ -1,12 +1,16 @@
-"""LossHealth: a quick verdict on whether a task's training loss looks sane.
+"""LossHealth: a quick verdict on whether a training task's loss looks sane.
 
-Thresholds are per task type. Evaluation-only tasks add no loss, so they are always healthy.
+Every training task states its own ``LossThresholds`` (``Task.loss_thresholds()``), in the
+units of the loss it returns: a per-pixel mean and a per-image sum of the same error differ by
+the number of pixels, so no table of thresholds per task *type* could be right for both.
+Evaluation-only tasks add no loss and have no thresholds: they are always healthy.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from enum import Enum
 
 
@@ -15,32 +19,55 @@ class Health(str, Enum):
     SUSPICIOUS = "suspicious"
     DIVERGED = "diverged"
 
+    def __str__(self) -> str:
+        return self.value
+
 
 @dataclass(frozen=True)
 class LossThresholds:
-    suspicious_above: float  # a loss above this after warm-up suggests training is stuck
-    diverged_above: float  # a loss above this (or non-finite) means training broke
+    """``diverged_above``: a loss this high (or NaN/inf) means training broke, at any step.
+    ``suspicious_above`` / ``suspicious_below``: once ``settle_steps`` have passed, a loss
+    outside these suggests training is stuck (or, for a KL term, that the posterior has
+    collapsed onto the prior)."""
+
+    diverged_above: float
+    suspicious_above: float
+    suspicious_below: float | None = None
+    settle_steps: int = 200
+
+    def scaled(self, factor: float) -> LossThresholds:
+        """The same thresholds for a loss ``factor`` times larger (e.g. summed over pixels)."""
+        below = None if self.suspicious_below is None else self.suspicious_below * factor
+        return LossThresholds(
+            self.diverged_above * factor, self.suspicious_above * factor, below, self.settle_steps
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
-THRESHOLDS: dict[str, LossThresholds] = {
-    # Per-pixel L1 on [0, 1] images: a blank guess scores ~0.13 on MNIST.
-    "ReconstructionTask": LossThresholds(suspicious_above=0.2, diverged_above=0.6),
-    # KL in nats summed over latent dims, per image, before the beta weight.
-    "KLDivergenceTask": LossThresholds(suspicious_above=500.0, diverged_above=1e5),
-}
-
-
-def classify(task_type: str, loss: float | None, eval_only: bool = False) -> Health:
-    """Classify the latest training loss of a task of type ``task_type`` (its class name)."""
-    if eval_only or loss is None:
+def classify(thresholds: LossThresholds | None, loss: float | None, step: int) -> Health:
+    """The health of one loss value reported at training step ``step``."""
+    if loss is None:
         return Health.HEALTHY
     if not math.isfinite(loss):
         return Health.DIVERGED
-    limits = THRESHOLDS.get(task_type)
-    if limits is None:
+    if thresholds is None:
         return Health.HEALTHY
-    if loss > limits.diverged_above:
+    if loss > thresholds.diverged_above:
         return Health.DIVERGED
-    if loss > limits.suspicious_above:
+    if step < thresholds.settle_steps:
+        return Health.HEALTHY
+    below = thresholds.suspicious_below
+    if loss > thresholds.suspicious_above or (below is not None and loss < below):
         return Health.SUSPICIOUS
     return Health.HEALTHY
+
+
+def assess(tasks: Iterable, losses: dict[str, float], step: int) -> dict[str, Health]:
+    """Health of every training task that reported a loss: ``{task name: Health}``."""
+    return {
+        task.name: classify(task.loss_thresholds(), losses[task.name], step)
+        for task in tasks
+        if not task.eval_only and task.name in losses
+    }

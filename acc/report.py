@@ -53,12 +53,12 @@ def comparison_table(results: dict) -> Table:
     table.add_column("95% CI", no_wrap=True)
     table.add_column("n", justify="right")
     table.add_column("verdict", no_wrap=True)
-    for key, row in results["comparison"].items():
+    for row in results["comparisons"]:
         ci = row["ci95"]
         ci_text = f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "– (needs ≥ 2 seeds)"
         style = VERDICT_STYLE.get(row["verdict"], "")
         table.add_row(
-            escape(key),
+            escape(row["metric"]),
             escape(row["hypothesis"]),
             fmt(row["mean_diff"]),
             ci_text,
@@ -86,6 +86,24 @@ def list_metrics_table(results: dict) -> Table | None:
         ordered = sorted((v for v in values if v is not None), reverse=True)
         span = f"{ordered[-1]:.3g} – {ordered[0]:.3g}" if ordered else "–"
         table.add_row(escape(key), name, span, " ".join(f"{v:.2g}" for v in ordered))
+    return table
+
+
+HEALTH_STYLE = {"healthy": "green", "suspicious": "yellow", "diverged": "red"}
+
+
+def branches_table(results: dict) -> Table:
+    """One row per branch: its status, steps, and each training task's loss health."""
+    table = Table(title="Branches")
+    for column in ("condition", "seed", "status", "steps", "loss health"):
+        table.add_column(column, justify="right" if column in ("seed", "steps") else "left")
+    for name, entry in results["conditions"].items():
+        for r in entry["runs"]:
+            health = " ".join(
+                f"{task} [{HEALTH_STYLE.get(h, '')}]{h}[/{HEALTH_STYLE.get(h, '')}]"
+                for task, h in r.get("health", {}).items()
+            )
+            table.add_row(name, str(r["seed"]), r["status"], str(r["steps"]), health or "–")
     return table
 
 

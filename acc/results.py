@@ -1,4 +1,7 @@
-"""The results JSON of DESIGN.md, built from the store (so it is the same from CLI and API)."""
+"""The results JSON of DESIGN.md, built from the store (so it is the same from CLI and API).
+
+``comparisons`` is a list: each row names its metric and both sides (``a`` vs ``b``, paired
+by seed), so recipes with any number of conditions report the same way."""
 
 from __future__ import annotations
 
@@ -30,10 +33,7 @@ def build_results(store: Store, run_id: str) -> dict:
         }
         for name, entry in conditions.items()
     }
-    comparison = {}
-    for spec in run["hypotheses"]:
-        hypothesis = Hypothesis(**spec)
-        comparison[hypothesis.key] = compare(hypothesis, per_seed)
+    comparisons = [compare(Hypothesis(**spec), per_seed) for spec in run["hypotheses"]]
     return {
         "recipe": run["recipe"],
         "run_id": run_id,
@@ -41,14 +41,14 @@ def build_results(store: Store, run_id: str) -> dict:
         "error": run["error"],
         "config": run["config"],
         "conditions": conditions,
-        "comparison": comparison,
+        "comparisons": comparisons,
     }
 
 
 def _run_entry(store: Store, branch: dict) -> dict:
     checkpoint = None
     if branch["checkpoint_id"]:
-        checkpoint = str(store.get_checkpoint(branch["checkpoint_id"]).path)
+        checkpoint = str(store.checkpoints.get(branch["checkpoint_id"]).path)
     entry = {
         "seed": branch["seed"],
         "steps": branch["steps_done"],
@@ -56,6 +56,7 @@ def _run_entry(store: Store, branch: dict) -> dict:
         "metrics": branch["metrics"] or {},
         "checkpoint": checkpoint,
         "checkpoint_id": branch["checkpoint_id"],
+        "health": branch["health"] or {},
     }
     if branch["error"]:
         entry["error"] = branch["error"]

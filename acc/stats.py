@@ -82,7 +82,8 @@ def paired_comparison(diffs: list[float], expect: Literal["lower", "higher"]) ->
 
 
 def compare(hypothesis: Hypothesis, runs_by_condition: dict[str, dict[int, dict]]) -> dict:
-    """Apply ``hypothesis`` to per-seed metrics ``{condition: {seed: metrics}}``."""
+    """Apply ``hypothesis`` to per-seed metrics ``{condition: {seed: metrics}}``: one row of
+    the results' ``comparisons`` (``a`` - ``b`` paired by seed, as DESIGN.md describes)."""
     treated = runs_by_condition.get(hypothesis.treatment, {})
     control = runs_by_condition.get(hypothesis.control, {})
     diffs = []
@@ -90,7 +91,14 @@ def compare(hypothesis: Hypothesis, runs_by_condition: dict[str, dict[int, dict]
         t, c = hypothesis.value(treated[seed]), hypothesis.value(control[seed])
         if t is not None and c is not None:
             diffs.append(t - c)
-    out = {"hypothesis": hypothesis.text, **paired_comparison(diffs, hypothesis.expect)}
+    out = {
+        "metric": hypothesis.key,
+        "a": hypothesis.treatment,
+        "b": hypothesis.control,
+        "direction": hypothesis.expect,
+        "hypothesis": hypothesis.text,
+        **paired_comparison(diffs, hypothesis.expect),
+    }
     if hypothesis.minus:
         out["definition"] = (
             f"({hypothesis.metric} - {hypothesis.minus}), "

@@ -1,11 +1,14 @@
 """The results store: SQLite (WAL) for runs, branches, losses and evaluations; safetensors
-checkpoints on disk. It is the hub: a run started from the CLI is visible to the dashboard.
+checkpoints on disk (``CheckpointStore``). It is the hub: a run started from the CLI is
+visible to the dashboard. Only the process that drives a run writes it (the CLI or the
+server); worker processes send their events and results to that process.
 
 Layout under the store directory (default ``./acc-store``, or ``$ACC_STORE``, or ``--store``):
 
-    acc.sqlite                              runs, branches, losses, evals, checkpoints
+    acc.sqlite                                   runs, branches, losses, evals, checkpoints, jobs
     checkpoints/<run_id>/<ckpt_id>.safetensors   the model's state_dict, same key names
     checkpoints/<run_id>/<ckpt_id>.json          its metadata (also in the safetensors header)
+    checkpoints/<run_id>/resume/                 each unfinished branch's newest resume point
 
 Every file is written to a temporary name and renamed into place, so a crash never leaves a
 half-written checkpoint; every database write is one transaction.
@@ -15,68 +18,28 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import socket
 import sqlite3
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
-
-from acc.db import connect, transaction
+from acc.checkpoints import Checkpoint, CheckpointStore
+from acc.db import SchemaTooNew, connect, transaction
+from acc.ids import valid_id
+from acc.schema import MIGRATIONS
+from acc.status import OPEN, Status
 
 DEFAULT_STORE = "acc-store"
-OPEN_RUN_STATES = ("queued", "running")  # a run in either state has not finished
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, recipe TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
-    hypotheses TEXT NOT NULL DEFAULT '[]', conditions TEXT NOT NULL DEFAULT '{}',
-    error TEXT, created_at REAL NOT NULL, finished_at REAL, owner TEXT);
-CREATE TABLE IF NOT EXISTS branches (
-    id INTEGER PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(id), condition TEXT NOT NULL,
-    seed INTEGER NOT NULL, status TEXT NOT NULL, steps_done INTEGER NOT NULL DEFAULT 0,
-    metrics TEXT, checkpoint_id TEXT, error TEXT, started_at REAL, finished_at REAL,
-    UNIQUE (run_id, condition, seed));
-CREATE TABLE IF NOT EXISTS losses (
-    branch_id INTEGER NOT NULL REFERENCES branches(id), step INTEGER NOT NULL,
-    task TEXT NOT NULL, value REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS evals (
-    branch_id INTEGER NOT NULL REFERENCES branches(id), step INTEGER NOT NULL,
-    metrics TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, branch_id INTEGER, parent_id TEXT,
-    tag TEXT NOT NULL, seed INTEGER, step INTEGER NOT NULL, path TEXT NOT NULL,
-    metadata TEXT NOT NULL, created_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS losses_by_branch ON losses(branch_id, step);
-CREATE INDEX IF NOT EXISTS evals_by_branch ON evals(branch_id, step);
-CREATE INDEX IF NOT EXISTS branches_by_run ON branches(run_id);
-"""
 
 
 class StoreError(ValueError):
     """A store that cannot be used, or an id that is not in it."""
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    id: str
-    path: Path
-    metadata: dict
-
-
 def default_store_dir() -> Path:
     return Path(os.environ.get("ACC_STORE") or DEFAULT_STORE)
-
-
-def valid_id(value: str) -> bool:
-    """Ids are plain names: no separators, no '..', so they can never reach outside the store."""
-    return bool(_ID.match(value)) and ".." not in value
 
 
 class Store:
@@ -86,13 +49,15 @@ class Store:
             (self.root / "checkpoints").mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
                 pass  # fail now, with a clear message, rather than at the first checkpoint
-            self._db = connect(self.root / "acc.sqlite", SCHEMA)
-            _add_owner_column(self._db)
+            self._db = connect(self.root / "acc.sqlite", MIGRATIONS)
+        except SchemaTooNew as exc:
+            raise StoreError(f"{self.root}: {exc}") from exc
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"cannot write to the store at {self.root}: {exc}; "
                 "pass --store DIR (or set ACC_STORE) to a writable directory"
             ) from exc
+        self.checkpoints = CheckpointStore(self.root, self._db)
 
     def close(self) -> None:
         self._db.close()
@@ -105,11 +70,11 @@ class Store:
         config: dict,
         hypotheses: list[dict],
         conditions: dict[str, str],
-        status: str = "running",
+        status: Status = Status.RUNNING,
     ) -> str:
         """Open a run: 'running' when it starts now (CLI), 'queued' when it waits for a worker."""
-        if status not in OPEN_RUN_STATES:
-            raise StoreError(f"a new run is {' or '.join(OPEN_RUN_STATES)}, not {status!r}")
+        if Status(status) not in OPEN:
+            raise StoreError(f"a new run is queued or running, not {status!r}")
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}-{secrets.token_hex(2)}"
         with transaction(self._db) as db:
             db.execute(
@@ -118,7 +83,7 @@ class Store:
                 (
                     run_id,
                     recipe,
-                    status,
+                    str(status),
                     json.dumps(config),
                     json.dumps(hypotheses),
                     json.dumps(conditions),
@@ -128,20 +93,40 @@ class Store:
         return run_id
 
     def start_run(self, run_id: str) -> None:
-        """This process begins training the run: it is 'running' and this process owns it, so
-        that, should the process die without closing it, ``close_orphaned_runs`` can tell."""
+        """This process drives the run now: it is 'running' and owned by this process, so
+        that, should the process die without closing it, ``close_orphaned_runs`` can tell.
+        A finished run (being resumed) is reopened."""
         with transaction(self._db) as db:
             db.execute(
-                "UPDATE runs SET status = 'running', owner = ? "
-                "WHERE id = ? AND status IN ('queued', 'running')",
+                "UPDATE runs SET status = 'running', owner = ?, error = NULL, finished_at = NULL "
+                "WHERE id = ?",
                 (_this_process(), run_id),
             )
 
-    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+    def queue_run(self, run_id: str) -> None:
+        """A stopped run waits for a job that will resume it."""
+        with transaction(self._db) as db:
+            db.execute(
+                "UPDATE runs SET status = 'queued', finished_at = NULL WHERE id = ?", (run_id,)
+            )
+
+    def relabel_stopped(self, run_id: str, status: Status, error: str) -> None:
+        """A run stopped as 'cancelled' that was in fact interrupted (its server stopped):
+        the run and its cancelled branches take ``status`` and ``error``."""
+        with transaction(self._db) as db:
+            db.execute(
+                "UPDATE branches SET status = ?, error = ? WHERE run_id = ? AND status = ?",
+                (str(status), error, run_id, str(Status.CANCELLED)),
+            )
+            db.execute(
+                "UPDATE runs SET status = ?, error = ? WHERE id = ?", (str(status), error, run_id)
+            )
+
+    def finish_run(self, run_id: str, status: Status, error: str | None = None) -> None:
         with transaction(self._db) as db:
             db.execute(
                 "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
-                (status, error, time.time(), run_id),
+                (str(status), error, time.time(), run_id),
             )
 
     def get_run(self, run_id: str) -> dict:
@@ -167,23 +152,46 @@ class Store:
 
     # --- branches ----------------------------------------------------------------------------
 
-    def start_branch(self, run_id: str, condition: str, seed: int) -> int:
+    def plan_branch(self, run_id: str, condition: str, seed: int) -> int:
+        """The branch's id; a new branch is recorded 'queued' (an existing one is kept)."""
         with transaction(self._db) as db:
-            cur = db.execute(
-                "INSERT INTO branches (run_id, condition, seed, status, started_at) "
-                "VALUES (?, ?, ?, 'running', ?)",
-                (run_id, condition, seed, time.time()),
+            db.execute(
+                "INSERT OR IGNORE INTO branches (run_id, condition, seed, status) "
+                "VALUES (?, ?, ?, 'queued')",
+                (run_id, condition, seed),
             )
-        return int(cur.lastrowid)
+            row = db.execute(
+                "SELECT id FROM branches WHERE run_id = ? AND condition = ? AND seed = ?",
+                (run_id, condition, seed),
+            ).fetchone()
+        return int(row["id"])
+
+    def start_branch(self, branch_id: int, from_step: int = 0) -> None:
+        """The branch trains from ``from_step``: anything it recorded after that step (by an
+        attempt that did not finish) is dropped, so the series never holds a step twice."""
+        with transaction(self._db) as db:
+            after = -1 if from_step == 0 else from_step
+            db.execute("DELETE FROM losses WHERE branch_id = ? AND step > ?", (branch_id, after))
+            db.execute("DELETE FROM evals WHERE branch_id = ? AND step > ?", (branch_id, after))
+            db.execute(
+                "UPDATE branches SET status = 'running', steps_done = ?, error = NULL, "
+                "metrics = NULL, checkpoint_id = NULL, health = NULL, started_at = ?, "
+                "finished_at = NULL WHERE id = ?",
+                (from_step, time.time(), branch_id),
+            )
 
     def finish_branch(
-        self, branch_id: int, status: str, steps_done: int, error: str | None = None
+        self,
+        branch_id: int,
+        status: Status,
+        steps_done: int | None = None,
+        error: str | None = None,
     ) -> None:
         with transaction(self._db) as db:
             db.execute(
-                "UPDATE branches SET status = ?, steps_done = ?, error = ?, finished_at = ? "
-                "WHERE id = ?",
-                (status, steps_done, error, time.time(), branch_id),
+                "UPDATE branches SET status = ?, steps_done = COALESCE(?, steps_done), "
+                "error = ?, finished_at = ? WHERE id = ?",
+                (str(status), steps_done, error, time.time(), branch_id),
             )
 
     def record_metrics(self, branch_id: int, metrics: dict) -> None:
@@ -205,14 +213,16 @@ class Store:
         out = []
         for row in rows:
             branch = dict(row)
-            branch["metrics"] = json.loads(branch["metrics"]) if branch["metrics"] else None
+            for key in ("metrics", "health"):
+                branch[key] = json.loads(branch[key]) if branch[key] else None
             out.append(branch)
         return out
 
     def close_orphaned_runs(self, exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Mark 'interrupted' the running runs whose owning process on this machine is gone
-        (killed with SIGKILL, out of memory, power cut), with their running branches; return
-        their ids. Runs owned on another machine, and those in ``exclude``, are left alone."""
+        (killed with SIGKILL, out of memory, power cut), with their unfinished branches;
+        return their ids. Runs owned on another machine, and those in ``exclude``, are left
+        alone. An interrupted run can be resumed (``acc run --resume``)."""
         host = socket.gethostname()
         orphans = []
         for row in self._db.execute(
@@ -223,12 +233,8 @@ class Store:
                 continue
             orphans.append(row["id"])
             error = f"the process that ran it (pid {pid}) ended without closing it"
+            self.interrupt_open_branches(row["id"], error)
             with transaction(self._db) as db:
-                db.execute(
-                    "UPDATE branches SET status = 'interrupted', error = ?, finished_at = ? "
-                    "WHERE run_id = ? AND status = 'running'",
-                    (error, time.time(), row["id"]),
-                )
                 db.execute(
                     "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? "
                     "WHERE id = ? AND status = 'running'",
@@ -236,15 +242,40 @@ class Store:
                 )
         return orphans
 
+    def interrupt_open_branches(
+        self, run_id: str, error: str, status: Status = Status.INTERRUPTED
+    ) -> None:
+        """Close the run's queued and running branches (nobody is training them any more)."""
+        with transaction(self._db) as db:
+            db.execute(
+                "UPDATE branches SET status = ?, error = ?, finished_at = ? "
+                "WHERE run_id = ? AND status IN ('queued', 'running')",
+                (str(status), error, time.time(), run_id),
+            )
+
     # --- time series -------------------------------------------------------------------------
 
-    def add_losses(self, branch_id: int, step: int, losses: dict[str, float]) -> None:
+    def add_losses(
+        self, branch_id: int, step: int, losses: dict[str, float], health: dict | None = None
+    ) -> None:
         with transaction(self._db) as db:
             db.executemany(
                 "INSERT INTO losses (branch_id, step, task, value) VALUES (?, ?, ?, ?)",
                 [(branch_id, step, task, value) for task, value in losses.items()],
             )
-            db.execute("UPDATE branches SET steps_done = ? WHERE id = ?", (step, branch_id))
+            db.execute(
+                "UPDATE branches SET steps_done = ?, health = COALESCE(?, health) WHERE id = ?",
+                (step, json.dumps(health) if health else None, branch_id),
+            )
+
+    def set_health(self, branch_id: int, health: dict) -> None:
+        """Merge a LossHealth verdict into the branch's (e.g. 'diverged' for a NaN loss)."""
+        with transaction(self._db) as db:
+            row = db.execute("SELECT health FROM branches WHERE id = ?", (branch_id,)).fetchone()
+            merged = {**(json.loads(row["health"]) if row and row["health"] else {}), **health}
+            db.execute(
+                "UPDATE branches SET health = ? WHERE id = ?", (json.dumps(merged), branch_id)
+            )
 
     def add_eval(self, branch_id: int, step: int, metrics: dict) -> None:
         with transaction(self._db) as db:
@@ -265,102 +296,6 @@ class Store:
         ).fetchall()
         return [{"step": r["step"], "metrics": json.loads(r["metrics"])} for r in rows]
 
-    # --- checkpoints -------------------------------------------------------------------------
-
-    def save_checkpoint(
-        self,
-        run_id: str,
-        model: torch.nn.Module,
-        tag: str,
-        step: int,
-        metadata: dict,
-        seed: int | None = None,
-        parent_id: str | None = None,
-        branch_id: int | None = None,
-    ) -> Checkpoint:
-        ckpt_id = f"ck-{secrets.token_hex(6)}"
-        folder = self.root / "checkpoints" / run_id
-        folder.mkdir(parents=True, exist_ok=True)
-        path = (folder / f"{ckpt_id}.safetensors").resolve()
-        meta = {
-            **metadata,
-            "id": ckpt_id,
-            "run_id": run_id,
-            "tag": tag,
-            "step": step,
-            "seed": seed,
-            "parent": parent_id,
-        }
-        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"acc": json.dumps(meta)}))
-        _atomic_write(
-            path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2))
-        )
-        with transaction(self._db) as db:
-            db.execute(
-                "INSERT INTO checkpoints (id, run_id, branch_id, parent_id, tag, seed, step, "
-                "path, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    ckpt_id,
-                    run_id,
-                    branch_id,
-                    parent_id,
-                    tag,
-                    seed,
-                    step,
-                    str(path),
-                    json.dumps(meta),
-                    time.time(),
-                ),
-            )
-        return Checkpoint(ckpt_id, path, meta)
-
-    def get_checkpoint(self, ckpt_id: str) -> Checkpoint:
-        row = (
-            self._db.execute(
-                "SELECT path, metadata FROM checkpoints WHERE id = ?", (ckpt_id,)
-            ).fetchone()
-            if valid_id(ckpt_id)
-            else None
-        )
-        if row is None:
-            raise StoreError(f"no checkpoint {ckpt_id!r} in the store at {self.root}")
-        return Checkpoint(ckpt_id, Path(row["path"]), json.loads(row["metadata"]))
-
-    def load_state_dict(self, ckpt_id: str, device: str | torch.device = "cpu") -> dict:
-        return load_file(str(self.get_checkpoint(ckpt_id).path), device=str(device))
-
-    def checkpoints(self, run_id: str) -> list[dict]:
-        rows = self._db.execute(
-            "SELECT id, branch_id, parent_id, tag, seed, step, path "
-            "FROM checkpoints WHERE run_id = ? ORDER BY created_at",
-            (run_id,),
-        ).fetchall()
-        return [dict(r) for r in rows]
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(tmp_path)`` then rename over ``path``: all or nothing."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _add_owner_column(db: sqlite3.Connection) -> None:
-    """Stores created before runs had an owner get the column (NULL: never judged orphaned)."""
-    columns = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
-    if "owner" not in columns:
-        try:
-            db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
-        except sqlite3.OperationalError as exc:  # another process added it first
-            if "duplicate column" not in str(exc):
-                raise
-
 
 def _this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -375,3 +310,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # exists, owned by someone else
     return True
+
+
+__all__ = ["Checkpoint", "Store", "StoreError", "default_store_dir", "valid_id"]

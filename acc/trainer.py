@@ -3,6 +3,10 @@
 It knows nothing of gating (tensor hooks do that) or of recipes. The hot loop never syncs
 with the host: losses stay on the device and are read back every ``log_every`` steps, when
 they are checked for NaN/inf and reported through ``on_step``.
+
+Everything that decides what the next step does (the model, the optimizer state, the step,
+the batch order's position and generator, the global RNG) is in ``state_dict()``, so that a
+trainer restored from it trains on exactly as the original would have (exact resume).
 """
 
 from __future__ import annotations
@@ -78,6 +82,18 @@ class BatchOrder:
         self._generator = torch.Generator().manual_seed(self.seed)
         self._new_epoch()
 
+    def state_dict(self) -> dict:
+        return {
+            "generator": self._generator.get_state(),
+            "perm": self._perm.cpu(),
+            "pos": self._pos,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._generator.set_state(state["generator"])
+        self._perm = state["perm"].to(self.device)
+        self._pos = int(state["pos"])
+
     def _new_epoch(self) -> None:
         self._perm = torch.randperm(self.n, generator=self._generator).to(self.device)
         self._pos = 0
@@ -138,6 +154,8 @@ class Trainer:
     def _train_step(self) -> list[torch.Tensor]:
         idx = self.order.next()
         batch = self.data.images[idx]
+        for task in self.train_tasks:
+            task.step = self.step  # schedules (KL warm-up) read the trainer's step
         output = self.model(batch)
         losses = [task.compute_loss(output, batch) for task in self.train_tasks]
         total = reduce(operator.add, map(_weighted, self.train_tasks, losses))
@@ -166,6 +184,21 @@ class Trainer:
         if self.should_stop and self.should_stop():
             raise StopRequested(f"stop requested at step {self.step}")
 
+    def state_dict(self) -> dict:
+        """What an exact resume needs besides the model's weights (which are the model's)."""
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "order": self.order.state_dict(),
+            "rng": _rng_state(self.data.images.device),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.order.load_state_dict(state["order"])
+        _set_rng_state(state["rng"], self.data.images.device)
+
     def evaluate_periodic(self) -> dict:
         metrics = evaluate_tasks(self.model, self.eval_tasks)
         if self.on_eval and metrics:
@@ -191,6 +224,20 @@ def _common_train_split(tasks: list[Task]) -> Split:
     if len(datasets) != 1:
         raise ValueError("all training tasks of one model must share one dataset")
     return next(iter(datasets.values())).train
+
+
+def _rng_state(device: torch.device) -> dict:
+    """The global RNG streams training draws from (e.g. VAE noise): CPU, and CUDA if used."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

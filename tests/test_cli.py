@@ -54,7 +54,7 @@ def test_run_writes_valid_results_json_and_show_reprints_it(tmp_path):
             "effective_rank",
         }
         assert all(v is None for v in entry["std"].values())  # one seed: no std
-    for row in results["comparison"].values():
+    for row in results["comparisons"]:
         assert row["ci95"] is None and row["verdict"] == "inconclusive"
 
     shown = _run("show", results["run_id"], "--json", "--store", str(tmp_path / "store"))
@@ -159,8 +159,10 @@ def test_ctrl_c_or_kill_keeps_finished_work_and_marks_interrupted(tmp_path, sig,
     assert proc.returncode == 130, output
     run = store.get_run(store.list_runs()[0]["id"])
     assert run["status"] == "interrupted"
-    [branch] = store.branches(run["id"])
-    assert branch["status"] == "interrupted" and branch["steps_done"] > 0
+    training, waiting = store.branches(run["id"])  # standard trains, gated waits its turn
+    assert training["status"] == "interrupted" and training["steps_done"] > 0
+    assert waiting["status"] == "interrupted" and waiting["steps_done"] == 0
+    assert f"acc run --resume {run['id']}" in output
 
 
 def test_a_run_killed_outright_is_marked_interrupted_by_the_next_reader(tmp_path, long_cli_run):
@@ -174,5 +176,6 @@ def test_a_run_killed_outright_is_marked_interrupted_by_the_next_reader(tmp_path
     assert listing.exit_code == 0 and "interrupted" in listing.output
     run = store.get_run(run_id)
     assert run["status"] == "interrupted" and f"pid {proc.pid}" in run["error"]
-    [branch] = store.branches(run_id)
-    assert branch["status"] == "interrupted" and branch["steps_done"] > 0
+    training, waiting = store.branches(run_id)
+    assert training["status"] == "interrupted" and training["steps_done"] > 0
+    assert waiting["status"] == "interrupted" and waiting["steps_done"] == 0

@@ -76,6 +76,11 @@ def run_recipe(
     return json.loads(out.read_text()), result.output
 
 
+def comparison(results: dict, metric: str) -> dict:
+    [row] = [c for c in results["comparisons"] if c["metric"] == metric]
+    return row
+
+
 def per_seed(results: dict, condition: str) -> dict[int, dict]:
     return {r["seed"]: r["metrics"] for r in results["conditions"][condition]["runs"]}
 
@@ -98,7 +103,7 @@ def check_common(results: dict, recipe: str) -> None:
         for m in ("weight_cosine_sim", "effective_rank", "activation_sparsity")
         for layer in ("conv1", "conv2")
     ):
-        assert results["comparison"][key]["n"] == 2
+        assert comparison(results, key)["n"] == 2
     # the depth row is the paired difference of differences, computed by hand here
     standard, gated = per_seed(results, "standard"), per_seed(results, "gated")
     diffs = [
@@ -106,7 +111,7 @@ def check_common(results: dict, recipe: str) -> None:
         - (standard[s]["weight_cosine_sim[conv1]"] - standard[s]["weight_cosine_sim[conv2]"])
         for s in (42, 123)
     ]
-    row = results["comparison"][DEPTH_ROW]
+    row = comparison(results, DEPTH_ROW)
     assert row["hypothesis"] == "gating lowers conv1's cosine similarity more than conv2's"
     assert row["mean_diff"] == pytest.approx(sum(diffs) / 2, rel=1e-9, abs=1e-15)
     assert row["ci95"][0] <= row["mean_diff"] <= row["ci95"][1]
@@ -158,7 +163,7 @@ def test_level2_runs_through_the_cli(tmp_path, tiny_mnist):
             assert 0 <= metrics["active_units"] <= 16
         mean = results["conditions"][condition]["mean"]
         assert len(mean["kl_per_dim"]) == 16 and isinstance(mean["active_units"], float)
-    assert results["comparison"]["active_units"]["hypothesis"] == "gated > standard"
+    assert comparison(results, "active_units")["hypothesis"] == "gated > standard"
     assert "kl_per_dim" in output  # the list-valued metric gets its own small table
     standard, gated = final_weights(results, "standard"), final_weights(results, "gated")
     assert not np.allclose(standard["encoder.conv1.weight"], gated["encoder.conv1.weight"])

@@ -54,11 +54,15 @@ def test_kl_loss_known_values():
 def test_kl_warmup_is_linear_then_flat():
     mu, logvar = torch.ones(4, 2), torch.zeros(4, 2)  # KL = 0.5 per dim -> 1.0 per image
     task = KLDivergenceTask("kl", images_dataset(torch.zeros(4, 1)), warmup_steps=4)
-    values = [
-        task.compute_loss({ModelOutput.MU: mu, ModelOutput.LOGVAR: logvar}, None).item()
-        for _ in range(6)
-    ]
+    values = []
+    for step in range(6):  # the Trainer sets the task's step before each training step
+        task.step = step
+        values.append(
+            task.compute_loss({ModelOutput.MU: mu, ModelOutput.LOGVAR: logvar}, None).item()
+        )
     assert values == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    task.step = 1  # it follows the trainer's step, not a count of its own calls (resume)
+    assert task.compute_loss({ModelOutput.MU: mu, ModelOutput.LOGVAR: logvar}, None).item() == 0.5
 
 
 def test_kl_task_needs_mu_and_logvar():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from acc.recipes.base import RecipeContext
+import acc.branch
 from acc.runner import ParamsError, create_run, execute_run, run_recipe
 
 FAST = {"steps": 20, "seeds": [42], "eval_every": 0}
@@ -13,7 +13,7 @@ FAST = {"steps": 20, "seeds": [42], "eval_every": 0}
 
 def _final_weights(store, results, condition, seed=42):
     [run] = [r for r in results["conditions"][condition]["runs"] if r["seed"] == seed]
-    return store.load_state_dict(run["checkpoint_id"])
+    return store.checkpoints.load_state_dict(run["checkpoint_id"])
 
 
 def test_conditions_start_from_identical_weights(store):
@@ -25,8 +25,8 @@ def test_conditions_start_from_identical_weights(store):
     assert all(torch.equal(standard[k], gated[k]) for k in standard)
     other_seed = _final_weights(store, results, "standard", seed=123)
     assert not torch.equal(standard["encoder.0.weight"], other_seed["encoder.0.weight"])
-    finals = [c for c in store.checkpoints(results["run_id"]) if c["tag"] == "final"]
-    roots = {c["id"]: c for c in store.checkpoints(results["run_id"]) if c["tag"] == "init"}
+    finals = [c for c in store.checkpoints.of_run(results["run_id"]) if c["tag"] == "final"]
+    roots = {c["id"]: c for c in store.checkpoints.of_run(results["run_id"]) if c["tag"] == "init"}
     assert len(finals) == 4 and all(c["parent_id"] in roots for c in finals)
     assert all(roots[c["parent_id"]]["seed"] == c["seed"] for c in finals)
 
@@ -58,10 +58,21 @@ def test_results_have_every_metric_and_the_periodic_stream(store):
         "dead_units",
     }
     assert 0 < metrics["l1"] < 0.5 and 5 < metrics["psnr"] < 40
-    assert set(results["comparison"]) == {
+    assert [c["metric"] for c in results["comparisons"]] == [
         "weight_cosine_sim",
         "activation_sparsity",
         "effective_rank",
+    ]
+    assert results["comparisons"][0] | {"n": 1} == {
+        "metric": "weight_cosine_sim",
+        "a": "gated",
+        "b": "standard",
+        "direction": "lower",
+        "hypothesis": "gated < standard",
+        "n": 1,
+        "mean_diff": results["comparisons"][0]["mean_diff"],
+        "ci95": None,
+        "verdict": "inconclusive",
     }
     branch = store.branches(results["run_id"])[0]
     assert [e["step"] for e in store.evals(branch["id"])] == [0, 10, 20]
@@ -69,20 +80,17 @@ def test_results_have_every_metric_and_the_periodic_stream(store):
 
 
 def test_failing_branch_is_recorded_and_others_go_on(store, monkeypatch):
-    original = RecipeContext.attach_gating
-
-    def broken(self, *args, **kwargs):
+    def broken(*args, **kwargs):
         raise RuntimeError("gating exploded")
 
-    monkeypatch.setattr(RecipeContext, "attach_gating", broken)
+    monkeypatch.setattr(acc.branch, "attach_competitive_gating", broken)
     results = run_recipe(store, "gradient_gating_l0", {**FAST, "seeds": [1, 2]})
-    monkeypatch.setattr(RecipeContext, "attach_gating", original)
     assert results["status"] == "completed"
     gated = results["conditions"]["gated"]["runs"]
     assert [r["status"] for r in gated] == ["failed", "failed"]
     assert gated[0]["error"] == "RuntimeError: gating exploded"
     assert [r["status"] for r in results["conditions"]["standard"]["runs"]] == ["completed"] * 2
-    assert results["comparison"]["weight_cosine_sim"]["n"] == 0
+    assert results["comparisons"][0]["n"] == 0
 
 
 def test_interrupt_keeps_finished_branches(store):

@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from acc.loss_health import Health, classify
 from acc.model_output import ModelOutput
 from acc.models import LinearAutoencoder
 from acc.recipes import recipe_registry
@@ -147,13 +146,6 @@ def test_linear_autoencoder_contract():
         )
     out[ModelOutput.RECONSTRUCTION].sum().backward()
     assert all(p.grad is not None for p in model.parameters())
-
-
-def test_loss_health():
-    assert classify("ReconstructionTask", 0.05) == Health.HEALTHY
-    assert classify("ReconstructionTask", 0.3) == Health.SUSPICIOUS
-    assert classify("ReconstructionTask", float("nan")) == Health.DIVERGED
-    assert classify("WeightDiversityTask", None, eval_only=True) == Health.HEALTHY
 
 
 def test_reconstruction_training_losses_on_known_values(small_mnist):

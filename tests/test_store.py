@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from acc.checkpoints import CheckpointError
 from acc.models import LinearAutoencoder, build_model
 from acc.store import Store, StoreError, valid_id
 
@@ -21,7 +22,10 @@ def test_run_branch_series_round_trip(store):
     run_id = store.create_run(
         "r", {"steps": 3}, [{"metric": "l1", "expect": "lower"}], {"standard": "plain"}
     )
-    branch = store.start_branch(run_id, "standard", 42)
+    branch = store.plan_branch(run_id, "standard", 42)
+    assert store.plan_branch(run_id, "standard", 42) == branch  # planned once
+    assert store.branches(run_id)[0]["status"] == "queued"
+    store.start_branch(branch)
     store.add_losses(branch, 50, {"reconstruction": 0.25})
     store.add_losses(branch, 100, {"reconstruction": 0.125})
     store.add_eval(branch, 100, {"weight_cosine_sim": 0.5})
@@ -48,12 +52,12 @@ def test_checkpoint_is_safetensors_with_metadata(store):
     torch.manual_seed(0)
     model = LinearAutoencoder(20, 4)
     run_id = store.create_run("r", {}, [], {})
-    root = store.save_checkpoint(
-        run_id, model, "init", step=0, metadata={"model": model.config()}, seed=7
+    root = store.checkpoints.save(
+        run_id, model.state_dict(), "init", step=0, metadata={"model": model.config()}, seed=7
     )
-    child = store.save_checkpoint(
+    child = store.checkpoints.save(
         run_id,
-        model,
+        model.state_dict(),
         "final",
         step=9,
         metadata={"model": model.config()},
@@ -67,13 +71,13 @@ def test_checkpoint_is_safetensors_with_metadata(store):
         assert json.loads(f.metadata()["acc"])["parent"] == root.id
     sidecar = json.loads(child.path.with_suffix(".json").read_text())
     assert sidecar["model"] == {"class": "LinearAutoencoder", "in_dim": 20, "hidden_dim": 4}
-    rebuilt = build_model(store.get_checkpoint(child.id).metadata["model"])
-    rebuilt.load_state_dict(store.load_state_dict(child.id))
+    rebuilt = build_model(store.checkpoints.get(child.id).metadata["model"])
+    rebuilt.load_state_dict(store.checkpoints.load_state_dict(child.id))
     assert all(
         torch.equal(a, b)
         for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values())
     )
-    tree = store.checkpoints(run_id)
+    tree = store.checkpoints.of_run(run_id)
     assert [(c["tag"], c["parent_id"]) for c in tree] == [("init", None), ("final", root.id)]
 
 
@@ -82,8 +86,8 @@ def test_ids_cannot_reach_outside_the_store(store, bad):
     assert not valid_id(bad)
     with pytest.raises(StoreError):
         store.get_run(bad)
-    with pytest.raises(StoreError):
-        store.get_checkpoint(bad)
+    with pytest.raises(CheckpointError):
+        store.checkpoints.get(bad)
 
 
 def test_unwritable_store_is_a_clear_error(tmp_path):
@@ -93,14 +97,15 @@ def test_unwritable_store_is_a_clear_error(tmp_path):
         Store(blocker / "store")
 
 
-def test_a_queued_run_starts_running_once(store):
+def test_a_queued_run_starts_and_a_stopped_one_reopens(store):
     run_id = store.create_run("r", {}, [], {}, status="queued")
     assert store.get_run(run_id)["status"] == "queued"
     store.start_run(run_id)
     assert store.get_run(run_id)["status"] == "running"
-    store.finish_run(run_id, "completed")
-    store.start_run(run_id)  # a finished run is never reopened
-    assert store.get_run(run_id)["status"] == "completed"
+    store.finish_run(run_id, "interrupted", "killed")
+    store.start_run(run_id)  # resuming reopens it
+    run = store.get_run(run_id)
+    assert run["status"] == "running" and run["error"] is None and run["finished_at"] is None
     with pytest.raises(StoreError, match="queued or running"):
         store.create_run("r", {}, [], {}, status="completed")
 
@@ -118,7 +123,7 @@ def test_runs_whose_process_died_are_closed_and_no_others(store):
     ids = {}
     for name, owner in owners.items():
         ids[name] = store.create_run(name, {}, [], {})
-        store.start_branch(ids[name], "standard", 1)
+        store.start_branch(store.plan_branch(ids[name], "standard", 1))
         store._db.execute("UPDATE runs SET owner = ? WHERE id = ?", (owner, ids[name]))
     queued = store.create_run("queued", {}, [], {}, status="queued")  # no owner yet
 

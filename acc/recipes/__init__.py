@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from acc.recipes.base import Recipe, RecipeContext, RecipeParams
+from acc.recipes.base import Condition, Gating, Recipe, RecipeParams
 from acc.registry import Registry, discover
 
 
@@ -14,4 +14,4 @@ def recipe_registry() -> Registry:
     return discover("acc.recipes", Recipe, lambda cls: cls.name, "recipe")
 
 
-__all__ = ["Recipe", "RecipeContext", "RecipeParams", "recipe_registry"]
+__all__ = ["Condition", "Gating", "Recipe", "RecipeParams", "recipe_registry"]

@@ -1,8 +1,9 @@
 """Level 0 (plan M-CGG-1 + M-CGG-2): does gating specialise a linear autoencoder's features?
 
-Per seed: one initial model saved as the root checkpoint; the standard and the gated condition
-both fork from it and see the same batches. Gating acts on ``encoder.0`` (the hidden layer's
-pre-activation); sparsity and dead units are read after the ReLU (``encoder.1``).
+Two conditions, paired per seed (same initial weights, same batches): standard training and
+competitive gradient gating on ``encoder.0`` (the hidden layer's pre-activation). Diversity
+and rank are read from ``encoder.0``'s weight; sparsity and dead units after the ReLU
+(``encoder.1``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from acc.data import Dataset
 from acc.models import LinearAutoencoder
-from acc.recipes.base import Recipe, RecipeContext, RecipeParams
+from acc.recipes.base import Condition, Gating, Recipe, RecipeParams
 from acc.stats import Hypothesis
 from acc.tasks.activation_sparsity import ActivationSparsityTask
+from acc.tasks.base import Task
 from acc.tasks.dead_units import DeadUnitsTask
 from acc.tasks.effective_rank import EffectiveRankTask
 from acc.tasks.reconstruction import ReconstructionTask
@@ -34,33 +37,32 @@ class GradientGatingL0(Recipe):
     name = "gradient_gating_l0"
     description = "Linear autoencoder on MNIST: standard vs competitive gradient gating"
     Params = L0Params
-    conditions = {"standard": "plain training", "gated": "competitive gradient gating on encoder.0"}
+    data_view = "flat"
     hypotheses = [
         Hypothesis("weight_cosine_sim", "lower"),
         Hypothesis("activation_sparsity", "lower"),
         Hypothesis("effective_rank", "higher"),
     ]
 
-    def run(self, ctx: RecipeContext) -> None:
-        p: L0Params = ctx.params
-        mnist = ctx.load_dataset("mnist", view="flat")
-        for seed in p.seeds:
-            initial = ctx.create_model(lambda: LinearAutoencoder(784, p.hidden_dim), seed)
-            root = ctx.save_checkpoint(initial, "init", seed=seed)
-            for condition in self.conditions:
-                with ctx.branch(condition, seed):
-                    model = ctx.fork(root)
-                    if condition == "gated":
-                        ctx.attach_gating(
-                            model,
-                            p.temperature,
-                            {"encoder.0": {"gate_strength": p.gate_strength, "mode": p.mode}},
-                        )
-                    ctx.attach_task(ReconstructionTask("reconstruction", mnist))
-                    ctx.attach_task(WeightDiversityTask("weight_diversity", mnist, "encoder.0"))
-                    ctx.attach_task(EffectiveRankTask("effective_rank", mnist, "encoder.0"))
-                    ctx.attach_task(ActivationSparsityTask("sparsity", mnist, "encoder.1"))
-                    ctx.attach_task(DeadUnitsTask("dead_units", mnist, "encoder.1"))
-                    ctx.train(p.steps)
-                    ctx.record_results(ctx.evaluate())
-                    ctx.save_checkpoint(model, "final")
+    def conditions(self, p: L0Params) -> list[Condition]:
+        gate = {"encoder.0": {"gate_strength": p.gate_strength, "mode": p.mode}}
+        return [
+            Condition("standard", "plain training"),
+            Condition(
+                "gated",
+                "competitive gradient gating on encoder.0",
+                gating=Gating(p.temperature, gate),
+            ),
+        ]
+
+    def build_model(self, p: L0Params, **overrides) -> LinearAutoencoder:
+        return LinearAutoencoder(784, p.hidden_dim, **overrides)
+
+    def tasks(self, p: L0Params, data: Dataset) -> list[Task]:
+        return [
+            ReconstructionTask("reconstruction", data),
+            WeightDiversityTask("weight_diversity", data, "encoder.0"),
+            EffectiveRankTask("effective_rank", data, "encoder.0"),
+            ActivationSparsityTask("sparsity", data, "encoder.1"),
+            DeadUnitsTask("dead_units", data, "encoder.1"),
+        ]

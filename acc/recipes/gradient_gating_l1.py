@@ -1,7 +1,7 @@
 """Level 1 (plan M-CGG-3): does gating specialise spatial features, and does depth matter?
 
 A convolutional autoencoder on 32x32 MNIST, standard vs gated, paired per seed as at level 0
-(one root checkpoint per seed, both conditions fork from it and see the same batches).
+(same initial weights, same batches).
 Gating is depth-tapered: ``encoder.conv1`` with gate strength 1.0, ``encoder.conv2`` with
 0.5, on the convolutions' outputs (pre-activation, as at level 0). Kernel diversity and
 effective rank are read from each conv's weight; sparsity and dead units from the ReLU
@@ -20,7 +20,7 @@ from pydantic import Field
 from acc.data import Dataset
 from acc.models import ConvAutoencoder
 from acc.models.conv_blocks import CONV_LAYERS
-from acc.recipes.base import Recipe, RecipeContext, RecipeParams
+from acc.recipes.base import Condition, Gating, Recipe, RecipeParams
 from acc.stats import Hypothesis
 from acc.tasks.activation_sparsity import ActivationSparsityTask
 from acc.tasks.base import Task
@@ -88,37 +88,33 @@ def encoder_gating(conv1: float, conv2: float, mode: str) -> dict[str, dict]:
     }
 
 
+GATED_DESCRIPTION = (
+    "competitive gradient gating on encoder.conv1 (strength {conv1}) and "
+    "encoder.conv2 (strength {conv2})"
+)
+
+
 class GradientGatingL1(Recipe):
     name = "gradient_gating_l1"
     description = (
         "Conv autoencoder on 32x32 MNIST: standard vs depth-tapered gating (conv1 1.0, conv2 0.5)"
     )
     Params = L1Params
-    conditions = {
-        "standard": "plain training",
-        "gated": "competitive gradient gating on encoder.conv1 (strength 1.0) and "
-        "encoder.conv2 (strength 0.5)",
-    }
+    data_view = "32"
     hypotheses = [*per_layer_hypotheses(), DEPTH_HYPOTHESIS]
 
-    def run(self, ctx: RecipeContext) -> None:
-        p: L1Params = ctx.params
-        mnist = ctx.load_dataset("mnist", view="32")
-        for seed in p.seeds:
-            initial = ctx.create_model(lambda: ConvAutoencoder(1, p.hidden_dim, 32), seed)
-            root = ctx.save_checkpoint(initial, "init", seed=seed)
-            for condition in self.conditions:
-                with ctx.branch(condition, seed):
-                    model = ctx.fork(root)
-                    if condition == "gated":
-                        ctx.attach_gating(
-                            model,
-                            p.temperature,
-                            encoder_gating(p.gate_conv1, p.gate_conv2, p.mode),
-                        )
-                    ctx.attach_task(ReconstructionTask("reconstruction", mnist))
-                    for task in specialisation_tasks(mnist):
-                        ctx.attach_task(task)
-                    ctx.train(p.steps)
-                    ctx.record_results(ctx.evaluate())
-                    ctx.save_checkpoint(model, "final")
+    def conditions(self, p: L1Params) -> list[Condition]:
+        return [
+            Condition("standard", "plain training"),
+            Condition(
+                "gated",
+                GATED_DESCRIPTION.format(conv1=p.gate_conv1, conv2=p.gate_conv2),
+                gating=Gating(p.temperature, encoder_gating(p.gate_conv1, p.gate_conv2, p.mode)),
+            ),
+        ]
+
+    def build_model(self, p: L1Params, **overrides) -> ConvAutoencoder:
+        return ConvAutoencoder(1, p.hidden_dim, 32, **overrides)
+
+    def tasks(self, p: L1Params, data: Dataset) -> list[Task]:
+        return [ReconstructionTask("reconstruction", data), *specialisation_tasks(data)]

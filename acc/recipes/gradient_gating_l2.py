@@ -3,8 +3,8 @@
 A convolutional VAE on 32x32 MNIST (latent 16, beta 0.05), standard vs gated, paired per seed
 as at levels 0 and 1. Gating acts on the encoder convolutions only (conv1 1.0, conv2 0.5): it
 is about encoder specialisation, so the mu/logvar heads, the sampling step and the decoder are
-never gated. Every condition of a seed draws the same reparameterisation noise (the branch
-seeds the RNG).
+never gated. Every condition of a seed draws the same reparameterisation noise (each branch
+seeds the global RNG with its seed).
 
 Loss per image: reconstruction error summed over pixels + beta * KL summed over latent dims
 (see KLDivergenceTask), so beta = 0.05 has its usual beta-VAE meaning.
@@ -16,15 +16,18 @@ from typing import Literal
 
 from pydantic import Field
 
+from acc.data import Dataset
 from acc.models import ConvVAE
-from acc.recipes.base import Recipe, RecipeContext, RecipeParams
+from acc.recipes.base import Condition, Gating, Recipe, RecipeParams
 from acc.recipes.gradient_gating_l1 import (
     DEPTH_HYPOTHESIS,
+    GATED_DESCRIPTION,
     encoder_gating,
     per_layer_hypotheses,
     specialisation_tasks,
 )
 from acc.stats import Hypothesis
+from acc.tasks.base import Task
 from acc.tasks.kl_divergence import KLDivergenceTask
 from acc.tasks.reconstruction import ReconstructionTask
 
@@ -53,38 +56,26 @@ class GradientGatingL2(Recipe):
         "Conv VAE on 32x32 MNIST (beta 0.05): standard vs gating on the encoder convolutions"
     )
     Params = L2Params
-    conditions = {
-        "standard": "plain VAE training",
-        "gated": "competitive gradient gating on encoder.conv1 (strength 1.0) and "
-        "encoder.conv2 (strength 0.5); decoder never gated",
-    }
+    data_view = "32"
     hypotheses = [*per_layer_hypotheses(), DEPTH_HYPOTHESIS, Hypothesis("active_units", "higher")]
 
-    def run(self, ctx: RecipeContext) -> None:
-        p: L2Params = ctx.params
-        mnist = ctx.load_dataset("mnist", view="32")
-        for seed in p.seeds:
-            initial = ctx.create_model(lambda: ConvVAE(1, p.latent_dim, 32), seed)
-            root = ctx.save_checkpoint(initial, "init", seed=seed)
-            for condition in self.conditions:
-                with ctx.branch(condition, seed):
-                    model = ctx.fork(root)
-                    if condition == "gated":
-                        ctx.attach_gating(
-                            model,
-                            p.temperature,
-                            encoder_gating(p.gate_conv1, p.gate_conv2, p.mode),
-                        )
-                    ctx.attach_task(
-                        ReconstructionTask(
-                            "reconstruction", mnist, loss=p.recon_loss, reduction="sum"
-                        )
-                    )
-                    ctx.attach_task(
-                        KLDivergenceTask("kl", mnist, weight=p.beta, warmup_steps=p.kl_warmup_steps)
-                    )
-                    for task in specialisation_tasks(mnist):
-                        ctx.attach_task(task)
-                    ctx.train(p.steps)
-                    ctx.record_results(ctx.evaluate())
-                    ctx.save_checkpoint(model, "final")
+    def conditions(self, p: L2Params) -> list[Condition]:
+        gated = GATED_DESCRIPTION.format(conv1=p.gate_conv1, conv2=p.gate_conv2)
+        return [
+            Condition("standard", "plain VAE training"),
+            Condition(
+                "gated",
+                f"{gated}; decoder never gated",
+                gating=Gating(p.temperature, encoder_gating(p.gate_conv1, p.gate_conv2, p.mode)),
+            ),
+        ]
+
+    def build_model(self, p: L2Params, **overrides) -> ConvVAE:
+        return ConvVAE(1, p.latent_dim, 32, **overrides)
+
+    def tasks(self, p: L2Params, data: Dataset) -> list[Task]:
+        return [
+            ReconstructionTask("reconstruction", data, loss=p.recon_loss, reduction="sum"),
+            KLDivergenceTask("kl", data, weight=p.beta, warmup_steps=p.kl_warmup_steps),
+            *specialisation_tasks(data),
+        ]

@@ -17,17 +17,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from acc.checkpoints import CheckpointError
 from acc.data import DataError
 from acc.eval_metric import EvalMetric
+from acc.executors import ExecutorError
 from acc.recipes import recipe_registry
+from acc.recipes.base import condition_descriptions
 from acc.registry import RegistryError
-from acc.runner import ParamsError, resolve_device
+from acc.runner import NothingToResume, ParamsError, ResumeError, resolve_device
 from acc.server import routes_jobs, routes_runs
 from acc.server.images import ImageError
 from acc.server.inspector import DatasetCache, InspectError
 from acc.server.jobs import JobConflict, JobManager, JobNotFound
 from acc.server.jsonable import finite
 from acc.server.schemas import RecipeList
+from acc.status import OPEN, Status
 from acc.store import Store, StoreError
 
 STATIC = Path(__file__).parent / "static"
@@ -49,14 +53,31 @@ def create_app(
     worker_threads: int | None = None,
     device: str = "auto",
     data_dir: str | None = None,
+    executor: str = "process",
+    workers: int = 1,
+    ray_address: str | None = None,
+    gpus_per_branch: float = 0.0,
 ) -> FastAPI:
-    resolve_device(device)  # fail at start, not at the first job
+    if executor not in ("process", "ray"):
+        raise ExecutorError(
+            f"the server runs jobs with the process or ray executor, not {executor!r} "
+            "(training inline would stall the server)"
+        )
+    if not gpus_per_branch:
+        resolve_device(device)  # fail at start, not at the first job
     Store(store_root).close()  # creates the store, or a clear StoreError if it cannot
     manager = JobManager(
-        Path(store_root), max_concurrent=max_concurrent, device=device, data_dir=data_dir
+        Path(store_root),
+        max_concurrent=max_concurrent,
+        worker_threads=worker_threads,
+        device=device,
+        data_dir=data_dir,
+        executor=executor,
+        workers=max(1, workers),
+        ray_address=ray_address,
+        gpus_per_branch=gpus_per_branch,
     )
-    if worker_threads:
-        manager.worker_threads = worker_threads
+    manager.connect()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -104,6 +125,11 @@ def _add_page(app: FastAPI) -> None:
             "import_errors": registry.import_errors,
         }
 
+    @app.get("/api/statuses", tags=["recipes"])
+    def statuses() -> dict:
+        """Every status a run, branch or job can have, and which of them are still open."""
+        return {"values": [s.value for s in Status], "open": sorted(s.value for s in OPEN)}
+
     @app.get("/api/metrics", tags=["recipes"])
     def metrics() -> list[dict]:
         """Every metric key with its label and which direction is better (null: neither)."""
@@ -134,7 +160,7 @@ def _recipe_info(recipe) -> dict:
     return {
         "name": recipe.name,
         "description": recipe.description,
-        "conditions": dict(recipe.conditions),
+        "conditions": condition_descriptions(recipe(), recipe.Params()),
         "hypotheses": [h.to_dict() for h in recipe.hypotheses],
         "params": params,
         "params_schema": schema,
@@ -150,7 +176,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     for exc_type, status in (
         (StoreError, 404),
+        (CheckpointError, 404),
         (JobNotFound, 404),
+        (ResumeError, 409),
+        (NothingToResume, 409),
         (RegistryError, 404),
         (FileNotFoundError, 404),
         (JobConflict, 409),

@@ -18,10 +18,11 @@ import torch
 from pydantic import ConfigDict, ValidationError, create_model
 from torch import nn
 
+from acc.checkpoints import Checkpoint
 from acc.data import Dataset, load_mnist
 from acc.gradient_gating import layer_names
 from acc.models import LinearAutoencoder, build_model
-from acc.store import Checkpoint, Store
+from acc.store import Store
 from acc.tasks import LayerTask, task_registry
 
 SIMPLE_TYPES = (str, int, float, bool)
@@ -34,9 +35,9 @@ class InspectError(ValueError):
 
 def load_model(store: Store, ckpt_id: str) -> tuple[nn.Module, Checkpoint]:
     """The checkpoint's model with its weights, on the CPU, in eval mode."""
-    ckpt = store.get_checkpoint(ckpt_id)
+    ckpt = store.checkpoints.get(ckpt_id)
     model = build_model(ckpt.metadata["model"])
-    model.load_state_dict(store.load_state_dict(ckpt_id, "cpu"))
+    model.load_state_dict(store.checkpoints.load_state_dict(ckpt_id, "cpu"))
     return model.eval(), ckpt
 
 

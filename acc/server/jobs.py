@@ -1,28 +1,32 @@
-"""The job runner: a queue of recipe runs, each trained in its own spawned worker process.
+"""The job runner: a queue of runs, each driven by a thread of the server with an executor.
 
-The server's process only validates, queues and watches: a dispatcher thread starts queued
-jobs while fewer than ``max_concurrent`` run, reaps workers that exit, and closes the run of
-a worker that died without closing it (killed, crashed) as failed. Cancelling sets the
-worker's stop flag (checked by the Trainer at every loss read-back); a worker that does not
-stop within ``cancel_grace`` seconds is terminated. Jobs left active by a previous server are
-marked interrupted at start.
+The server's process owns the store: a job's driver thread plans the run, hands its branches
+to the executor (local worker processes by default, or Ray) and records what they stream
+back, exactly as ``acc run`` does. Workers never open the store. A dispatcher thread starts
+queued jobs while fewer than ``max_concurrent`` run and, now and then, closes runs whose
+process died outside any job (a CLI run killed with SIGKILL).
+
+Cancelling sets the job's stop flag: its workers stop at their next loss read-back and the
+run is 'cancelled'. Stopping the server stops every job the same way but records the runs
+as 'interrupted', which the Resume button (or ``acc run --resume``) finishes later.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from acc.executors import Executor, make_executor
 from acc.results import build_results
-from acc.runner import create_run
-from acc.server.jobstore import ACTIVE, JobStore
+from acc.runner import check_resumable, create_run, execute_run, split_config
+from acc.server.jobstore import JobStore
 from acc.server.jsonable import finite
-from acc.server.worker import worker_main
-from acc.store import OPEN_RUN_STATES, Store, StoreError
+from acc.status import OPEN, Status
+from acc.store import Store, StoreError
 
 
 class JobNotFound(LookupError):
@@ -34,32 +38,39 @@ class JobConflict(RuntimeError):
 
 
 @dataclass
-class _Worker:
-    process: multiprocessing.process.BaseProcess
-    cancel: object  # multiprocessing Event
-    cancel_deadline: float | None = None
+class _Driver:
+    """A running job: its driver thread and its stop flag."""
+
+    thread: threading.Thread | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    cancel_requested: bool = False
+    shutting_down: bool = False
 
 
 @dataclass
 class JobManager:
     store_root: Path
     max_concurrent: int = 1
-    worker_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
+    worker_threads: int | None = None  # torch threads per branch worker [cores - 1 / workers]
     device: str = "auto"
     data_dir: str | None = None
-    cancel_grace: float = 5.0
+    executor: str = "process"
+    workers: int = 1  # branches of one job trained at the same time
+    ray_address: str | None = None
+    gpus_per_branch: float = 0.0
     poll_seconds: float = 0.2
     orphan_check_seconds: float = 5.0
+    join_seconds: float = 90.0  # how long shutdown waits for a job to record its stop
 
     def __post_init__(self) -> None:
         self.store_root = Path(self.store_root)
-        self._ctx = multiprocessing.get_context("spawn")
-        self._workers: dict[str, _Worker] = {}
+        self._drivers: dict[str, _Driver] = {}
         self._wake = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._local = threading.local()
         self._next_orphan_check = 0.0
+        self._shared: Executor | None = None  # Ray: one connection for every job
 
     # --- per-thread store connections (a sqlite connection must not interleave transactions)
 
@@ -77,42 +88,76 @@ class JobManager:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
+    def connect(self) -> None:
+        """Join Ray now (if jobs run there), so an unreachable cluster fails the start."""
+        if self.executor == "ray" and self._shared is None:
+            self._shared = self._make_executor()
+
     def start(self) -> None:
-        for job in self.jobs.with_status(*ACTIVE):
+        self.connect()
+        for job in self.jobs.with_status(*OPEN):
             self._finalize(
-                job, "interrupted", f"the server stopped while the job was {job['status']}"
+                job, Status.INTERRUPTED, f"the server stopped while the job was {job['status']}"
             )
         self._thread = threading.Thread(target=self._loop, name="acc-jobs", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop dispatching; terminate running workers; mark running and queued jobs
-        interrupted (no one is left to run them)."""
+        """Stop dispatching; stop running jobs (their runs are 'interrupted', resumable);
+        mark queued jobs interrupted (no one is left to run them)."""
         with self._wake:
             self._stopping = True
+            for driver in self._drivers.values():
+                driver.shutting_down = True
+                driver.stop.set()
             self._wake.notify_all()
         if self._thread:
             self._thread.join(timeout=10)
-        for job_id, worker in list(self._workers.items()):
-            worker.process.terminate()
-            worker.process.join(timeout=10)
+        for job_id, driver in list(self._drivers.items()):
+            driver.thread.join(timeout=self.join_seconds)
             job = self.jobs.get(job_id)
             if job:
-                self._finalize(job, "interrupted", "the server stopped while the job was running")
-        self._workers.clear()
+                self._finalize(
+                    job, Status.INTERRUPTED, "the server stopped while the job was running"
+                )
+        self._drivers.clear()
         for job in self.jobs.with_status("queued"):
-            self._finalize(job, "interrupted", "the server stopped before the job started")
+            self._finalize(job, Status.INTERRUPTED, "the server stopped before the job started")
+        if self._shared is not None:
+            self._shared.close()
 
     # --- operations --------------------------------------------------------------------------
 
     def submit(self, recipe: str, params: dict) -> dict:
         """Validate and queue. Raises RegistryError / ParamsError / DataError on bad input."""
-        run_id = create_run(self.store, recipe, params, self.device, self.data_dir, queued=True)
+        run_id = create_run(
+            self.store,
+            recipe,
+            params,
+            "cuda" if self.gpus_per_branch else self.device,
+            self.data_dir,
+            queued=True,
+            remote_device=bool(self.gpus_per_branch),
+        )
+        return self._queue(run_id, recipe, params, resume=False)
+
+    def resume(self, run_id: str) -> dict:
+        """Queue a job that finishes a stopped run (ResumeError / NothingToResume if it
+        cannot be resumed)."""
+        self.store.close_orphaned_runs(exclude=self._active_runs())
+        run = check_resumable(self.store, run_id)
+        self.store.queue_run(run_id)
+        return self._queue(run_id, run["recipe"], split_config(run["config"])[0], resume=True)
+
+    def _queue(self, run_id: str, recipe: str, params: dict, resume: bool) -> dict:
         job_id = self.jobs.create(run_id, recipe, params)
-        self.jobs.add_event(job_id, {"type": "job", "status": "queued", "run_id": run_id})
+        self.jobs.add_event(
+            job_id, {"type": "job", "status": "queued", "run_id": run_id, "resume": resume}
+        )
+        job = self.get(job_id)  # as submitted: the dispatcher may start it at once
         with self._wake:
             self._wake.notify_all()
-        return self.get(job_id)
+        return job
 
     def get(self, job_id: str) -> dict:
         job = self.jobs.get(job_id)
@@ -124,23 +169,20 @@ class JobManager:
         return [self._flag(job) for job in self.jobs.list()]
 
     def _flag(self, job: dict) -> dict:
-        worker = self._workers.get(job["id"])
-        return {
-            **job,
-            "cancel_requested": worker is not None and worker.cancel_deadline is not None,
-        }
+        driver = self._drivers.get(job["id"])
+        return {**job, "cancel_requested": driver is not None and driver.cancel_requested}
 
     def cancel(self, job_id: str) -> dict:
         job = self.get(job_id)
-        if job["status"] not in ACTIVE:
+        if Status(job["status"]) not in OPEN:
             raise JobConflict(f"job {job_id} is already {job['status']}; nothing to cancel")
         with self._wake:
-            worker = self._workers.get(job_id)
-            if worker is None:  # still queued: it never started
-                self._finalize(job, "cancelled", "cancelled before it started")
-            elif worker.cancel_deadline is None:
-                worker.cancel.set()
-                worker.cancel_deadline = time.monotonic() + self.cancel_grace
+            driver = self._drivers.get(job_id)
+            if driver is None:  # still queued: it never started
+                self._finalize(job, Status.CANCELLED, "cancelled before it started")
+            elif not driver.cancel_requested:
+                driver.cancel_requested = True
+                driver.stop.set()
                 self.jobs.add_event(job_id, {"type": "job", "status": "cancelling"})
             self._wake.notify_all()
         return self.get(job_id)
@@ -159,69 +201,83 @@ class JobManager:
 
     def _launch(self) -> None:
         queued = self.jobs.with_status("queued")
-        while queued and len(self._workers) < self.max_concurrent:
+        while queued and len(self._drivers) < self.max_concurrent:
             job = queued.pop(0)
-            cancel = self._ctx.Event()
-            process = self._ctx.Process(
-                target=worker_main,
-                name=f"acc-worker-{job['id']}",
-                daemon=True,
-                args=(str(self.store_root), job["id"], job["run_id"], cancel, self.worker_threads),
+            driver = _Driver()
+            driver.thread = threading.Thread(
+                target=self._drive, args=(job, driver), name=f"acc-job-{job['id']}", daemon=True
             )
-            try:
-                process.start()
-            except Exception as exc:  # noqa: BLE001 - a job that cannot start fails alone
-                self._finalize(job, "failed", f"could not start the worker: {exc}")
-                continue
-            self._workers[job["id"]] = _Worker(process, cancel)
-            self.jobs.set_running(job["id"], process.pid)
-            self.jobs.add_event(job["id"], {"type": "job", "status": "running", "pid": process.pid})
+            self._drivers[job["id"]] = driver
+            self.jobs.set_running(job["id"], os.getpid())
+            self.jobs.add_event(job["id"], {"type": "job", "status": "running", "pid": os.getpid()})
+            driver.thread.start()
 
     def _reap(self) -> None:
-        for job_id, worker in list(self._workers.items()):
-            deadline = worker.cancel_deadline
-            overdue = deadline is not None and time.monotonic() > deadline
-            if worker.process.is_alive() and overdue:
-                worker.process.terminate()
-                worker.process.join(timeout=5)
-            if worker.process.is_alive():
-                continue
-            worker.process.join()
-            del self._workers[job_id]
-            job = self.jobs.get(job_id)
-            if job is None:
-                continue
-            if worker.cancel_deadline is not None:
-                self._finalize(job, "cancelled", "cancelled")
-            else:
-                self._finalize(job, "failed", _exit_reason(worker.process.exitcode))
+        for job_id, driver in list(self._drivers.items()):
+            if not driver.thread.is_alive():
+                del self._drivers[job_id]
+
+    def _drive(self, job: dict, driver: _Driver) -> None:
+        """A job's driver thread: execute its run, record the outcome in the job."""
+        jobs, status, error = self.jobs, Status.FAILED, None
+        try:
+            executor = self._shared or self._make_executor()
+            try:
+                results = execute_run(
+                    self.store,
+                    job["run_id"],
+                    executor,
+                    on_event=lambda e: jobs.add_event(job["id"], finite(e)),
+                    should_stop=driver.stop.is_set,
+                )
+            finally:
+                if executor is not self._shared:
+                    executor.close()
+            if driver.shutting_down and results["status"] == Status.CANCELLED:
+                self.store.relabel_stopped(job["run_id"], Status.INTERRUPTED, "the server stopped")
+                results = build_results(self.store, job["run_id"])
+            status, error = Status(results["status"]), results.get("error")
+            jobs.add_event(
+                job["id"], finite({"type": "final", "status": status, "results": results})
+            )
+        except BaseException as exc:  # recorded in the job; the run is closed below
+            error = f"{type(exc).__name__}: {exc}"
+            jobs.add_event(job["id"], {"type": "log", "message": traceback.format_exc()})
+        finally:
+            self._finalize(job, status, error)
+
+    def _make_executor(self) -> Executor:
+        threads = self.worker_threads or max(1, ((os.cpu_count() or 2) - 1) // self.workers)
+        return make_executor(
+            self.executor, self.workers, threads, self.ray_address, self.gpus_per_branch
+        )
+
+    def _active_runs(self) -> set[str]:
+        return {job["run_id"] for job in self.jobs.with_status(*OPEN)}
 
     def _close_orphaned_runs(self) -> None:
         """Now and then, close runs whose process died outside any job (a CLI run killed with
-        SIGKILL): the page would otherwise poll them forever. Jobs' runs are the reaper's."""
+        SIGKILL): the page would otherwise poll them forever."""
         if time.monotonic() < self._next_orphan_check:
             return
         self._next_orphan_check = time.monotonic() + self.orphan_check_seconds
-        active = {job["run_id"] for job in self.jobs.with_status(*ACTIVE)}
-        self.store.close_orphaned_runs(exclude=active)
+        self.store.close_orphaned_runs(exclude=self._active_runs())
 
-    def _finalize(self, job: dict, status: str, error: str | None) -> None:
-        """Close the job and its run if nobody has yet (the worker normally does both)."""
-        if self.jobs.finish(job["id"], status, error):
-            self.jobs.add_event(job["id"], {"type": "job", "status": status, "error": error})
+    def _finalize(self, job: dict, status: Status, error: str | None) -> None:
+        """Close the job and its run if nobody has yet (the driver normally does both)."""
+        if self.jobs.finish(job["id"], str(status), error):
+            self.jobs.add_event(job["id"], {"type": "job", "status": str(status), "error": error})
         final = self.jobs.get(job["id"])
-        self._close_run(job["id"], job["run_id"], final["status"], final["error"])
+        self._close_run(job["id"], job["run_id"], Status(final["status"]), final["error"])
 
-    def _close_run(self, job_id: str, run_id: str, status: str, error: str | None) -> None:
+    def _close_run(self, job_id: str, run_id: str, status: Status, error: str | None) -> None:
         try:
             run = self.store.get_run(run_id)
         except StoreError:
             return
-        if run["status"] not in OPEN_RUN_STATES:
+        if Status(run["status"]) not in OPEN:
             return
-        for branch in self.store.branches(run_id):
-            if branch["status"] == "running":
-                self.store.finish_branch(branch["id"], status, branch["steps_done"], error)
+        self.store.interrupt_open_branches(run_id, error or str(status), status)
         self.store.finish_run(run_id, status, error)
         self.jobs.add_event(
             job_id,
@@ -229,9 +285,3 @@ class JobManager:
                 {"type": "final", "status": status, "results": build_results(self.store, run_id)}
             ),
         )
-
-
-def _exit_reason(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        return f"the worker process died (signal {-exitcode})"
-    return f"the worker process exited with code {exitcode} before finishing the job"

@@ -1,7 +1,7 @@
 """Jobs and their event log, kept in the results store's SQLite file beside the runs.
 
-A job is one recipe run started from the server. Its worker process appends every event the
-recipe context emits (log, branch, train, step, eval, results) plus the job's own state
+A job is one recipe run started (or resumed) from the server. Its driver appends every event
+the run emits (log, branch, train, step, eval, resume_point, results) plus the job's own state
 changes (job, final) to ``job_events``. The row id is the event's sequence number: it only
 grows, whoever writes, so a reconnecting stream resumes exactly after its Last-Event-ID.
 Keeping events in the store (not in server memory) means a server restart loses nothing.
@@ -16,21 +16,8 @@ import time
 from pathlib import Path
 
 from acc.db import connect, transaction
-from acc.store import valid_id
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, recipe TEXT NOT NULL, params TEXT NOT NULL,
-    status TEXT NOT NULL, error TEXT, pid INTEGER, created_at REAL NOT NULL,
-    started_at REAL, finished_at REAL);
-CREATE TABLE IF NOT EXISTS job_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, type TEXT NOT NULL,
-    data TEXT NOT NULL, created_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events(job_id, id);
-"""
-
-ACTIVE = ("queued", "running")
-FINISHED = ("completed", "failed", "cancelled", "interrupted")
+from acc.ids import valid_id
+from acc.schema import MIGRATIONS
 
 
 class JobStore:
@@ -38,7 +25,7 @@ class JobStore:
 
     def __init__(self, root: str | Path) -> None:
         self.path = Path(root) / "acc.sqlite"
-        self._db = connect(self.path, SCHEMA)
+        self._db = connect(self.path, MIGRATIONS)
 
     def close(self) -> None:
         self._db.close()

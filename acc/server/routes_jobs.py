@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from acc.recipes import recipe_registry
 from acc.server.jobs import JobManager
-from acc.server.jobstore import ACTIVE
 from acc.server.schemas import Job, JobRequest
+from acc.status import OPEN
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 POLL_SECONDS = 0.5  # how often an idle stream looks for new events
@@ -87,7 +87,7 @@ async def job_events(
     manager = manager_of(request)
     job = await run_in_threadpool(manager.get, job_id)
     start = _resume_point(after, last_event_id)
-    if job["status"] not in ACTIVE:
+    if job["status"] not in OPEN:
         last = await run_in_threadpool(manager.jobs.last_event_id, job_id)
         if last <= start:
             return Response(status_code=204)
@@ -120,7 +120,7 @@ async def _stream(manager: JobManager, job_id: str, last: int, request: Request)
             quiet = 0.0
             continue
         job = await run_in_threadpool(manager.jobs.get, job_id)
-        if job is None or job["status"] not in ACTIVE:
+        if job is None or job["status"] not in OPEN:
             if not await run_in_threadpool(manager.jobs.events_after, job_id, last):
                 return
             continue

@@ -22,7 +22,7 @@ from acc.server.inspector import (
 )
 from acc.server.jobs import JobManager
 from acc.server.jsonable import finite
-from acc.server.schemas import EvaluateRequest, Evaluation, RunSummary
+from acc.server.schemas import EvaluateRequest, Evaluation, Job, RunSummary
 from acc.server.series import run_series
 
 router = APIRouter(prefix="/api", tags=["runs"])
@@ -50,6 +50,18 @@ def get_run(run_id: str, request: Request) -> dict:
     return finite(results)
 
 
+@router.post(
+    "/runs/{run_id}/resume",
+    status_code=202,
+    response_model=Job,
+    responses={**NOT_FOUND, 409: {"description": "still running, or nothing left to resume"}},
+)
+def resume_run(run_id: str, request: Request) -> dict:
+    """Queue a job that finishes a stopped run: completed branches are kept, unfinished ones
+    go on from their newest resume point, never-started ones start."""
+    return manager_of(request).resume(run_id)
+
+
 @router.get("/runs/{run_id}/series", responses=NOT_FOUND)
 def get_series(run_id: str, request: Request) -> dict:
     """Loss and periodic-metric curves per branch (condition and seed)."""
@@ -62,8 +74,8 @@ def get_checkpoints(run_id: str, request: Request) -> list[dict]:
     store = manager_of(request).store
     store.get_run(run_id)
     out = []
-    for row in store.checkpoints(run_id):
-        meta = store.get_checkpoint(row["id"]).metadata
+    for row in store.checkpoints.of_run(run_id):
+        meta = store.checkpoints.get(row["id"]).metadata
         out.append(
             {
                 **{k: v for k, v in row.items() if k != "path"},

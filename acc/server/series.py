@@ -41,6 +41,7 @@ def _branch_series(store: Store, branch: dict) -> dict:
         "status": branch["status"],
         "steps_done": branch["steps_done"],
         "error": branch["error"],
+        "health": branch["health"] or {},
         "losses": losses,
         "evals": {"step": [e["step"] for e in evals], "metrics": metrics},
     }

@@ -18,6 +18,7 @@ from torch import nn
 from acc.data import Dataset
 from acc.eval_metric import EvalMetric
 from acc.gradient_gating import layer_names
+from acc.loss_health import LossThresholds
 from acc.metrics import channel_activations
 from acc.model_output import ModelOutput
 
@@ -29,9 +30,14 @@ class TaskError(ValueError):
 
 
 class Task:
-    """Base of every task. ``weight`` scales its loss; ``label`` tags per-layer metric keys."""
+    """Base of every task. ``weight`` scales its loss; ``label`` tags per-layer metric keys.
+
+    ``step`` is the trainer's step count when ``compute_loss`` runs (the Trainer sets it):
+    a task whose loss follows a schedule reads it, so the schedule resumes with the trainer
+    instead of depending on a counter of its own."""
 
     eval_only: ClassVar[bool] = False
+    step: int = 0
 
     def __init__(
         self,
@@ -59,6 +65,11 @@ class Task:
     def key(self, metric: EvalMetric) -> str:
         return metric.key(self.label)
 
+    def loss_thresholds(self) -> LossThresholds | None:
+        """What a sane training loss of this task looks like, in its own units (LossHealth);
+        None: no opinion (evaluation-only tasks add no loss)."""
+        return None
+
     def describe(self) -> dict:
         info = {
             "type": type(self).__name__,
@@ -68,6 +79,8 @@ class Task:
         }
         if self.label is not None:
             info["label"] = self.label
+        if (thresholds := self.loss_thresholds()) is not None:
+            info["loss_thresholds"] = thresholds.to_dict()
         return info
 
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from acc.data import Dataset
 from acc.eval_metric import EvalMetric
+from acc.loss_health import LossThresholds
 from acc.metrics import active_units, kl_per_dim
 from acc.model_output import ModelOutput
 from acc.tasks.base import Task, require_output, test_batches
@@ -32,8 +33,8 @@ class KLDivergenceTask(Task):
 
     ``warmup_steps`` > 0 ramps the KL weight linearly from beta/warmup_steps to beta over the
     first ``warmup_steps`` training steps (KL annealing, against early posterior collapse).
-    The task counts its own ``compute_loss`` calls, which the Trainer makes once per step;
-    during warm-up the loss it reports is the scaled one.
+    The ramp reads the trainer's step (``Task.step``), so a resumed branch continues it
+    where it stopped; during warm-up the loss it reports is the scaled one.
     """
 
     def __init__(
@@ -44,20 +45,19 @@ class KLDivergenceTask(Task):
             raise ValueError(f"KL weight (beta) must be a finite number >= 0, got {weight}")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
-        self.warmup_steps, self.steps_seen = warmup_steps, 0
+        self.warmup_steps = warmup_steps
 
     def warmup_factor(self) -> float:
         """The fraction of beta applied at the current step: 1 once warm-up is over."""
         if self.warmup_steps == 0:
             return 1.0
-        return min(1.0, (self.steps_seen + 1) / self.warmup_steps)
+        return min(1.0, (self.step + 1) / self.warmup_steps)
 
     def compute_loss(self, model_output, batch: torch.Tensor) -> torch.Tensor:
         mu = require_output(model_output, ModelOutput.MU, self)  # [B, D]
         logvar = require_output(model_output, ModelOutput.LOGVAR, self)  # [B, D]
         kl = kl_per_dim(mu, logvar).sum(dim=1).mean()  # summed over dims, mean over images
         factor = self.warmup_factor()
-        self.steps_seen += 1
         return kl if factor == 1.0 else factor * kl
 
     def evaluate(self, model: nn.Module) -> dict[str, float | list[float]]:
@@ -74,6 +74,15 @@ class KLDivergenceTask(Task):
             EvalMetric.KL_PER_DIM.value: per_image_dim.mean(dim=0).tolist(),
             EvalMetric.ACTIVE_UNITS.value: float(active_units(torch.cat(mus))),
         }
+
+    def loss_thresholds(self) -> LossThresholds:
+        """In nats per image, summed over latent dims (before beta). Healthy MNIST VAEs carry
+        tens of nats; thousands mean the encoder is blowing up; under 0.1 nats after warm-up the
+        posterior has collapsed onto the prior and the latent carries nothing."""
+        settle = max(200, self.warmup_steps)
+        return LossThresholds(
+            diverged_above=1e5, suspicious_above=1e3, suspicious_below=0.1, settle_steps=settle
+        )
 
     def describe(self) -> dict:
         return {**super().describe(), "beta": self.weight, "warmup_steps": self.warmup_steps}

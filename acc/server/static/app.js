@@ -12,8 +12,12 @@
   // Live redraws are batched: at most one per RENDER_MS, and only of the charts whose data
   // changed, so an open page costs the training (on the same machine) next to nothing.
   const RENDER_MS = 1000;
-  // A run that has not finished: waiting for a worker (queued) or training (running).
-  const isOpen = status => status === "queued" || status === "running";
+  // A run that has not finished (queued or running): the server says which statuses those are.
+  let openStatuses = ["queued", "running"];
+  const isOpen = status => openStatuses.includes(status);
+  // A stopped run with a branch that did not complete can be resumed.
+  const isResumable = results => !isOpen(results.status) && Object.values(results.conditions)
+    .some(c => c.runs.length === 0 || c.runs.some(r => r.status !== "completed"));
 
   // --- the run form ------------------------------------------------------------------------
 
@@ -90,6 +94,18 @@
       run.job_id ? null : el("span", {class: "muted"}, " cli"))));
   }
 
+  async function resumeRun() {
+    const runId = state.runId;
+    $("run-error").textContent = "";
+    try {
+      await ACC.api(`/api/runs/${runId}/resume`, {method: "POST"});
+      await refreshLists();
+      await openRun(runId);
+    } catch (err) {
+      $("run-error").textContent = err.message;
+    }
+  }
+
   async function cancelJob(jobId) {
     try { await ACC.api(`/api/jobs/${jobId}/cancel`, {method: "POST"}); }
     catch (err) { alert(err.message); }
@@ -139,6 +155,7 @@
       + `eval every ${c.eval_every} · batch ${c.batch_size} · lr ${c.lr} · ${c.optimizer} · ${c.device}`;
     $("run-error").textContent = results.error || "";
     $("cancel-btn").hidden = !(state.jobId && isOpen(results.status));
+    $("resume-btn").hidden = !isResumable(results);
     renderLive();
     const finished = !isOpen(results.status);
     $("comparison-section").hidden = !finished && !Object.values(results.conditions).some(x => x.runs.some(r => r.metrics && Object.keys(r.metrics).length));
@@ -247,7 +264,9 @@
     const key = `${ev.condition}|${ev.seed}`;
     const live = state.live[key] || (state.live[key] = {});
     if (ev.type === "step") {
-      addLosses(branchOf(ev.condition, ev.seed), ev.step, ev.losses);
+      const b = branchOf(ev.condition, ev.seed);
+      addLosses(b, ev.step, ev.losses);
+      if (ev.health) b.health = ev.health;
       live.steps_per_second = ev.steps_per_second;
       scheduleRender("loss");
       return;
@@ -262,6 +281,10 @@
       b.status = ev.state;
       b.error = ev.error || null;
       if (ev.steps !== undefined) b.steps_done = ev.steps;
+      if (ev.from_step !== undefined) b.steps_done = ev.from_step;  // a resumed branch
+    } else if (ev.type === "health") {
+      const b = branchOf(ev.condition, ev.seed);
+      b.health = Object.assign({}, b.health, ev.health);
     } else if (ev.type === "results") {
       refreshResults();
       return;
@@ -285,8 +308,9 @@
   // --- start -------------------------------------------------------------------------------
 
   async function start() {
-    const [recipes, tasks, metrics] = await Promise.all([ACC.api("/api/recipes"), ACC.api("/api/tasks"),
-                                                          ACC.api("/api/metrics")]);
+    const [recipes, tasks, metrics, statuses] = await Promise.all([
+      ACC.api("/api/recipes"), ACC.api("/api/tasks"), ACC.api("/api/metrics"), ACC.api("/api/statuses")]);
+    openStatuses = statuses.open;
     state.recipes = recipes.recipes;
     state.tasks = tasks;
     metrics.forEach(m => { ACC.metrics[m.key] = m; });
@@ -294,6 +318,7 @@
     $("recipe").addEventListener("change", showRecipe);
     $("run-form").addEventListener("submit", submitRun);
     $("cancel-btn").addEventListener("click", () => state.jobId && cancelJob(state.jobId));
+    $("resume-btn").addEventListener("click", resumeRun);
     $("picture-seed").addEventListener("change", () => ACC.renderPictures($("pictures"), $("picture-seed"), state.results));
     showRecipe();
     await refreshLists();

@@ -6,7 +6,7 @@
   const el = ACC.el;
 
   ACC.renderBranches = function renderBranches(table, series, live) {
-    const head = el("tr", {}, ["condition", "seed", "state", "progress", "steps/s", "last loss"]
+    const head = el("tr", {}, ["condition", "seed", "state", "progress", "steps/s", "last loss", "loss health"]
       .map(h => el("th", {}, h)));
     const rows = series.branches.map(b => {
       const key = `${b.condition}|${b.seed}`;
@@ -24,7 +24,9 @@
         el("td", {}, el("div", {class: "bar"}, el("div", {style: `width:${pct}%`})),
            `${b.steps_done} / ${total}`),
         el("td", {}, l.steps_per_second ? l.steps_per_second.toFixed(0) : "–"),
-        el("td", {title: b.error || ""}, b.error ? `error: ${b.error}` : ACC.fmt(last)));
+        el("td", {title: b.error || ""}, b.error ? `error: ${b.error}` : ACC.fmt(last)),
+        el("td", {}, Object.entries(b.health || {}).map(([task, h]) =>
+          el("span", {class: `badge ${h}`, title: `${task}: ${h}`}, `${task} ${h}`))));
     });
     table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
   };
@@ -69,10 +71,11 @@
   };
 
   ACC.renderHypotheses = function renderHypotheses(table, results) {
-    const head = el("tr", {}, ["metric", "hypothesis", "n", "mean difference", "95% interval", "verdict"]
+    const head = el("tr", {}, ["metric", "hypothesis", "a − b", "n", "mean difference", "95% interval", "verdict"]
       .map(h => el("th", {}, h)));
-    const rows = Object.entries(results.comparison || {}).map(([key, c]) => el("tr", {"data-metric": key},
-      el("th", {}, key), el("td", {}, c.hypothesis), el("td", {}, c.n),
+    const rows = (results.comparisons || []).map(c => el("tr", {"data-metric": c.metric},
+      el("th", {title: c.definition || ""}, c.metric), el("td", {}, c.hypothesis),
+      el("td", {}, `${c.a} − ${c.b}`), el("td", {}, c.n),
       el("td", {}, ACC.fmt(c.mean_diff)),
       el("td", {}, c.ci95 ? `[${ACC.fmt(c.ci95[0])}, ${ACC.fmt(c.ci95[1])}]` : "– (needs ≥ 2 seeds)"),
       el("td", {}, el("span", {class: `badge ${c.verdict}`}, c.verdict))));

@@ -1,0 +1,227 @@
+"""A branch (one condition of one seed) as a unit of work that can run anywhere.
+
+``BranchSpec`` is plain data: everything a worker on another machine needs (recipe name,
+validated parameters, condition, seed, the root checkpoint's bytes, where to resume from),
+nothing that only exists in the driver's memory. ``run_branch`` is a pure function of it: it
+streams events (``branch``, ``train``, ``step``, ``eval``, ``resume_point``, ``log``) through
+``emit`` while it trains and returns the final metrics and checkpoint bytes. It never opens
+the store: the driver is the only writer, wherever the branch ran.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from acc.checkpoints import bytes_to_tensors, tensors_to_bytes
+from acc.data import Dataset, load_mnist
+from acc.gradient_gating import attach_competitive_gating
+from acc.loss_health import Health, assess
+from acc.recipes import Recipe, recipe_registry
+from acc.recipes.base import Condition, RecipeParams
+from acc.status import Status
+from acc.tasks.base import Task
+from acc.trainer import (
+    NonFiniteLoss,
+    StepInfo,
+    StopRequested,
+    TrainConfig,
+    Trainer,
+    evaluate_tasks,
+)
+from acc.training_state import pack, restore
+
+Emit = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class BranchSpec:
+    run_id: str
+    branch_id: int  # the driver's label for the branch; the work does not depend on it
+    recipe: str
+    params: dict  # the recipe's validated parameters (``model_dump()``)
+    condition: str
+    seed: int
+    root_id: str
+    root: bytes  # the seed's root checkpoint: safetensors of the initial state_dict
+    device: str = "cpu"
+    data_dir: str | None = None
+    checkpoint_every: int = 0  # steps between resume points; 0 = none
+    resume: bytes | None = None  # a packed training state (acc.training_state) to go on from
+
+    @property
+    def label(self) -> str:
+        return f"{self.condition} seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class BranchResult:
+    metrics: dict
+    weights: bytes  # safetensors of the final state_dict
+    metadata: dict  # model config, gating, tasks, condition (stored beside the checkpoint)
+    steps: int
+
+
+@dataclass(frozen=True)
+class BranchFailure:
+    status: Status  # failed, or cancelled when it was asked to stop
+    error: str
+    steps: int | None = None  # None: unknown (the worker died)
+    traceback: str | None = None
+
+
+BranchOutcome = BranchResult | BranchFailure
+
+
+def run_branch(spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | None = None):
+    """Train one branch from its root checkpoint (or resume point) and evaluate it."""
+    recipe: Recipe = recipe_registry().get(spec.recipe)()
+    p = recipe.Params(**spec.params)
+    condition = _condition(recipe, p, spec.condition)
+    device = torch.device(spec.device)
+    data = _dataset(recipe.data_view, spec.device, spec.data_dir)
+    tag = _tag(spec)
+
+    torch.manual_seed(spec.seed)  # the same stochastic draws (VAE noise) for every condition
+    model = recipe.build_model(p, **condition.model_overrides).to(device)
+    model.load_state_dict(bytes_to_tensors(spec.root)[0])
+    gating = (
+        attach_competitive_gating(model, condition.gating.temperature, condition.gating.layers)
+        if condition.gating
+        else None
+    )
+    try:
+        tasks = recipe.tasks(p, data)
+        trainer = _trainer(model, tasks, p, spec, emit, tag, should_stop)
+        start = restore(spec.resume, model, trainer) if spec.resume else 0
+        where = {"pid": os.getpid(), "host": socket.gethostname()}
+        emit({"type": "branch", "state": "running", "from_step": start, **where, **tag})
+        emit({"type": "train", "from_step": start, "to_step": p.steps, **tag})
+        began = time.perf_counter()
+        _train(
+            trainer,
+            p.steps,
+            spec.checkpoint_every,
+            lambda: _resume_point(model, trainer, emit, tag),
+        )
+        emit(
+            {
+                "type": "log",
+                "message": f"{spec.label}: steps {start}-{p.steps} in "
+                f"{time.perf_counter() - began:.1f}s",
+            }
+        )
+        metrics = evaluate_tasks(model, tasks)
+        metadata = {
+            "model": model.config(),
+            "recipe_params": p.model_dump(),
+            "gating": gating.describe() if gating else None,
+            "tasks": [t.describe() for t in tasks],
+            "condition": spec.condition,
+        }
+        return BranchResult(metrics, tensors_to_bytes(model.state_dict()), metadata, trainer.step)
+    finally:
+        if gating:
+            gating.remove()
+
+
+def run_branch_safely(
+    spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | None = None
+) -> BranchOutcome:
+    """``run_branch``, with a failure (an exception, a NaN loss, a stop request, Ctrl-C)
+    returned as a ``BranchFailure`` rather than raised: what workers send back, and what lets
+    the inline executor record a stopped branch before it stops the run."""
+    steps = {"done": None}
+
+    def tracking(event: dict) -> None:
+        if event["type"] in ("step", "branch"):
+            steps["done"] = event.get("step", event.get("from_step"))
+        emit(event)
+
+    try:
+        return run_branch(spec, tracking, should_stop)
+    except StopRequested:
+        return BranchFailure(Status.CANCELLED, "cancelled", steps["done"])
+    except NonFiniteLoss as exc:  # LossHealth's verdict on the task whose loss broke
+        verdict = {exc.task: str(Health.DIVERGED)}
+        emit({"type": "health", "health": verdict, "step": exc.step, **_tag(spec)})
+        return BranchFailure(Status.FAILED, f"{type(exc).__name__}: {exc}", steps["done"])
+    except KeyboardInterrupt:  # Ctrl-C in the driver's own process (inline execution)
+        return BranchFailure(Status.INTERRUPTED, "interrupted by the user", steps["done"])
+    except Exception as exc:  # noqa: BLE001 - a failed branch must not stop the others
+        return BranchFailure(
+            Status.FAILED, f"{type(exc).__name__}: {exc}", steps["done"], traceback.format_exc()
+        )
+
+
+# --- the parts of a branch --------------------------------------------------------------------
+
+
+def _tag(spec: BranchSpec) -> dict:
+    """What every event of a branch carries, so that listeners can tell branches apart."""
+    return {"condition": spec.condition, "seed": spec.seed}
+
+
+def _condition(recipe: Recipe, p: RecipeParams, name: str) -> Condition:
+    conditions = {c.name: c for c in recipe.conditions(p)}
+    if name not in conditions:
+        raise ValueError(
+            f"recipe {recipe.name} has no condition {name!r}; its conditions: "
+            f"{', '.join(conditions)}"
+        )
+    return conditions[name]
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(view: str, device: str, data_dir: str | None) -> Dataset:
+    """MNIST once per process and view: a worker that trains several branches loads it once."""
+    return load_mnist(view, device, data_dir)
+
+
+def _trainer(model, tasks: list[Task], p, spec: BranchSpec, emit: Emit, tag: dict, should_stop):
+    def on_step(info: StepInfo) -> None:
+        health = {name: str(h) for name, h in assess(tasks, info.losses, info.step).items()}
+        emit(
+            {
+                "type": "step",
+                "step": info.step,
+                "losses": info.losses,
+                "steps_per_second": info.steps_per_second,
+                "health": health,
+                **tag,
+            }
+        )
+
+    def on_eval(step: int, metrics: dict) -> None:
+        emit({"type": "eval", "step": step, "metrics": metrics, **tag})
+
+    config = TrainConfig(
+        batch_size=p.batch_size,
+        lr=p.lr,
+        optimizer=p.optimizer,
+        seed=spec.seed,
+        eval_every=p.eval_every,
+    )
+    return Trainer(model, tasks, config, on_step=on_step, on_eval=on_eval, should_stop=should_stop)
+
+
+def _train(trainer: Trainer, steps: int, every: int, save: Callable[[], None]) -> None:
+    """Train to ``steps`` in chunks that end on multiples of ``every``, saving a resume point
+    after each chunk but the last (``train(0)`` still runs once: the step-0 evaluation)."""
+    while True:
+        target = steps if not every else min(steps, (trainer.step // every + 1) * every)
+        trainer.train(target - trainer.step)
+        if trainer.step >= steps:
+            return
+        save()
+
+
+def _resume_point(model, trainer: Trainer, emit: Emit, tag: dict) -> None:
+    emit({"type": "resume_point", "step": trainer.step, "state": pack(model, trainer), **tag})

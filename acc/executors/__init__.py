@@ -1,0 +1,70 @@
+"""Executors: where branches train. Each takes the plan's BranchSpecs and reports to a sink.
+
+* ``inline``  — one after another in this process (the default with one worker);
+* ``process`` — N local worker processes (the default with ``--workers N > 1``);
+* ``ray``     — Ray Core tasks on a local Ray instance or an existing cluster.
+
+Whatever the executor, the sink (``acc.recorder.RunRecorder``) gets every event and outcome
+in the driver's thread, so the store has one writer and live progress looks the same.
+A failing or lost worker fails its branch only; the others go on.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from acc.branch import BranchOutcome, BranchSpec
+
+EXECUTORS = ("inline", "process", "ray")
+
+
+class ExecutorError(ValueError):
+    """Executor options that cannot work (unknown name, Ray missing or unreachable)."""
+
+
+class BranchSink(Protocol):
+    def event(self, spec: BranchSpec, event: dict) -> None: ...
+
+    def finished(self, spec: BranchSpec, outcome: BranchOutcome) -> None: ...
+
+    def log(self, message: str) -> None: ...
+
+
+class Executor(Protocol):
+    name: str
+    workers: int  # branches trained at the same time
+
+    def run(self, specs: list[BranchSpec], sink: BranchSink, should_stop=None) -> None:
+        """Train every spec; raise KeyboardInterrupt (Ctrl-C) or StopRequested (cancel) after
+        recording the branches that stopped, never leaving one unreported."""
+
+    def close(self) -> None: ...
+
+
+def default_executor(workers: int) -> str:
+    return "inline" if workers <= 1 else "process"
+
+
+def make_executor(
+    name: str | None = None,
+    workers: int = 1,
+    threads: int | None = None,
+    ray_address: str | None = None,
+    gpus_per_branch: float = 0.0,
+) -> Executor:
+    """The named executor, checked now (Ray installed and reachable) so that a run is only
+    opened once it can be executed."""
+    name = name or default_executor(workers)
+    if name == "inline":
+        from acc.executors.inline import InlineExecutor
+
+        return InlineExecutor(threads)
+    if name == "process":
+        from acc.executors.process import ProcessExecutor
+
+        return ProcessExecutor(workers, threads)
+    if name == "ray":
+        from acc.executors.ray_executor import RayExecutor
+
+        return RayExecutor(ray_address, workers, threads, gpus_per_branch)
+    raise ExecutorError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")

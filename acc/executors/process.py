@@ -1,0 +1,202 @@
+"""The process executor: N local worker processes, each training one branch at a time.
+
+Workers are spawned once and reused (torch, the recipe code and MNIST load once per worker).
+Each has its own pipe to the driver: the driver sends a BranchSpec, the worker streams
+``("event", dict)`` messages and ends with ``("done", outcome)``. A pipe per worker (not a
+shared queue) means a worker killed mid-message cannot corrupt anyone else's channel, and
+its death shows up as EOF on its pipe and its sentinel: its branch fails with the reason, a
+replacement worker takes the next branch, and the others go on.
+
+Workers ignore SIGINT: Ctrl-C reaches the driver, which sets the shared stop flag; each
+worker stops at its next loss read-back and reports how far it got. A worker whose driver
+dies finds its pipe closed at the next event and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection, wait
+
+from acc.branch import BranchFailure, BranchSpec, run_branch_safely
+from acc.status import Status
+from acc.trainer import StopRequested
+
+STOP_GRACE_SECONDS = 60.0  # how long stopped workers get to report before they are killed
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    spec: BranchSpec | None = None
+
+
+class ProcessExecutor:
+    name = "process"
+
+    def __init__(self, workers: int = 2, threads: int | None = None) -> None:
+        self.workers = max(1, workers)
+        self.threads = threads or max(1, (os.cpu_count() or 1) // self.workers)
+
+    def run(self, specs: list[BranchSpec], sink, should_stop=None) -> None:
+        pool = _Pool(self.threads, deque(specs), sink)
+        try:
+            pool.start(min(self.workers, len(specs)))
+            while pool.busy() and not pool.overdue():
+                try:
+                    pool.serve()
+                    if pool.reason is None and should_stop is not None and should_stop():
+                        pool.stop_all(Status.CANCELLED)
+                except KeyboardInterrupt:
+                    if pool.reason is not None:  # a second Ctrl-C: stop waiting
+                        raise
+                    pool.stop_all(Status.INTERRUPTED)
+        finally:
+            pool.shut_down()
+        if pool.reason == Status.INTERRUPTED:
+            raise KeyboardInterrupt
+        if pool.reason == Status.CANCELLED:
+            raise StopRequested("cancelled")
+
+    def close(self) -> None:
+        pass
+
+
+class _Pool:
+    """The worker processes of one ``run`` and the queue of specs they take from."""
+
+    def __init__(self, threads: int, queue: deque, sink) -> None:
+        self.ctx = multiprocessing.get_context("spawn")
+        self.threads, self.queue, self.sink = threads, queue, sink
+        self.stop = self.ctx.Event()
+        self.workers: list[_Worker] = []
+        self.reason: Status | None = None  # why the pool was told to stop
+        self.deadline: float | None = None
+
+    def start(self, count: int) -> None:
+        for _ in range(count):
+            worker = self._spawn()
+            self.workers.append(worker)
+            self._assign(worker)
+
+    def busy(self) -> bool:
+        return any(w.spec for w in self.workers)
+
+    def overdue(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def stop_all(self, reason: Status) -> None:
+        """Every worker stops at its next loss read-back; nothing new starts."""
+        self.reason, self.deadline = reason, time.monotonic() + STOP_GRACE_SECONDS
+        self.stop.set()
+        self.queue.clear()
+
+    def serve(self) -> None:
+        """Handle whatever the busy workers have sent (or their deaths) within 0.25 s."""
+        busy = {w.conn: w for w in self.workers if w.spec}
+        sentinels = {w.process.sentinel: w for w in busy.values()}
+        for ready in wait([*busy, *sentinels], timeout=0.25):
+            worker = busy.get(ready) or sentinels[ready]
+            if worker.spec is not None:
+                self._drain(worker)
+
+    def _drain(self, worker: _Worker) -> None:
+        try:
+            while worker.spec is not None and worker.conn.poll():
+                kind, payload = worker.conn.recv()
+                if kind == "event":
+                    self.sink.event(worker.spec, payload)
+                else:
+                    self.sink.finished(worker.spec, _as_stopped(payload, self.reason))
+                    self._assign(worker)
+        except (EOFError, OSError):
+            pass
+        if worker.spec is not None and not worker.process.is_alive():
+            self._replace(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        """A worker died mid-branch: fail that branch, and start a new worker if work is left."""
+        worker.process.join(timeout=5)
+        failure = BranchFailure(Status.FAILED, _death(worker.process.exitcode))
+        self.sink.log(f"{worker.spec.label}: {failure.error}")
+        self.sink.finished(worker.spec, failure)
+        worker.spec = None
+        worker.conn.close()
+        if self.queue:
+            fresh = self._spawn()
+            self.workers[self.workers.index(worker)] = fresh
+            self._assign(fresh)
+
+    def shut_down(self) -> None:
+        for worker in self.workers:
+            if worker.spec is not None:  # still busy after the grace period, or an error
+                worker.process.kill()
+                worker.process.join(timeout=5)
+                status = self.reason or Status.FAILED
+                self.sink.finished(worker.spec, BranchFailure(status, "stopped: worker killed"))
+                worker.spec = None
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)  # the worker's loop ends
+        for worker in self.workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+            worker.conn.close()
+
+    def _spawn(self) -> _Worker:
+        ours, theirs = self.ctx.Pipe()
+        process = self.ctx.Process(
+            target=_worker_main,
+            args=(theirs, self.stop, self.threads),
+            name="acc-branch-worker",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        return _Worker(process, ours)
+
+    def _assign(self, worker: _Worker) -> None:
+        worker.spec = self.queue.popleft() if self.queue else None
+        if worker.spec is not None:
+            worker.conn.send(worker.spec)
+
+
+def _as_stopped(outcome, reason: Status | None):
+    """A branch stopped through the shared flag reports 'cancelled'; if the driver stopped
+    because of Ctrl-C, it was interrupted."""
+    stopped = isinstance(outcome, BranchFailure) and outcome.status == Status.CANCELLED
+    if reason == Status.INTERRUPTED and stopped:
+        return replace(outcome, status=Status.INTERRUPTED, error="interrupted by the user")
+    return outcome
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        return f"the worker process died (signal {-exitcode})"
+    return f"the worker process exited with code {exitcode} before finishing the branch"
+
+
+def _worker_main(conn: Connection, stop, threads: int) -> None:
+    """A worker's life: take a spec, train it, report, until told to stop (None or EOF)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    import torch
+
+    torch.set_num_threads(threads)
+    while True:
+        try:
+            spec = conn.recv()
+        except (EOFError, OSError):
+            return
+        if spec is None:
+            return
+        outcome = run_branch_safely(spec, lambda event: conn.send(("event", event)), stop.is_set)
+        try:
+            conn.send(("done", outcome))
+        except OSError:  # the driver is gone
+            return

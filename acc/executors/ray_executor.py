@@ -1,0 +1,218 @@
+"""The Ray executor: each branch a Ray Core task, on a local instance or an existing cluster.
+
+A branch task is a Ray *generator*: it trains in a thread of the Ray worker and yields each
+event as it comes, then the outcome, so live progress reaches the driver while the branch
+trains (``ray.wait`` over all running generators). Results and checkpoint bytes travel back
+through Ray's object store: no shared file system is assumed, and workers load MNIST from
+their own install of ACC.
+
+A task whose worker process dies (killed, out of memory, lost node) is retried once by this
+executor, from the newest resume point the driver has received; a second loss fails the branch.
+Each task asks for ``num_cpus`` (torch threads follow it) and, on GPU machines, a fraction of
+a GPU (``--gpus-per-branch 0.25`` lets four branches share one).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import threading
+from dataclasses import replace
+
+from acc.branch import BranchFailure, BranchSpec, run_branch_safely
+from acc.executors import ExecutorError
+from acc.status import Status
+from acc.trainer import StopRequested
+
+RAY_VERSION = "2.60.0"
+INSTALL_HINT = f"pip install -e '.[ray]' (installs ray=={RAY_VERSION})"
+CONNECT_TIMEOUT_SECONDS = 10.0
+LOST_WORKER = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "ObjectLostError")
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ExecutorError(
+            f"the ray executor needs Ray, which is not installed: {INSTALL_HINT}"
+        ) from None
+    return ray
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int = 0,
+        threads: int | None = None,
+        gpus_per_branch: float = 0.0,
+    ) -> None:
+        ray = _ray()
+        if not 0 <= gpus_per_branch <= 1:
+            raise ExecutorError(f"--gpus-per-branch must be in [0, 1], got {gpus_per_branch}")
+        self.cpus_per_branch = threads or 1
+        self.gpus_per_branch = gpus_per_branch
+        self._started_here = not ray.is_initialized()
+        if self._started_here:
+            _connect(ray, address, workers)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.workers = max(1, cpus // self.cpus_per_branch)
+
+    def run(self, specs: list[BranchSpec], sink, should_stop=None) -> None:
+        tasks = _Tasks(self, sink)
+        try:
+            for spec in specs:
+                tasks.submit(spec)
+            while tasks.running:
+                try:
+                    tasks.serve()
+                    if tasks.reason is None and should_stop is not None and should_stop():
+                        tasks.cancel_all(Status.CANCELLED)
+                except KeyboardInterrupt:
+                    if tasks.reason is not None:  # a second Ctrl-C: stop waiting
+                        raise
+                    tasks.cancel_all(Status.INTERRUPTED)
+        finally:
+            tasks.abandon()
+        if tasks.reason == Status.INTERRUPTED:
+            raise KeyboardInterrupt
+        if tasks.reason == Status.CANCELLED:
+            raise StopRequested("cancelled")
+
+    def close(self) -> None:
+        ray = _ray()
+        if self._started_here and ray.is_initialized():
+            ray.shutdown()
+
+
+class _Tasks:
+    """The Ray tasks of one ``run``: one generator per branch attempt."""
+
+    def __init__(self, executor: RayExecutor, sink) -> None:
+        self.ray, self.sink = _ray(), sink
+        self.remote = self.ray.remote(_branch_task).options(
+            num_cpus=executor.cpus_per_branch, num_gpus=executor.gpus_per_branch, max_retries=0
+        )
+        self.threads = executor.cpus_per_branch
+        self.running: dict = {}  # generator -> [spec, attempt number, newest resume point]
+        self.reason: Status | None = None
+
+    def submit(self, spec: BranchSpec, attempt: int = 1) -> None:
+        self.running[self.remote.remote(spec, self.threads)] = [spec, attempt, spec.resume]
+
+    def serve(self) -> None:
+        """Relay what one ready branch has yielded (waits at most 0.25 s for one)."""
+        ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=0.25)
+        for generator in ready:
+            spec, attempt, resume = self.running[generator]
+            try:
+                kind, payload = self.ray.get(next(generator))
+            except StopIteration:
+                del self.running[generator]
+                continue
+            except Exception as exc:  # noqa: BLE001 - a lost worker, a cancel, a Ray failure
+                del self.running[generator]
+                self._failed(spec, attempt, resume, exc)
+                continue
+            if kind == "event":
+                if payload["type"] == "resume_point":
+                    self.running[generator][2] = payload["state"]
+                self.sink.event(spec, payload)
+            else:
+                del self.running[generator]
+                self.sink.finished(spec, payload)
+
+    def _failed(self, spec: BranchSpec, attempt: int, resume, exc: Exception) -> None:
+        kind = _cause(exc)
+        if self.reason is not None:  # cancelled by us: it stopped where its last step says
+            error = "interrupted by the user" if self.reason == Status.INTERRUPTED else "cancelled"
+            self.sink.finished(spec, BranchFailure(self.reason, error))
+        elif kind in LOST_WORKER and attempt == 1:
+            self.sink.log(f"{spec.label}: its Ray worker was lost ({kind}); retrying once")
+            self.submit(replace(spec, resume=resume), attempt=2)
+        elif kind in LOST_WORKER:
+            self.sink.finished(
+                spec, BranchFailure(Status.FAILED, f"its Ray worker was lost twice ({kind})")
+            )
+        else:
+            self.sink.finished(spec, BranchFailure(Status.FAILED, f"{kind}: {exc}"))
+
+    def cancel_all(self, reason: Status) -> None:
+        self.reason = reason
+        for generator in self.running:
+            self.ray.cancel(generator)
+
+    def abandon(self) -> None:
+        """After an error (or a second Ctrl-C): kill what still runs and record it."""
+        for generator, (spec, _, _) in list(self.running.items()):
+            self.ray.cancel(generator, force=True)
+            self.sink.finished(spec, BranchFailure(self.reason or Status.FAILED, "stopped"))
+        self.running.clear()
+
+
+def _cause(exc: Exception) -> str:
+    """The name of what went wrong: Ray wraps causes (RayTaskError(TaskCancelledError))."""
+    cause = getattr(exc, "cause", None)
+    return type(cause if isinstance(cause, BaseException) else exc).__name__
+
+
+def _connect(ray, address: str | None, workers: int) -> None:
+    """Start a local instance sized to this machine, or join ``address`` (HOST:PORT), failing
+    fast with a clear message when nothing answers there."""
+    options = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}
+    if address:
+        _check_reachable(address)
+        try:
+            ray.init(address=address, **options)
+        except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; all mean "cannot join"
+            raise ExecutorError(f"cannot join the Ray cluster at {address}: {exc}") from None
+        return
+    cpus = os.cpu_count() or 1
+    ray.init(num_cpus=cpus if workers <= 0 else min(cpus, workers), **options)
+
+
+def _check_reachable(address: str) -> None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ExecutorError(f"--ray-address takes HOST:PORT (e.g. 10.0.0.5:6379), got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_SECONDS):
+            pass
+    except OSError as exc:
+        raise ExecutorError(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
+            "`ray start --head --port PORT` on the head node, or leave out --ray-address "
+            "for a local instance"
+        ) from None
+
+
+def _branch_task(spec: BranchSpec, threads: int):
+    """The Ray task: train the branch in a thread, yield its events as they come, then
+    ``("done", outcome)``. A cancel (KeyboardInterrupt here) stops the training thread at
+    its next loss read-back and still yields the outcome."""
+    import torch
+
+    torch.set_num_threads(threads)
+    events: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def train() -> None:
+        outcome = run_branch_safely(spec, lambda e: events.put(("event", e)), stop.is_set)
+        events.put(("done", outcome))
+
+    thread = threading.Thread(target=train, name=f"branch {spec.label}", daemon=True)
+    thread.start()
+    while True:
+        try:
+            item = events.get()
+        except KeyboardInterrupt:  # ray.cancel: stop, and keep relaying until the outcome
+            stop.set()
+            continue
+        yield item
+        if item[0] == "done":
+            break
+    thread.join(timeout=5)

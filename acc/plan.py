@@ -1,0 +1,79 @@
+"""The plan of a run: one root checkpoint per seed, then one BranchSpec per (condition, seed).
+
+The paired design lives here, once, for every recipe: for each seed the model is built once
+under ``torch.manual_seed(seed)`` and saved as the root checkpoint; every condition of that
+seed forks from those bytes and draws its batches from a generator seeded by the seed.
+
+Planning is also resuming: roots that exist are reused, completed branches are skipped, and a
+branch with a resume point continues from it. Running the plan of a fresh run and of an
+interrupted one is the same operation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from acc.branch import BranchSpec
+from acc.recipes import Recipe
+from acc.recipes.base import RecipeParams
+from acc.status import Status
+from acc.store import Store
+
+
+def plan_run(
+    store: Store,
+    run_id: str,
+    recipe: Recipe,
+    p: RecipeParams,
+    device: str,
+    data_dir: str | None = None,
+    checkpoint_every: int = 0,
+) -> list[BranchSpec]:
+    """Every branch of the run still to train, in seed-major order (roots saved first)."""
+    conditions = recipe.conditions(p)
+    done = {
+        (b["condition"], b["seed"])
+        for b in store.branches(run_id)
+        if b["status"] == Status.COMPLETED and b["checkpoint_id"]
+    }
+    roots = {c["seed"]: c["id"] for c in store.checkpoints.of_run(run_id) if c["tag"] == "init"}
+    specs = []
+    for seed in p.seeds:
+        root_id = roots.get(seed) or save_root(store, run_id, recipe, p, seed)
+        root = store.checkpoints.read_bytes(root_id)
+        for condition in conditions:
+            branch_id = store.plan_branch(run_id, condition.name, seed)
+            if (condition.name, seed) in done:
+                continue
+            resume = store.checkpoints.resume_point(branch_id)
+            specs.append(
+                BranchSpec(
+                    run_id=run_id,
+                    branch_id=branch_id,
+                    recipe=recipe.name,
+                    params=p.model_dump(),
+                    condition=condition.name,
+                    seed=seed,
+                    root_id=root_id,
+                    root=root,
+                    device=device,
+                    data_dir=data_dir,
+                    checkpoint_every=checkpoint_every,
+                    resume=resume[1] if resume else None,
+                )
+            )
+    return specs
+
+
+def save_root(store: Store, run_id: str, recipe: Recipe, p: RecipeParams, seed: int) -> str:
+    """The seed's initial model, as every condition of the seed will start from it."""
+    torch.manual_seed(seed)
+    model = recipe.build_model(p)
+    metadata = {
+        "model": model.config(),
+        "recipe_params": p.model_dump(),
+        "gating": None,
+        "tasks": [],
+        "condition": None,
+    }
+    return store.checkpoints.save(run_id, model.state_dict(), "init", 0, metadata, seed=seed).id

@@ -1,0 +1,94 @@
+"""RunRecorder: the driver's end of every branch, and the store's only writer during a run.
+
+Executors call ``event`` for everything a branch streams while it trains and ``finished`` with
+its outcome, always from the driver's thread. The recorder writes the store (losses, periodic
+evaluations, resume points, final metrics and checkpoints, statuses) and forwards each event
+to ``on_event`` (the CLI's progress bars, the server's job log) without the resume points'
+bytes. Inline, process and Ray execution therefore look the same to the store and to people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from acc.branch import BranchFailure, BranchOutcome, BranchSpec
+from acc.checkpoints import bytes_to_tensors
+from acc.status import Status
+from acc.store import Store
+
+EventSink = Callable[[dict], None]
+
+
+class RunRecorder:
+    def __init__(self, store: Store, run_id: str, on_event: EventSink | None = None) -> None:
+        self.store, self.run_id = store, run_id
+        self._forward = on_event or (lambda event: None)
+
+    def log(self, message: str) -> None:
+        self._forward({"type": "log", "message": message})
+
+    def event(self, spec: BranchSpec, event: dict) -> None:
+        kind = event["type"]
+        if kind == "branch" and event["state"] == Status.RUNNING:
+            self.store.start_branch(spec.branch_id, event.get("from_step", 0))
+        elif kind == "step":
+            self.store.add_losses(
+                spec.branch_id, event["step"], event["losses"], event.get("health")
+            )
+        elif kind == "health":
+            self.store.set_health(spec.branch_id, event["health"])
+        elif kind == "eval":
+            self.store.add_eval(spec.branch_id, event["step"], event["metrics"])
+        elif kind == "resume_point":
+            self.store.checkpoints.save_resume_point(
+                self.run_id, spec.branch_id, event["step"], event["state"]
+            )
+            event = {k: v for k, v in event.items() if k != "state"}
+        self._forward(event)
+
+    def finished(self, spec: BranchSpec, outcome: BranchOutcome) -> None:
+        if isinstance(outcome, BranchFailure):
+            self._failed(spec, outcome)
+            return
+        tensors, _ = bytes_to_tensors(outcome.weights)
+        ckpt = self.store.checkpoints.save(
+            self.run_id,
+            tensors,
+            "final",
+            step=outcome.steps,
+            metadata=outcome.metadata,
+            seed=spec.seed,
+            parent_id=spec.root_id,
+            branch_id=spec.branch_id,
+        )
+        self.store.set_branch_checkpoint(spec.branch_id, ckpt.id)
+        self.store.record_metrics(spec.branch_id, outcome.metrics)
+        self.store.finish_branch(spec.branch_id, Status.COMPLETED, outcome.steps)
+        self.store.checkpoints.drop_resume_point(spec.branch_id)
+        tag = {"condition": spec.condition, "seed": spec.seed}
+        self._forward({"type": "results", "metrics": outcome.metrics, **tag})
+        self._forward(
+            {"type": "branch", "state": "completed", "error": None, "steps": outcome.steps, **tag}
+        )
+
+    def _failed(self, spec: BranchSpec, failure: BranchFailure) -> None:
+        self.store.finish_branch(spec.branch_id, failure.status, failure.steps, failure.error)
+        if failure.traceback:
+            self._forward({"type": "log", "message": failure.traceback})
+        steps = failure.steps
+        if steps is None:
+            steps = next(
+                b["steps_done"]
+                for b in self.store.branches(self.run_id)
+                if b["id"] == spec.branch_id
+            )
+        self._forward(
+            {
+                "type": "branch",
+                "state": str(failure.status),
+                "condition": spec.condition,
+                "seed": spec.seed,
+                "error": failure.error,
+                "steps": steps,
+            }
+        )
