@@ -111,13 +111,8 @@ def run_branch(spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | N
             spec.checkpoint_every,
             lambda: _resume_point(model, trainer, emit, tag),
         )
-        emit(
-            {
-                "type": "log",
-                "message": f"{spec.label}: steps {start}-{p.steps} in "
-                f"{time.perf_counter() - began:.1f}s",
-            }
-        )
+        seconds = time.perf_counter() - began
+        emit({"type": "log", "message": f"{spec.label}: {p.steps - start} steps in {seconds:.1f}s"})
         metrics = evaluate_tasks(model, tasks)
         metadata = {
             "model": model.config(),

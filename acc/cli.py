@@ -152,7 +152,11 @@ def run(
         ),
     ] = None,
     workers: Annotated[
-        int, typer.Option(help="branches trained at the same time (local worker processes)")
+        int,
+        typer.Option(
+            help="branches trained at the same time in local worker processes "
+            "(Ray: as many as the cluster's CPUs / --threads)"
+        ),
     ] = 1,
     executor: Annotated[
         str | None,
@@ -266,7 +270,7 @@ def _make_executor(name, workers, branches, threads, ray_address, gpus_per_branc
     if workers < 1:
         console.print("--workers must be at least 1; using 1")
         workers = 1
-    elif workers > branches and (name or default_executor(workers)) != "inline":
+    elif workers > branches and (name or default_executor(workers)) == "process":
         console.print(f"--workers {workers} is more than the {branches} branches; using {branches}")
         workers = branches
     if name == "inline" and workers > 1:

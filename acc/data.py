@@ -58,15 +58,6 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.images.shape[1:])
 
-    def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "view": self.view,
-            "train": len(self.train),
-            "test": len(self.test),
-            "input_shape": list(self.input_shape),
-        }
-
 
 def load_mnist(
     view: str = "flat", device: str | torch.device = "cpu", data_dir: str | Path | None = None

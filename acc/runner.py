@@ -157,7 +157,7 @@ def check_resumable(store: Store, run_id: str, asked: dict | None = None) -> dic
         run = store.get_run(run_id)
     except StoreError:
         recent = ", ".join(r["id"] for r in store.list_runs(5)) or "(none)"
-        raise ResumeError(
+        raise StoreError(
             f"no run {run_id!r} in the store at {store.root}; recent runs: {recent}"
         ) from None
     if Status(run["status"]).is_open:

@@ -27,4 +27,3 @@ class Status(str, Enum):
 
 
 OPEN = frozenset({Status.QUEUED, Status.RUNNING})
-FINISHED = frozenset(Status) - OPEN

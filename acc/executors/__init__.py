@@ -66,5 +66,5 @@ def make_executor(
     if name == "ray":
         from acc.executors.ray_executor import RayExecutor
 
-        return RayExecutor(ray_address, workers, threads, gpus_per_branch)
+        return RayExecutor(ray_address, threads, gpus_per_branch)  # sized by the cluster
     raise ExecutorError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")

@@ -14,7 +14,6 @@ dies finds its pipe closed at the next event and exits.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import signal
@@ -80,9 +79,10 @@ class _Pool:
         self.deadline: float | None = None
 
     def start(self, count: int) -> None:
-        for _ in range(count):
-            worker = self._spawn()
-            self.workers.append(worker)
+        """Spawn every worker first, then hand out specs: sending a spec waits until its
+        worker has started up and reads it, and the workers start up in parallel."""
+        self.workers = [self._spawn() for _ in range(count)]
+        for worker in self.workers:
             self._assign(worker)
 
     def busy(self) -> bool:
@@ -134,19 +134,22 @@ class _Pool:
             self._assign(fresh)
 
     def shut_down(self) -> None:
+        """Workers still busy (after the grace period, or an error here) are killed and their
+        branches recorded; idle ones hold nothing, so they are terminated without waiting
+        for their interpreter to tear torch down (a second per worker)."""
         for worker in self.workers:
-            if worker.spec is not None:  # still busy after the grace period, or an error
+            if worker.spec is not None:
                 worker.process.kill()
                 worker.process.join(timeout=5)
                 status = self.reason or Status.FAILED
                 self.sink.finished(worker.spec, BranchFailure(status, "stopped: worker killed"))
                 worker.spec = None
-            with contextlib.suppress(OSError):
-                worker.conn.send(None)  # the worker's loop ends
+            worker.process.terminate()
         for worker in self.workers:
             worker.process.join(timeout=5)
             if worker.process.is_alive():
                 worker.process.kill()
+                worker.process.join(timeout=5)
             worker.conn.close()
 
     def _spawn(self) -> _Worker:
@@ -183,7 +186,7 @@ def _death(exitcode: int | None) -> str:
 
 
 def _worker_main(conn: Connection, stop, threads: int) -> None:
-    """A worker's life: take a spec, train it, report, until told to stop (None or EOF)."""
+    """A worker's life: take a spec, train it, report; until its pipe closes or it is ended."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     import torch
 
@@ -192,8 +195,6 @@ def _worker_main(conn: Connection, stop, threads: int) -> None:
         try:
             spec = conn.recv()
         except (EOFError, OSError):
-            return
-        if spec is None:
             return
         outcome = run_branch_safely(spec, lambda event: conn.send(("event", event)), stop.is_set)
         try:

@@ -45,20 +45,18 @@ class RayExecutor:
     name = "ray"
 
     def __init__(
-        self,
-        address: str | None = None,
-        workers: int = 0,
-        threads: int | None = None,
-        gpus_per_branch: float = 0.0,
+        self, address: str | None = None, threads: int | None = None, gpus_per_branch: float = 0.0
     ) -> None:
         ray = _ray()
         if not 0 <= gpus_per_branch <= 1:
             raise ExecutorError(f"--gpus-per-branch must be in [0, 1], got {gpus_per_branch}")
+        if address:
+            _check_reachable(address)
         self.cpus_per_branch = threads or 1
         self.gpus_per_branch = gpus_per_branch
         self._started_here = not ray.is_initialized()
         if self._started_here:
-            _connect(ray, address, workers)
+            _connect(ray, address)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, cpus // self.cpus_per_branch)
 
@@ -160,19 +158,17 @@ def _cause(exc: Exception) -> str:
     return type(cause if isinstance(cause, BaseException) else exc).__name__
 
 
-def _connect(ray, address: str | None, workers: int) -> None:
+def _connect(ray, address: str | None) -> None:
     """Start a local instance sized to this machine, or join ``address`` (HOST:PORT), failing
     fast with a clear message when nothing answers there."""
     options = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}
     if address:
-        _check_reachable(address)
         try:
             ray.init(address=address, **options)
         except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; all mean "cannot join"
             raise ExecutorError(f"cannot join the Ray cluster at {address}: {exc}") from None
         return
-    cpus = os.cpu_count() or 1
-    ray.init(num_cpus=cpus if workers <= 0 else min(cpus, workers), **options)
+    ray.init(num_cpus=os.cpu_count() or 1, **options)
 
 
 def _check_reachable(address: str) -> None:
