@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from acc.data import Dataset, Split, load_mnist
+from acc.data import IDX_FILES, Dataset, Split, load_mnist
 from acc.store import Store
 
 
@@ -28,6 +31,26 @@ def small_mnist(mnist_flat: Dataset) -> Dataset:
         Split(mnist_flat.train.images[:2000], mnist_flat.train.labels[:2000]),
         Split(mnist_flat.test.images[:500], mnist_flat.test.labels[:500]),
     )
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
+        struct.pack(">I", d) for d in array.shape
+    )
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory) -> Path:
+    """64 train and 40 test 28x28 'digits' (random blobs) as standard MNIST IDX files: every
+    recipe runs on them in seconds (``--data-dir``)."""
+    directory = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 64), ("test", 40)):
+        images = (rng.random((n, 28, 28)) > 0.8) * rng.integers(0, 256, (n, 28, 28))
+        write_idx(directory / (IDX_FILES[f"{split}_images"] + ".gz"), images)
+        write_idx(directory / (IDX_FILES[f"{split}_labels"] + ".gz"), rng.integers(0, 10, n))
+    return directory
 
 
 @pytest.fixture

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from acc.runner import create_run, execute_run
 from acc.server import create_app
 from acc.server.serving import ServerThread
+from acc.store import Store
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -85,6 +87,9 @@ def test_run_a_recipe_and_compare_the_conditions(page, tmp_path):
         assert re.search(r"\d", row.inner_text()), f"no value for {metric}"
     assert page.locator("#hypotheses tbody tr").count() == 3
     assert "inconclusive" in page.locator("#hypotheses").inner_text()  # one seed: no interval
+    assert "gated − standard" in page.locator("#hypotheses").inner_text()  # both sides named
+    assert page.locator("#branches .badge.healthy").count() == 2  # LossHealth per branch
+    assert page.locator("#resume-btn").is_hidden()  # nothing to resume
 
     # live charts were drawn: one loss trace per branch and the metric panels
     page.wait_for_function(
@@ -126,3 +131,26 @@ def test_bad_parameters_are_shown_and_nothing_starts(page):
     page.wait_for_function("document.querySelector('#form-error').textContent.length > 0")
     assert "steps" in page.locator("#form-error").inner_text()
     assert page.locator("#jobs .badge").count() == 0
+
+
+def test_an_interrupted_run_resumes_from_its_page(page, tmp_path):
+    store = Store(tmp_path / "store")
+    run_id = create_run(store, "gradient_gating_l0", {"steps": 20, "seeds": [4]}, "cpu")
+
+    def interrupt_in_the_second_branch(event):
+        if event["type"] == "step" and event["condition"] == "gated":
+            raise KeyboardInterrupt
+
+    execute_run(store, run_id, on_event=interrupt_in_the_second_branch)
+    page.goto(page.url.split("#")[0] + f"#run={run_id}")
+    page.reload()
+    page.wait_for_function(
+        "document.querySelector('#run-status').textContent === 'interrupted'", timeout=30_000
+    )
+    page.click("#resume-btn")
+    page.wait_for_function(
+        "document.querySelector('#run-status').textContent === 'completed'", timeout=120_000
+    )
+    assert page.locator("#resume-btn").is_hidden()
+    assert page.locator("#branches tbody tr").count() == 2
+    assert page.locator("#branches .badge.completed").count() == 2

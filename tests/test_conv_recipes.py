@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
-import struct
 
 import numpy as np
 import pytest
@@ -13,7 +11,6 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from acc.cli import app
-from acc.data import IDX_FILES
 
 runner = CliRunner()
 LAYER_METRICS = (
@@ -24,25 +21,6 @@ LAYER_METRICS = (
     "dead_units",
 )
 DEPTH_ROW = "depth: weight_cosine_sim conv1 - conv2"
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
-        struct.pack(">I", d) for d in array.shape
-    )
-    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
-
-
-@pytest.fixture(scope="module")
-def tiny_mnist(tmp_path_factory):
-    """64 train and 40 test 28x28 'digits' (random blobs) as standard MNIST IDX files."""
-    directory = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 64), ("test", 40)):
-        images = (rng.random((n, 28, 28)) > 0.8) * rng.integers(0, 256, (n, 28, 28))
-        write_idx(directory / (IDX_FILES[f"{split}_images"] + ".gz"), images)
-        write_idx(directory / (IDX_FILES[f"{split}_labels"] + ".gz"), rng.integers(0, 10, n))
-    return directory
 
 
 def run_recipe(

@@ -17,7 +17,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from acc.models import MODELS
-from acc.runner import run_recipe
+from acc.runner import create_run, execute_run, run_recipe
 from acc.server import create_app
 from acc.server.images import filter_grid, first_filters, png, reconstruction_strip
 from acc.server.inspector import dataset_view
@@ -180,6 +180,38 @@ def test_queued_job_can_be_cancelled_once(client):
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
     assert client.post(f"/api/jobs/{job['id']}/cancel").status_code == 409
     assert client.get(f"/api/runs/{job['run_id']}").json()["status"] == "cancelled"
+
+
+def test_statuses_are_served_for_the_page(client):
+    statuses = client.get("/api/statuses").json()
+    assert statuses["open"] == ["queued", "running"]
+    assert set(statuses["values"]) == {
+        "queued", "running", "completed", "failed", "cancelled", "interrupted"
+    }  # fmt: skip
+
+
+def test_resume_queues_a_stopped_run_and_refuses_the_rest(tmp_path, cli_run):
+    root = tmp_path / "store"
+    store = Store(root)
+    run_id = create_run(store, "gradient_gating_l0", {"steps": 4, "seeds": [1]}, "cpu")
+
+    def interrupt(event):
+        if event["type"] == "step":
+            raise KeyboardInterrupt
+
+    execute_run(store, run_id, on_event=interrupt)
+    with TestClient(create_app(root, max_concurrent=0)) as c:
+        response = c.post(f"/api/runs/{run_id}/resume")
+        assert response.status_code == 202, response.text
+        job = response.json()
+        assert job["run_id"] == run_id and job["status"] == "queued"
+        assert c.get(f"/api/runs/{run_id}").json()["status"] == "queued"
+        again = c.post(f"/api/runs/{run_id}/resume")
+        assert again.status_code == 409 and "only a run that has stopped" in again.json()["detail"]
+        assert c.post("/api/runs/no-such-run/resume").status_code == 404
+    with TestClient(create_app(cli_run[0], max_concurrent=0)) as c:
+        done = c.post(f"/api/runs/{cli_run[1]['run_id']}/resume")
+        assert done.status_code == 409 and "nothing to resume" in done.json()["detail"]
 
 
 @pytest.mark.parametrize(

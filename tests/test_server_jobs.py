@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from acc.executors import ExecutorError
 from acc.server import create_app
 from acc.server.jobstore import JobStore
 from acc.server.serving import ServerThread
@@ -152,6 +153,18 @@ def test_a_killed_worker_fails_its_branch_the_run_goes_on_and_so_does_the_queue(
     assert server.get(f"/api/runs/{queued['run_id']}").json()["status"] == "completed"
 
 
+def test_a_job_trains_its_branches_in_parallel_workers(tmp_path):
+    app = create_app(tmp_path / "store", workers=2, worker_threads=1)
+    with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        job = start(client, {"steps": 200, "seeds": [1], "eval_every": 0})
+        events = [e for _, e in read_events(client, job["id"])]
+    running = [e for e in events if e["type"] == "branch" and e["state"] == "running"]
+    assert len({e["pid"] for e in running}) == 2  # standard and gated side by side
+    assert events[-1] == {"type": "job", "status": "completed", "error": None}
+    with pytest.raises(ExecutorError, match="process or ray executor"):
+        create_app(tmp_path / "store", executor="inline")
+
+
 def test_restart_marks_active_jobs_interrupted(tmp_path):
     root = tmp_path / "store"
     app = create_app(root, max_concurrent=0)  # accepts jobs, starts none
@@ -165,6 +178,32 @@ def test_restart_marks_active_jobs_interrupted(tmp_path):
     orphan = jobs.with_status("running")[0]
     with ServerThread(create_app(root, max_concurrent=0)) as url:
         assert httpx.get(f"{url}/api/jobs/{orphan['id']}").json()["status"] == "interrupted"
+
+
+def test_stopping_the_server_interrupts_a_job_and_resume_finishes_it(tmp_path):
+    root, params = tmp_path / "store", {"steps": 2000, "seeds": [1], "eval_every": 0}
+    app = create_app(root, worker_threads=1)
+    with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        job = start(client, params)
+        read_events(client, job["id"], until=lambda e: e["type"] == "step")
+    run = Store(root).get_run(job["run_id"])
+    assert run["status"] == "interrupted" and run["error"] == "the server stopped"
+    branches = Store(root).branches(job["run_id"])
+    assert [b["status"] for b in branches] == ["interrupted", "interrupted"]
+    assert branches[0]["steps_done"] > 0
+
+    with (
+        ServerThread(create_app(root, worker_threads=1)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        resumed = client.post(f"/api/runs/{job['run_id']}/resume")
+        assert resumed.status_code == 202, resumed.text
+        done = wait_status(client, resumed.json()["id"], ("completed", "failed", "cancelled"))
+        assert done["status"] == "completed"
+        results = client.get(f"/api/runs/{job['run_id']}").json()
+        assert results["status"] == "completed" and results["job_id"] == resumed.json()["id"]
+        runs = [r for c in results["conditions"].values() for r in c["runs"]]
+        assert [(r["status"], r["steps"]) for r in runs] == [("completed", 2000)] * 2
 
 
 def test_a_killed_cli_run_shows_interrupted_on_a_live_server(tmp_path, long_cli_run):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ from safetensors import safe_open
 
 from acc.checkpoints import CheckpointError
 from acc.models import LinearAutoencoder, build_model
+from acc.schema import MIGRATIONS
 from acc.store import Store, StoreError, valid_id
 
 
@@ -161,3 +163,66 @@ def test_a_store_from_before_run_owners_gains_the_column(tmp_path):
     assert store.get_run("old-run")["owner"] is None
     assert store.close_orphaned_runs() == []  # no owner: never judged
     store.start_run(store.create_run("r", {}, [], {}))
+
+
+def test_an_unversioned_store_is_migrated_in_place(tmp_path):
+    """A store written before schema versioning (user_version 0, no owner/health columns, no
+    resume points) opens, upgrades once, and keeps its data."""
+    root = tmp_path / "old"
+    root.mkdir()
+    db = sqlite3.connect(root / "acc.sqlite")
+    db.executescript(
+        "CREATE TABLE runs (id TEXT PRIMARY KEY, recipe TEXT NOT NULL, status TEXT NOT NULL, "
+        "config TEXT NOT NULL, hypotheses TEXT NOT NULL DEFAULT '[]', conditions TEXT NOT NULL "
+        "DEFAULT '{}', error TEXT, created_at REAL NOT NULL, finished_at REAL);"
+        "CREATE TABLE branches (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, condition TEXT "
+        "NOT NULL, seed INTEGER NOT NULL, status TEXT NOT NULL, steps_done INTEGER NOT NULL "
+        "DEFAULT 0, metrics TEXT, checkpoint_id TEXT, error TEXT, started_at REAL, finished_at "
+        "REAL, UNIQUE (run_id, condition, seed));"
+        "INSERT INTO runs VALUES ('r1', 'x', 'completed', '{}', '[]', '{}', NULL, 0, 1);"
+        "INSERT INTO branches (run_id, condition, seed, status, metrics) "
+        "VALUES ('r1', 'standard', 1, 'completed', '{\"l1\": 0.5}');"
+    )
+    db.commit()
+    db.close()
+    store = Store(root)
+    version = store._db.execute("PRAGMA user_version").fetchone()[0]
+    assert version == len(MIGRATIONS)
+    [branch] = store.branches("r1")
+    assert branch["metrics"] == {"l1": 0.5} and branch["health"] is None
+    assert store.checkpoints.resume_point(branch["id"]) is None
+    Store(root).close()  # opening again changes nothing
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == version
+
+
+def test_a_store_from_a_newer_acc_is_refused(tmp_path):
+    Store(tmp_path / "s").close()
+    db = sqlite3.connect(tmp_path / "s" / "acc.sqlite")
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer than this ACC knows"):
+        Store(tmp_path / "s")
+
+
+def test_a_copied_store_reads_its_own_checkpoints(tmp_path):
+    original = Store(tmp_path / "a")
+    model = LinearAutoencoder(20, 4)
+    run_id = original.create_run("r", {}, [], {})
+    ckpt = original.checkpoints.save(run_id, model.state_dict(), "init", 0, {}, seed=1)
+    original.checkpoints.save_resume_point(run_id, 1, 10, b"first")
+    original.checkpoints.save_resume_point(run_id, 1, 20, b"second")  # replaces the first
+    assert original.checkpoints.resume_point(1) == (20, b"second")
+    assert len(list((tmp_path / "a" / "checkpoints" / run_id / "resume").iterdir())) == 1
+    original.close()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "a")
+    copy = Store(tmp_path / "b")
+    assert copy.checkpoints.get(ckpt.id).path == (tmp_path / "b").resolve() / ckpt.path.relative_to(
+        (tmp_path / "a").resolve()
+    )
+    assert torch.equal(copy.checkpoints.load_state_dict(ckpt.id)["encoder.0.weight"],
+                       model.state_dict()["encoder.0.weight"])  # fmt: skip
+    assert copy.checkpoints.resume_point(1) == (20, b"second")
+    copy.checkpoints.drop_resume_point(1)
+    assert copy.checkpoints.resume_point(1) is None

@@ -1,0 +1,115 @@
+"""Registry-driven smoke tests (as timm does for models): a recipe or task is covered the
+moment it registers. Every recipe runs 2 steps x 2 seeds through the inline and the process
+executor; every task is evaluated on every model it applies to."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from acc.data import Dataset, Split
+from acc.eval_metric import split_key
+from acc.executors.inline import InlineExecutor
+from acc.executors.process import ProcessExecutor
+from acc.gradient_gating import layer_names
+from acc.models import MODELS
+from acc.recipes import recipe_registry
+from acc.runner import create_run, execute_run
+from acc.server.inspector import build_task, dataset_view, task_catalog
+from acc.tasks import LayerTask, TaskError, task_registry
+
+RECIPES = recipe_registry().names()
+TASKS = task_registry().names()
+
+
+@pytest.fixture(scope="module")
+def process_executor():
+    return ProcessExecutor(workers=2, threads=1)
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_runs_two_steps_on_two_seeds(
+    store, tiny_mnist, recipe, executor, process_executor
+):
+    params = {"steps": 2, "seeds": [1, 2], "eval_every": 1, "batch_size": 8}
+    run_id = create_run(store, recipe, params, "cpu", tiny_mnist, checkpoint_every=1)
+    pool = InlineExecutor() if executor == "inline" else process_executor
+    results = execute_run(store, run_id, pool)
+    assert results["status"] == "completed", results.get("error")
+    conditions = recipe_registry().get(recipe)().conditions(recipe_registry().get(recipe).Params())
+    assert list(results["conditions"]) == [c.name for c in conditions]
+    for entry in results["conditions"].values():
+        assert [r["seed"] for r in entry["runs"]] == [1, 2]
+        for run in entry["runs"]:
+            assert run["status"] == "completed" and run["steps"] == 2, run
+            assert run["metrics"] and all(_finite(v) for v in run["metrics"].values())
+            assert set(run["health"].values()) == {"healthy"}
+    assert all(c["n"] == 2 for c in results["comparisons"])
+    for branch in store.branches(run_id):  # periodic evaluations at steps 0, 1 and 2
+        assert [e["step"] for e in store.evals(branch["id"])] == [0, 1, 2]
+
+
+def _finite(value) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def _data(view: str) -> Dataset:
+    shape = {"flat": (784,), "28": (1, 28, 28), "32": (1, 32, 32)}[view]
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(24, *shape, generator=g)
+    labels = torch.arange(24) % 10
+    return Dataset("random", view, Split(images, labels), Split(images, labels))
+
+
+def _task_params(name: str, model) -> dict:
+    """Required constructor parameters: a layer task measures the model's first weight layer."""
+    entry = next(t for t in task_catalog() if t["name"] == name)
+    required = {p["name"] for p in entry["params"] if p["required"]}
+    modules = dict(model.named_modules())
+    first = next(n for n in layer_names(model) if getattr(modules[n], "weight", None) is not None)
+    params = {"layer_name": first} if issubclass(task_registry().get(name), LayerTask) else {}
+    assert required <= set(params), f"{name} needs {required - set(params)}: teach this test"
+    return params
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_every_task_on_every_model_it_applies_to(model_name):
+    torch.manual_seed(0)
+    model = MODELS[model_name]()
+    data = _data(dataset_view(model))
+    applied = []
+    for name in TASKS:
+        task = build_task(name, _task_params(name, model), data)
+        try:
+            metrics = task.evaluate(model)
+        except TaskError as exc:  # does not apply: it must say why, naming the task
+            assert name in str(exc) and ("needs the model output" in str(exc)), exc
+            continue
+        applied.append(name)
+        assert metrics and all(_finite(v) for v in metrics.values()), (name, metrics)
+        assert all(split_key(k)[0] is not None for k in metrics), f"{name}: unknown metric keys"
+        if not task.eval_only:  # a training task's loss is finite and reaches every parameter
+            model.zero_grad()
+            loss = task.compute_loss(model.train()(data.train.images[:8]), data.train.images[:8])
+            assert loss.dim() == 0 and math.isfinite(loss.item())
+            loss.backward()
+    assert "ReconstructionTask" in applied
+
+
+def test_every_task_applies_to_some_model():
+    usable = set()
+    for model_name in sorted(MODELS):
+        torch.manual_seed(0)
+        model = MODELS[model_name]()
+        data = _data(dataset_view(model))
+        for name in TASKS:
+            try:
+                build_task(name, _task_params(name, model), data).evaluate(model)
+                usable.add(name)
+            except TaskError:
+                pass
+    assert usable == set(TASKS)

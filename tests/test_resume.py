@@ -1,0 +1,170 @@
+"""Exact resume: a run killed with SIGKILL and resumed ends bit-identical to one never stopped;
+completed branches are kept, unfinished ones go on from their resume point, and resuming
+says no (clearly) to what it cannot do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from acc.cli import app
+from acc.runner import (
+    NothingToResume,
+    ResumeError,
+    check_resumable,
+    create_run,
+    execute_run,
+)
+from acc.status import Status
+from acc.store import Store
+
+runner = CliRunner()
+PARAMS = {"steps": 600, "seeds": [3, 4], "eval_every": 150, "batch_size": 32}
+
+
+def _cli(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def _weights(store: Store, results: dict) -> dict:
+    return {
+        (c, r["seed"]): store.checkpoints.load_state_dict(r["checkpoint_id"])
+        for c, entry in results["conditions"].items()
+        for r in entry["runs"]
+    }
+
+
+def _kill_after_a_resume_point(store_dir) -> str:
+    """Start `acc run` in its own process; SIGKILL it once the second branch has saved a
+    resume point (the first has completed by then); return the run id."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "acc", "run", "gradient_gating_l0", "--steps", "600",
+         "--seeds", "3,4", "--eval-every", "150", "-p", "batch_size=32", "--threads", "1",
+         "--checkpoint-every", "100", "--store", str(store_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if not (store_dir / "acc.sqlite").exists():
+                continue
+            store = Store(store_dir)
+            runs = store.list_runs()
+            points = store._db.execute("SELECT branch_id, step FROM resume_points").fetchall()
+            if runs and any(b_id == 2 and step >= 200 for b_id, step in points):
+                proc.kill()
+                proc.wait(timeout=30)
+                return runs[0]["id"]
+        raise AssertionError("no resume point of the second branch within 120 s")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def test_a_run_killed_with_sigkill_resumes_to_identical_results(tmp_path, store):
+    reference = execute_run(store, create_run(store, "gradient_gating_l0", PARAMS, "cpu"))
+
+    killed_store = tmp_path / "killed"
+    run_id = _kill_after_a_resume_point(killed_store)
+    before = Store(killed_store).branches(run_id)
+    assert before[0]["status"] == "completed" and before[1]["status"] == "running"
+    assert before[2]["status"] == "queued"  # never started
+
+    result = _cli("run", "--resume", run_id, "--threads", "1", "--store", str(killed_store))
+    assert result.exit_code == 0, result.output
+    assert "3 of 4 branches to finish" in result.output
+    resumed_store = Store(killed_store)
+    after = resumed_store.branches(run_id)
+    assert [b["status"] for b in after] == ["completed"] * 4
+    assert after[0]["checkpoint_id"] == before[0]["checkpoint_id"]  # kept, not retrained
+
+    resumed = json.loads(_cli("show", run_id, "--json", "--store", str(killed_store)).output)
+    for condition, entry in reference["conditions"].items():
+        got = {r["seed"]: r["metrics"] for r in resumed["conditions"][condition]["runs"]}
+        assert got == {r["seed"]: r["metrics"] for r in entry["runs"]}
+    expected, actual = _weights(store, reference), _weights(resumed_store, resumed)
+    for key, tensors in expected.items():
+        assert all(torch.equal(tensors[k], actual[key][k]) for k in tensors), key
+
+    # the resumed branch's series holds every step once, and its resume point is gone
+    losses = [row["step"] for row in resumed_store.losses(after[1]["id"])]
+    assert losses == sorted(set(losses)) and losses[-1] == 600
+    assert [e["step"] for e in resumed_store.evals(after[1]["id"])] == [0, 150, 300, 450, 600]
+    assert not list((killed_store / "checkpoints" / run_id / "resume").iterdir())
+    assert len([c for c in resumed_store.checkpoints.of_run(run_id) if c["tag"] == "init"]) == 2
+
+
+def test_resuming_a_completed_run_does_nothing(tmp_path, store):
+    results = execute_run(store, create_run(store, "gradient_gating_l0", {**PARAMS, "steps": 5}))
+    run_id = results["run_id"]
+    with pytest.raises(NothingToResume, match="all 4 branches completed"):
+        check_resumable(store, run_id)
+    before = store.get_run(run_id)
+    out = _cli("run", "--resume", run_id, "--store", str(store.root))
+    assert out.exit_code == 0 and "nothing to resume" in out.output
+    assert store.get_run(run_id) == before  # not reopened, not touched
+
+
+def _interrupted_run(store: Store) -> str:
+    run_id = create_run(store, "gradient_gating_l0", {**PARAMS, "steps": 5, "seeds": [1]})
+
+    def stop_at_the_second_branch(event):
+        if event["type"] == "branch" and event.get("condition") == "gated":
+            raise KeyboardInterrupt
+
+    assert execute_run(store, run_id, on_event=stop_at_the_second_branch)["status"] == "interrupted"
+    return run_id
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--steps", "7"], "steps: the run has 5, you asked for 7"),
+        (["-p", "temperature=2"], "temperature: the run has 1.0, you asked for 2.0"),
+        (["--seeds", "1,2"], "seeds: the run has [1], you asked for [1, 2]"),
+        (["-p", "temperature=0"], "temperature: Input should be greater than 0"),
+    ],
+)
+def test_resuming_with_other_parameters_is_refused_naming_them(store, extra, message):
+    run_id = _interrupted_run(store)
+    out = _cli("run", "--resume", run_id, "--store", str(store.root), *extra)
+    assert out.exit_code == 2 and message in " ".join(out.output.split())
+    assert store.get_run(run_id)["status"] == "interrupted"  # untouched
+
+
+def test_resume_refusals_say_why(store):
+    run_id = _interrupted_run(store)
+    unknown = _cli("run", "--resume", "no-such-run", "--store", str(store.root))
+    assert unknown.exit_code == 2 and "no run 'no-such-run'" in unknown.output
+    assert run_id in " ".join(unknown.output.split())  # lists recent runs
+    other = _cli("run", "gradient_gating_l1", "--resume", run_id, "--store", str(store.root))
+    assert other.exit_code == 2 and "is a gradient_gating_l0 run" in other.output
+
+    store.start_run(run_id)  # as if a live process were training it
+    with pytest.raises(ResumeError, match="is running"):
+        check_resumable(store, run_id)
+    store.finish_run(run_id, Status.INTERRUPTED, "stopped")
+
+    # a run from another version of the recipe whose parameters no longer validate
+    store._db.execute(
+        "UPDATE runs SET config = json_set(config, '$.colour', 'red') WHERE id = ?", (run_id,)
+    )
+    old = _cli("run", "--resume", run_id, "--store", str(store.root))
+    assert old.exit_code == 2 and "colour: Extra inputs are not permitted" in old.output
+
+
+def test_an_interrupted_run_resumes_in_process_with_the_process_executor(store):
+    run_id = _interrupted_run(store)
+    out = _cli("run", "--resume", run_id, "--workers", "2", "--store", str(store.root))
+    assert out.exit_code == 0, out.output
+    assert "--workers 2 is more than the 1 branches; using 1" in out.output
+    assert [b["status"] for b in store.branches(run_id)] == ["completed", "completed"]
