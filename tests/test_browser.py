@@ -61,6 +61,7 @@ def page(tmp_path):
         errors = []
         tab.on("pageerror", lambda e: errors.append(str(e)))
         tab.goto(url + "/")
+        tab.wait_for_selector("body[data-ready]")  # filled in before the defaults would be lost
         yield tab
         browser.close()
         assert not outside, f"the page reached outside the server: {outside}"
@@ -144,6 +145,7 @@ def test_an_interrupted_run_resumes_from_its_page(page, tmp_path):
     execute_run(store, run_id, on_event=interrupt_in_the_second_branch)
     page.goto(page.url.split("#")[0] + f"#run={run_id}")
     page.reload()
+    page.wait_for_selector("body[data-ready]")
     page.wait_for_function(
         "document.querySelector('#run-status').textContent === 'interrupted'", timeout=30_000
     )

@@ -325,6 +325,7 @@
     setInterval(() => refreshLists().catch(() => {}), 3000);
     const match = location.hash.match(/^#run=(.+)$/);
     if (match) openRun(decodeURIComponent(match[1])).catch(() => {});
+    document.body.dataset.ready = "true";  // the form holds the recipe's defaults from now on
   }
 
   start().catch(err => { $("form-error").textContent = `could not load the dashboard: ${err.message}`; });
