@@ -56,6 +56,14 @@ StoreOption = Annotated[
     ),
 ]
 
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(help="HOST:PORT of an existing Ray cluster [default: start a local one]"),
+]
+GpusPerBranchOption = Annotated[
+    float, typer.Option(help="Ray only: GPU share per branch (0.25: four branches per GPU)")
+]
+
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}")
@@ -164,13 +172,8 @@ def run(
             help="inline, process or ray [default: inline, or process with --workers > 1]"
         ),
     ] = None,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(help="HOST:PORT of an existing Ray cluster [default: start a local one]"),
-    ] = None,
-    gpus_per_branch: Annotated[
-        float, typer.Option(help="Ray only: GPU share per branch (0.25: four branches per GPU)")
-    ] = 0.0,
+    ray_address: RayAddressOption = None,
+    gpus_per_branch: GpusPerBranchOption = 0.0,
     checkpoint_every: Annotated[
         int | None,
         typer.Option(
@@ -359,12 +362,8 @@ def serve(
         int, typer.Option(min=1, help="branches of a job trained at the same time")
     ] = 1,
     executor: Annotated[str, typer.Option(help="process or ray")] = "process",
-    ray_address: Annotated[
-        str | None, typer.Option(help="HOST:PORT of a Ray cluster [default: a local one]")
-    ] = None,
-    gpus_per_branch: Annotated[
-        float, typer.Option(help="Ray only: GPU share per branch (0.25: four per GPU)")
-    ] = 0.0,
+    ray_address: RayAddressOption = None,
+    gpus_per_branch: GpusPerBranchOption = 0.0,
     worker_threads: Annotated[
         int | None,
         typer.Option(

@@ -11,9 +11,12 @@ A failing or lost worker fails its branch only; the others go on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from acc.branch import BranchOutcome, BranchSpec
+from acc.status import Status
+from acc.trainer import StopRequested
 
 EXECUTORS = ("inline", "process", "ray")
 
@@ -39,6 +42,48 @@ class Executor(Protocol):
         recording the branches that stopped, never leaving one unreported."""
 
     def close(self) -> None: ...
+
+
+class Running(Protocol):
+    """The branches a parallel executor has in flight (worker processes, Ray tasks)."""
+
+    reason: Status | None  # why they were told to stop, if they were
+
+    def start(self) -> None: ...
+
+    def busy(self) -> bool: ...
+
+    def serve(self) -> None:
+        """Relay what has arrived within a fraction of a second to the sink."""
+
+    def stop_all(self, reason: Status) -> None: ...
+
+    def close(self) -> None:
+        """Release everything; record any branch still in flight as stopped."""
+
+
+def drive(running: Running, should_stop: Callable[[], bool] | None = None) -> None:
+    """The driver loop of every parallel executor: relay events until nothing is in flight.
+    A cancel (``should_stop``) or a first Ctrl-C asks every branch to stop and waits for
+    each to report how far it got; a second Ctrl-C stops waiting. Then KeyboardInterrupt
+    or StopRequested is raised, with every stopped branch already recorded."""
+    try:
+        running.start()
+        while running.busy():
+            try:
+                running.serve()
+                if running.reason is None and should_stop is not None and should_stop():
+                    running.stop_all(Status.CANCELLED)
+            except KeyboardInterrupt:
+                if running.reason is not None:
+                    raise
+                running.stop_all(Status.INTERRUPTED)
+    finally:
+        running.close()
+    if running.reason == Status.INTERRUPTED:
+        raise KeyboardInterrupt
+    if running.reason == Status.CANCELLED:
+        raise StopRequested("cancelled")
 
 
 def default_executor(workers: int) -> str:

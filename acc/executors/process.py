@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 
 from acc.branch import BranchFailure, BranchSpec, run_branch_safely
+from acc.executors import drive
 from acc.status import Status
-from acc.trainer import StopRequested
 
 STOP_GRACE_SECONDS = 60.0  # how long stopped workers get to report before they are killed
 
@@ -44,24 +44,7 @@ class ProcessExecutor:
         self.threads = threads or max(1, (os.cpu_count() or 1) // self.workers)
 
     def run(self, specs: list[BranchSpec], sink, should_stop=None) -> None:
-        pool = _Pool(self.threads, deque(specs), sink)
-        try:
-            pool.start(min(self.workers, len(specs)))
-            while pool.busy() and not pool.overdue():
-                try:
-                    pool.serve()
-                    if pool.reason is None and should_stop is not None and should_stop():
-                        pool.stop_all(Status.CANCELLED)
-                except KeyboardInterrupt:
-                    if pool.reason is not None:  # a second Ctrl-C: stop waiting
-                        raise
-                    pool.stop_all(Status.INTERRUPTED)
-        finally:
-            pool.shut_down()
-        if pool.reason == Status.INTERRUPTED:
-            raise KeyboardInterrupt
-        if pool.reason == Status.CANCELLED:
-            raise StopRequested("cancelled")
+        drive(_Pool(self.threads, min(self.workers, len(specs)), deque(specs), sink), should_stop)
 
     def close(self) -> None:
         pass
@@ -70,26 +53,26 @@ class ProcessExecutor:
 class _Pool:
     """The worker processes of one ``run`` and the queue of specs they take from."""
 
-    def __init__(self, threads: int, queue: deque, sink) -> None:
+    def __init__(self, threads: int, size: int, queue: deque, sink) -> None:
         self.ctx = multiprocessing.get_context("spawn")
-        self.threads, self.queue, self.sink = threads, queue, sink
+        self.threads, self.size, self.queue, self.sink = threads, size, queue, sink
         self.stop = self.ctx.Event()
         self.workers: list[_Worker] = []
         self.reason: Status | None = None  # why the pool was told to stop
         self.deadline: float | None = None
 
-    def start(self, count: int) -> None:
+    def start(self) -> None:
         """Spawn every worker first, then hand out specs: sending a spec waits until its
         worker has started up and reads it, and the workers start up in parallel."""
-        self.workers = [self._spawn() for _ in range(count)]
+        for _ in range(self.size):
+            self.workers.append(self._spawn())  # kept as it comes: close() ends each one
         for worker in self.workers:
             self._assign(worker)
 
     def busy(self) -> bool:
-        return any(w.spec for w in self.workers)
-
-    def overdue(self) -> bool:
-        return self.deadline is not None and time.monotonic() > self.deadline
+        """Branches in flight, unless they were told to stop and the grace period is over."""
+        overdue = self.deadline is not None and time.monotonic() > self.deadline
+        return any(w.spec for w in self.workers) and not overdue
 
     def stop_all(self, reason: Status) -> None:
         """Every worker stops at its next loss read-back; nothing new starts."""
@@ -133,7 +116,7 @@ class _Pool:
             self.workers[self.workers.index(worker)] = fresh
             self._assign(fresh)
 
-    def shut_down(self) -> None:
+    def close(self) -> None:
         """Workers still busy (after the grace period, or an error here) are killed and their
         branches recorded; idle ones hold nothing, so they are terminated without waiting
         for their interpreter to tear torch down (a second per worker)."""

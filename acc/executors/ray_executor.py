@@ -21,9 +21,8 @@ import threading
 from dataclasses import replace
 
 from acc.branch import BranchFailure, BranchSpec, run_branch_safely
-from acc.executors import ExecutorError
+from acc.executors import ExecutorError, drive
 from acc.status import Status
-from acc.trainer import StopRequested
 
 RAY_VERSION = "2.60.0"
 INSTALL_HINT = f"pip install -e '.[ray]' (installs ray=={RAY_VERSION})"
@@ -61,25 +60,7 @@ class RayExecutor:
         self.workers = max(1, cpus // self.cpus_per_branch)
 
     def run(self, specs: list[BranchSpec], sink, should_stop=None) -> None:
-        tasks = _Tasks(self, sink)
-        try:
-            for spec in specs:
-                tasks.submit(spec)
-            while tasks.running:
-                try:
-                    tasks.serve()
-                    if tasks.reason is None and should_stop is not None and should_stop():
-                        tasks.cancel_all(Status.CANCELLED)
-                except KeyboardInterrupt:
-                    if tasks.reason is not None:  # a second Ctrl-C: stop waiting
-                        raise
-                    tasks.cancel_all(Status.INTERRUPTED)
-        finally:
-            tasks.abandon()
-        if tasks.reason == Status.INTERRUPTED:
-            raise KeyboardInterrupt
-        if tasks.reason == Status.CANCELLED:
-            raise StopRequested("cancelled")
+        drive(_Tasks(self, specs, sink), should_stop)
 
     def close(self) -> None:
         ray = _ray()
@@ -90,14 +71,21 @@ class RayExecutor:
 class _Tasks:
     """The Ray tasks of one ``run``: one generator per branch attempt."""
 
-    def __init__(self, executor: RayExecutor, sink) -> None:
-        self.ray, self.sink = _ray(), sink
+    def __init__(self, executor: RayExecutor, specs: list[BranchSpec], sink) -> None:
+        self.ray, self.specs, self.sink = _ray(), specs, sink
         self.remote = self.ray.remote(_branch_task).options(
             num_cpus=executor.cpus_per_branch, num_gpus=executor.gpus_per_branch, max_retries=0
         )
         self.threads = executor.cpus_per_branch
         self.running: dict = {}  # generator -> [spec, attempt number, newest resume point]
         self.reason: Status | None = None
+
+    def start(self) -> None:
+        for spec in self.specs:  # Ray schedules them as CPUs (and GPU shares) come free
+            self.submit(spec)
+
+    def busy(self) -> bool:
+        return bool(self.running)
 
     def submit(self, spec: BranchSpec, attempt: int = 1) -> None:
         self.running[self.remote.remote(spec, self.threads)] = [spec, attempt, spec.resume]
@@ -139,12 +127,12 @@ class _Tasks:
         else:
             self.sink.finished(spec, BranchFailure(Status.FAILED, f"{kind}: {exc}"))
 
-    def cancel_all(self, reason: Status) -> None:
+    def stop_all(self, reason: Status) -> None:
         self.reason = reason
         for generator in self.running:
             self.ray.cancel(generator)
 
-    def abandon(self) -> None:
+    def close(self) -> None:
         """After an error (or a second Ctrl-C): kill what still runs and record it."""
         for generator, (spec, _, _) in list(self.running.items()):
             self.ray.cancel(generator, force=True)
