@@ -22,10 +22,11 @@ import torch
 
 from acc.checkpoints import bytes_to_tensors, tensors_to_bytes
 from acc.data import Dataset, load_mnist
-from acc.gradient_gating import attach_competitive_gating
+from acc.eval_metric import EvalMetric
+from acc.gradient_gating import AttachedGating, attach_competitive_gating
 from acc.loss_health import Health, assess
 from acc.recipes import Recipe, recipe_registry
-from acc.recipes.base import Condition, RecipeParams
+from acc.recipes.base import Condition, Gating, RecipeParams
 from acc.status import Status
 from acc.tasks.base import Task
 from acc.trainer import (
@@ -97,10 +98,14 @@ def run_branch(spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | N
         if condition.gating
         else None
     )
+
+    def gate_metrics() -> dict:
+        return _gate_metrics(gating, condition.gating) if gating else {}
+
     try:
         tasks = recipe.tasks(p, data)
-        trainer = _trainer(model, tasks, p, spec, emit, tag, should_stop)
-        start = restore(spec.resume, model, trainer) if spec.resume else 0
+        trainer = _trainer(model, tasks, p, spec, emit, tag, should_stop, gate_metrics)
+        start = restore(spec.resume, model, trainer, gating) if spec.resume else 0
         where = {"pid": os.getpid(), "host": socket.gethostname()}
         emit({"type": "branch", "state": "running", "from_step": start, **where, **tag})
         emit({"type": "train", "from_step": start, "to_step": p.steps, **tag})
@@ -109,11 +114,11 @@ def run_branch(spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | N
             trainer,
             p.steps,
             spec.checkpoint_every,
-            lambda: _resume_point(model, trainer, emit, tag),
+            lambda: _resume_point(model, trainer, gating, emit, tag),
         )
         seconds = time.perf_counter() - began
         emit({"type": "log", "message": f"{spec.label}: {p.steps - start} steps in {seconds:.1f}s"})
-        metrics = evaluate_tasks(model, tasks)
+        metrics = {**evaluate_tasks(model, tasks), **gate_metrics()}
         metadata = {
             "model": model.config(),
             "recipe_params": p.model_dump(),
@@ -180,7 +185,7 @@ def _dataset(view: str, device: str, data_dir: str | None) -> Dataset:
     return load_mnist(view, device, data_dir)
 
 
-def _trainer(model, tasks: list[Task], p, spec: BranchSpec, emit: Emit, tag: dict, should_stop):
+def _trainer(model, tasks: list[Task], p, spec: BranchSpec, emit: Emit, tag, should_stop, gates):
     def on_step(info: StepInfo) -> None:
         health = {name: str(h) for name, h in assess(tasks, info.losses, info.step).items()}
         emit(
@@ -195,7 +200,7 @@ def _trainer(model, tasks: list[Task], p, spec: BranchSpec, emit: Emit, tag: dic
         )
 
     def on_eval(step: int, metrics: dict) -> None:
-        emit({"type": "eval", "step": step, "metrics": metrics, **tag})
+        emit({"type": "eval", "step": step, "metrics": {**metrics, **gates()}, **tag})
 
     config = TrainConfig(
         batch_size=p.batch_size,
@@ -218,5 +223,16 @@ def _train(trainer: Trainer, steps: int, every: int, save: Callable[[], None]) -
         save()
 
 
-def _resume_point(model, trainer: Trainer, emit: Emit, tag: dict) -> None:
-    emit({"type": "resume_point", "step": trainer.step, "state": pack(model, trainer), **tag})
+def _resume_point(model, trainer: Trainer, gating, emit: Emit, tag: dict) -> None:
+    state = pack(model, trainer, gating)
+    emit({"type": "resume_point", "step": trainer.step, "state": state, **tag})
+
+
+def _gate_metrics(gating: AttachedGating, declared: Gating) -> dict:
+    """gate_entropy and gate_max of each gated layer over the steps since the last read."""
+    metrics = {}
+    for layer, (entropy, largest) in gating.read_statistics().items():
+        label = declared.metric_label(layer)
+        metrics[EvalMetric.GATE_ENTROPY.key(label)] = entropy
+        metrics[EvalMetric.GATE_MAX.key(label)] = largest
+    return metrics

@@ -17,6 +17,11 @@ class EvalMetric(str, Enum):
     ACTIVATION_SPARSITY = "activation_sparsity"
     SPARSITY_VARIANCE = "sparsity_variance"
     DEAD_UNITS = "dead_units"
+    EFFECTIVE_RANK_NORMALIZED = "effective_rank_normalized"
+    WEIGHT_NORM_CONCENTRATION = "weight_norm_concentration"
+    HOYER_SPARSITY = "hoyer_sparsity"
+    GATE_ENTROPY = "gate_entropy"
+    GATE_MAX = "gate_max"
     KL = "kl"
     KL_PER_DIM = "kl_per_dim"
     ACTIVE_UNITS = "active_units"
@@ -43,6 +48,11 @@ _INFO: dict[EvalMetric, tuple[str, bool | None]] = {
     EvalMetric.ACTIVATION_SPARSITY: ("Activation sparsity", False),
     EvalMetric.SPARSITY_VARIANCE: ("Sparsity variance", True),
     EvalMetric.DEAD_UNITS: ("Dead units", False),
+    EvalMetric.EFFECTIVE_RANK_NORMALIZED: ("Effective rank of unit-norm rows", True),
+    EvalMetric.WEIGHT_NORM_CONCENTRATION: ("Squared weight norm in the top 10% rows", False),
+    EvalMetric.HOYER_SPARSITY: ("Hoyer sparsity (1 = one channel)", True),
+    EvalMetric.GATE_ENTROPY: ("Gate entropy (1 = uniform, 0 = one-hot)", None),
+    EvalMetric.GATE_MAX: ("Gate max (1 = uniform, C = one-hot)", None),
     EvalMetric.KL: ("KL (nats)", None),
     EvalMetric.KL_PER_DIM: ("KL per dimension", None),
     EvalMetric.ACTIVE_UNITS: ("Active units", True),

@@ -9,6 +9,7 @@ A forward hook on a module registers a tensor hook on the module's output ``a``
     grad_a     <- grad_a * scale                (broadcast over the other dimensions)
 
 Nothing else changes: the loss, the architecture and the Trainer never know the hooks exist.
+The gates also keep their own statistics (how far from uniform the mask is), on the device.
 """
 
 from __future__ import annotations
@@ -43,12 +44,8 @@ class GateConfig:
             raise GatingError(f"unknown mode {self.mode!r}; valid modes: {', '.join(MODES)}")
 
 
-def gate_scale(a: torch.Tensor, config: GateConfig) -> torch.Tensor:
-    """The per-channel gradient scale for activations ``a``, shaped to broadcast against ``a``.
-
-    Written as few fused kernels as it can be (an L1 norm, a softmax, two in-place updates):
-    it runs on every training step.
-    """
+def gate_probabilities(a: torch.Tensor, config: GateConfig) -> torch.Tensor:
+    """softmax(strength / temperature) over channels: [C] (mode batch) or [B, C] (sample)."""
     if a.dim() < 2:
         raise GatingError(f"gating needs outputs shaped [B, C, ...], got shape {tuple(a.shape)}")
     spatial = tuple(range(2, a.dim()))
@@ -59,25 +56,97 @@ def gate_scale(a: torch.Tensor, config: GateConfig) -> torch.Tensor:
         logits = torch.linalg.vector_norm(a, ord=1, dim=dims) * (1.0 / (count * config.temperature))
     else:
         logits = a.abs() * (1.0 / config.temperature)  # per-sample, no spatial dims: [B, C]
-    channels, s = a.shape[1], config.gate_strength
-    scale = torch.softmax(logits, dim=-1).mul_(channels * s).add_(1.0 - s)  # (1-s) + s * C * sm
+    return torch.softmax(logits, dim=-1)
+
+
+def scale_from_probabilities(p: torch.Tensor, config: GateConfig, dims: int) -> torch.Tensor:
+    """(1 - s) + s * C * p, computed in place in ``p`` and shaped to broadcast against an
+    output of ``dims`` dimensions: [1 or B, C, 1, ...]."""
+    channels, s = p.shape[-1], config.gate_strength
+    scale = p.mul_(channels * s).add_(1.0 - s)
     if config.mode == "batch":
         scale = scale.unsqueeze(0)  # [1, C]
-    return scale.reshape(*scale.shape, *([1] * len(spatial)))  # [1 or B, C, 1, ...]
+    return scale.reshape(*scale.shape, *([1] * (dims - 2)))
+
+
+def gate_scale(a: torch.Tensor, config: GateConfig) -> torch.Tensor:
+    """The per-channel gradient scale for activations ``a``, shaped to broadcast against ``a``.
+
+    Written as few fused kernels as it can be (an L1 norm, a softmax, two in-place updates):
+    it runs on every training step.
+    """
+    return scale_from_probabilities(gate_probabilities(a, config), config, a.dim())
+
+
+class GateWindow:
+    """The gate's own statistics over the training steps since they were last read:
+    ``gate_entropy`` (-sum p log p / log C, 1 = uniform mask, 0 = one-hot) and ``gate_max``
+    (C * max p, 1 = uniform, C = one-hot), each averaged over steps and, in mode sample, over
+    the images of a step. Sums stay on the device (two small reductions a step, no sync); only
+    ``read`` brings them to the host, at evaluation time."""
+
+    def __init__(self) -> None:
+        self.neg_entropy: torch.Tensor | None = None  # sum of p log p over steps and images
+        self.largest: torch.Tensor | None = None  # sum of max p over steps and images
+        self.rows = 0  # how many masks were summed (one a step, or one an image in mode sample)
+        self.last: list[float] | None = None
+
+    def add(self, p: torch.Tensor) -> None:
+        neg_entropy = torch.special.xlogy(p, p).sum()  # 0 log 0 = 0: one-hot masks are fine
+        largest = p.amax(dim=-1).sum()
+        if self.rows == 0:
+            self.neg_entropy, self.largest = neg_entropy, largest
+        else:
+            self.neg_entropy.add_(neg_entropy)
+            self.largest.add_(largest)
+        self.rows += 1 if p.dim() == 1 else p.shape[0]
+
+    def read(self, channels: int) -> list[float] | None:
+        """[mean gate_entropy, mean gate_max] since the last read (the last read's values if
+        no step has been taken since; None before the first)."""
+        if self.rows:
+            entropy = -float(self.neg_entropy) / (self.rows * math.log(channels))
+            self.last = [entropy, channels * float(self.largest) / self.rows]
+            self.neg_entropy = self.largest = None
+            self.rows = 0
+        return self.last
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        self.__dict__.update(state)
 
 
 class CompetitiveGradientGating:
-    """Gating on one module: a forward hook that attaches the gradient-scaling tensor hook."""
+    """Gating on one module: a forward hook that attaches the gradient-scaling tensor hook,
+    and keeps the gate's statistics (``GateWindow``) on the way."""
 
     def __init__(self, module: nn.Module, config: GateConfig, name: str = "") -> None:
         self.module, self.config, self.name = module, config, name
         self._handle = module.register_forward_hook(self._on_forward)
+        self.window = GateWindow()
+        self._channels = 0
 
     def _on_forward(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
         if not isinstance(output, torch.Tensor) or not output.requires_grad:
             return  # evaluation or no_grad: there will be no backward to gate
-        scale = gate_scale(output.detach(), self.config)
+        p = gate_probabilities(output.detach(), self.config)
+        self.window.add(p)  # before p is turned into the scale in place
+        self._channels = p.shape[-1]
+        scale = scale_from_probabilities(p, self.config, output.dim())
         output.register_hook(lambda grad: grad * scale)
+
+    def read_statistics(self) -> list[float] | None:
+        return self.window.read(self._channels) if self._channels else self.window.last
+
+    def state_dict(self) -> dict:
+        return {**self.window.state_dict(), "channels": self._channels}
+
+    def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        self._channels = int(state.pop("channels"))
+        self.window.load_state_dict(state)
 
     def remove(self) -> None:
         if self._handle is not None:
@@ -89,10 +158,23 @@ class CompetitiveGradientGating:
 
 
 class AttachedGating:
-    """The gates attached to one model: remove them all, or describe them for metadata."""
+    """The gates attached to one model: remove them all, describe them for metadata, read
+    their statistics, save and restore them (a resume point carries the running sums)."""
 
     def __init__(self, gates: dict[str, CompetitiveGradientGating]) -> None:
         self.gates = gates
+
+    def read_statistics(self) -> dict[str, list[float]]:
+        """Layer -> [mean normalised entropy, mean C * max]; layers not yet trained left out."""
+        stats = {name: gate.read_statistics() for name, gate in self.gates.items()}
+        return {name: values for name, values in stats.items() if values is not None}
+
+    def state_dict(self) -> dict:
+        return {name: gate.state_dict() for name, gate in self.gates.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, gate_state in state.items():
+            self.gates[name].load_state_dict(gate_state)
 
     def remove(self) -> None:
         for gate in self.gates.values():

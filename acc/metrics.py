@@ -5,6 +5,8 @@ Kept apart from tasks so each formula can be checked on hand-made inputs with kn
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -34,6 +36,43 @@ def effective_rank(w: torch.Tensor) -> float:
     p = s / total
     p = p[p > 0]  # 0 log 0 = 0
     return float(torch.exp(-(p * p.log()).sum()))
+
+
+def effective_rank_normalized(w: torch.Tensor) -> float:
+    """``effective_rank`` of ``w`` with every row scaled to unit L2 norm first (rows of norm
+    < 1e-12 dropped): the diversity of the rows' directions, whatever their norms."""
+    w = w.double()
+    norms = w.norm(dim=1)
+    keep = norms >= 1e-12
+    if not keep.any():
+        return 0.0
+    return effective_rank(w[keep] / norms[keep, None])
+
+
+def weight_norm_concentration(w: torch.Tensor, top: float = 0.1) -> float:
+    """Share of the squared row norms held by the largest ceil(top * rows) rows: ``top``
+    (about 0.1) when every row has the same norm, 1 when a few rows hold everything."""
+    squared = w.double().pow(2).sum(dim=1).sort(descending=True).values
+    total = squared.sum()
+    if total <= 0:
+        return 0.0
+    k = math.ceil(top * squared.numel())
+    return float(squared[:k].sum() / total)
+
+
+def hoyer_sparsity(a: torch.Tensor) -> float:
+    """Hoyer (2004) sparsity of |activations| over channels, per image, averaged over the
+    images whose vector is not all zero: 0 when every channel is equal, 1 when one fires."""
+    a = channel_activations(a).double().abs()
+    c = a.shape[1]
+    if c < 2:
+        raise ValueError("Hoyer sparsity needs at least two channels")
+    l1, l2 = a.sum(dim=1), a.norm(dim=1)
+    alive = l2 > 0
+    if not alive.any():
+        return 0.0
+    root = math.sqrt(c)
+    return float(((root - l1[alive] / l2[alive]) / (root - 1)).mean())
 
 
 def channel_activations(a: torch.Tensor) -> torch.Tensor:

@@ -14,15 +14,20 @@ import torch
 from torch import nn
 
 from acc.checkpoints import bytes_to_tensors, tensors_to_bytes
+from acc.gradient_gating import AttachedGating
 from acc.trainer import Trainer
 
 FORMAT = "acc-training-state-1"
 
 
-def pack(model: nn.Module, trainer: Trainer) -> bytes:
-    """The state a branch needs to go on exactly from ``trainer.step``."""
+def pack(model: nn.Module, trainer: Trainer, gating: AttachedGating | None = None) -> bytes:
+    """The state a branch needs to go on exactly from ``trainer.step`` (with the gates'
+    running statistics, which are reported at the next evaluation)."""
+    state = {"model": model.state_dict(), "trainer": trainer.state_dict()}
+    if gating is not None:
+        state["gating"] = gating.state_dict()
     tensors: dict[str, torch.Tensor] = {}
-    skeleton = _encode({"model": model.state_dict(), "trainer": trainer.state_dict()}, "", tensors)
+    skeleton = _encode(state, "", tensors)
     return tensors_to_bytes(tensors, {"format": FORMAT, "state": skeleton})
 
 
@@ -34,11 +39,15 @@ def unpack(data: bytes) -> dict:
     return _decode(metadata["state"], tensors)
 
 
-def restore(data: bytes, model: nn.Module, trainer: Trainer) -> int:
-    """Load a packed state into a freshly built model and trainer; returns the step."""
+def restore(
+    data: bytes, model: nn.Module, trainer: Trainer, gating: AttachedGating | None = None
+) -> int:
+    """Load a packed state into a freshly built model, trainer (and gates); returns the step."""
     state = unpack(data)
     model.load_state_dict(state["model"])
     trainer.load_state_dict(state["trainer"])
+    if gating is not None and "gating" in state:
+        gating.load_state_dict(state["gating"])
     return trainer.step
 
 

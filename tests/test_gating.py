@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
-from acc.gradient_gating import GatingError, attach_competitive_gating
+from acc.gradient_gating import GateWindow, GatingError, attach_competitive_gating
+from acc.model_output import ModelOutput
 from acc.models import LinearAutoencoder
 
 
@@ -180,3 +183,56 @@ def test_unknown_layer_lists_the_layers():
         attach_competitive_gating(_fresh(), 1.0, {"encoder.7": {}})
     assert "unknown layer 'encoder.7'" in str(err.value)
     assert "encoder.0, encoder.1, decoder, decoder.0, decoder.1" in str(err.value)
+
+
+@pytest.mark.parametrize("mode", ["batch", "sample"])
+def test_gate_statistics_are_the_mean_over_training_steps_since_the_last_read(mode):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4))
+    gating = attach_competitive_gating(model, 0.5, {"0": {"gate_strength": 1.0, "mode": mode}})
+    batches = [torch.randn(3, 5) for _ in range(3)]
+    expected = []
+    for x in batches:
+        a = model[0](x).detach().double()  # the formula, written out: softmax(mean|a| / T)
+        strength = a.abs().mean(dim=0) if mode == "batch" else a.abs()
+        p = torch.softmax(strength / 0.5, dim=-1)
+        entropy = (-(p * p.log()).sum(-1) / math.log(4)).mean()
+        expected.append([float(entropy), float((4 * p.max(dim=-1).values).mean())])
+        model(x).sum().backward()
+    with torch.no_grad():
+        model(batches[0])  # evaluation passes are not training steps
+    stats = gating.read_statistics()["0"]
+    mean = [sum(e[i] for e in expected) / 3 for i in range(2)]
+    assert stats == pytest.approx(mean, abs=1e-6)
+    assert gating.read_statistics()["0"] == stats  # no step since: the last window again
+
+    state = gating.state_dict()
+    model(batches[1]).sum().backward()
+    gating.load_state_dict(state)  # a resume point carries the running sums
+    assert gating.read_statistics()["0"] == stats
+    gating.remove()
+
+
+def test_statistics_do_not_change_training():
+    torch.manual_seed(1)
+    plain, gated = LinearAutoencoder(784, 8), LinearAutoencoder(784, 8)
+    gated.load_state_dict(plain.state_dict())
+    attach_competitive_gating(gated, 1.0, {"encoder.0": {"gate_strength": 0.0}})
+    x = torch.rand(4, 784)
+    for model in (plain, gated):
+        model(x)[ModelOutput.RECONSTRUCTION].sum().backward()
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(plain.parameters(), gated.parameters()))
+
+
+def test_gate_window_uniform_one_hot_and_per_image_masks():
+    uniform, one_hot = torch.full((8,), 1 / 8), torch.eye(8)[2]
+    for p, expected in ((uniform, [1.0, 1.0]), (one_hot, [0.0, 8.0])):
+        window = GateWindow()
+        window.add(p.clone())
+        assert window.read(8) == pytest.approx(expected)
+    window = GateWindow()
+    window.add(torch.stack([uniform, one_hot]))  # mode sample: one mask per image, averaged
+    assert window.read(8) == pytest.approx([0.5, 4.5])
+    window.add(torch.tensor([0.5, 0.25, 0.25]))
+    entropy = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)) / math.log(3)
+    assert window.read(3) == pytest.approx([entropy, 1.5])

@@ -12,9 +12,12 @@ from acc.metrics import (
     active_units,
     dead_units,
     effective_rank,
+    effective_rank_normalized,
+    hoyer_sparsity,
     kl_per_dim,
     mean_pairwise_cosine,
     weight_matrix,
+    weight_norm_concentration,
 )
 
 
@@ -101,3 +104,33 @@ def test_kl_per_dim_and_active_units_known_values():
     assert kl[0, 1].item() == pytest.approx(0.5 * (1 + 2 - 1 - math.log(2)))
     assert active_units(mu) == 1  # dim 1 varies (var 1), dim 0 does not
     assert active_units(mu * 0.05) == 0  # var 0.0025 < 0.01
+
+
+def test_normalised_rank_ignores_norm_disparity():
+    w = torch.tensor([[3.0, 0.0], [0.0, 0.001]])  # orthogonal rows, very different norms
+    assert effective_rank(w) < 1.01
+    assert effective_rank_normalized(w) == pytest.approx(2.0, abs=1e-12)
+    assert effective_rank_normalized(torch.tensor([[1.0, 0.0], [0.0, 0.0]])) == pytest.approx(1.0)
+    assert effective_rank_normalized(torch.zeros(3, 4)) == 0.0
+
+
+def test_weight_norm_concentration_known_cases():
+    assert weight_norm_concentration(torch.ones(10, 3)) == pytest.approx(0.1)  # even: 1 of 10
+    assert weight_norm_concentration(torch.ones(20, 3)) == pytest.approx(0.1)  # 2 of 20
+    one = torch.zeros(10, 3)
+    one[4] = 7.0
+    assert weight_norm_concentration(one) == pytest.approx(1.0)  # one row holds everything
+    w = torch.tensor([[2.0], [1.0], [1.0], [0.0]])  # squared 4, 1, 1, 0: top ceil(0.4) = 1 row
+    assert weight_norm_concentration(w) == pytest.approx(4 / 6)
+
+
+def test_hoyer_sparsity_known_cases():
+    assert hoyer_sparsity(torch.tensor([[0.0, 0.0, 5.0, 0.0]])) == pytest.approx(1.0)
+    assert hoyer_sparsity(torch.tensor([[2.0, 2.0, 2.0, 2.0]])) == pytest.approx(0.0)
+    expected = (math.sqrt(2) - 7 / 5) / (math.sqrt(2) - 1)  # |[-3, 4]|: l1 7, l2 5
+    assert hoyer_sparsity(torch.tensor([[-3.0, 4.0]])) == pytest.approx(expected)
+    mixed = torch.tensor([[0.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    assert hoyer_sparsity(mixed) == pytest.approx(0.5)  # the all-zero image is left out
+    spatial = torch.zeros(1, 4, 2, 2)
+    spatial[0, 1] = 3.0  # 4D outputs are averaged over space first
+    assert hoyer_sparsity(spatial) == pytest.approx(1.0)

@@ -53,15 +53,24 @@ def test_results_have_every_metric_and_the_periodic_stream(store):
         "psnr",
         "weight_cosine_sim",
         "effective_rank",
+        "effective_rank_normalized",
+        "weight_norm_concentration",
         "activation_sparsity",
         "sparsity_variance",
+        "hoyer_sparsity",
         "dead_units",
+        "gate_entropy",
+        "gate_max",
     }
+    assert "gate_entropy" not in results["conditions"]["standard"]["runs"][0]["metrics"]
+    assert 0 < metrics["gate_entropy"] <= 1 and 1 <= metrics["gate_max"] <= 64
     assert 0 < metrics["l1"] < 0.5 and 5 < metrics["psnr"] < 40
     assert [c["metric"] for c in results["comparisons"]] == [
         "weight_cosine_sim",
         "activation_sparsity",
         "effective_rank",
+        "effective_rank_normalized",
+        "hoyer_sparsity",
     ]
     assert results["comparisons"][0] | {"n": 1} == {
         "metric": "weight_cosine_sim",

@@ -48,10 +48,15 @@ class RecipeParams(BaseModel):
 @dataclass(frozen=True)
 class Gating:
     """Competitive gradient gating as a condition applies it: ``layers`` maps a layer name to
-    its options (``gate_strength``, ``mode``, optionally its own ``temperature``)."""
+    its options (``gate_strength``, ``mode``, optionally its own ``temperature``); ``labels``
+    name the layers in metric keys (``gate_entropy[conv1]``) when there are several."""
 
     temperature: float
     layers: dict[str, dict]
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def metric_label(self, layer: str) -> str | None:
+        return None if len(self.layers) == 1 else self.labels.get(layer, layer)
 
 
 @dataclass(frozen=True)

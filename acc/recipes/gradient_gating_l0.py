@@ -1,9 +1,9 @@
 """Level 0 (plan M-CGG-1 + M-CGG-2): does gating specialise a linear autoencoder's features?
 
 Two conditions, paired per seed (same initial weights, same batches): standard training and
-competitive gradient gating on ``encoder.0`` (the hidden layer's pre-activation). Diversity
-and rank are read from ``encoder.0``'s weight; sparsity and dead units after the ReLU
-(``encoder.1``).
+competitive gradient gating on ``encoder.0`` (the hidden layer's pre-activation). Diversity,
+rank (of the rows as they are and scaled to unit norm) and norm concentration are read from
+``encoder.0``'s weight; sparsity (two measures) and dead units after the ReLU (``encoder.1``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from acc.tasks.dead_units import DeadUnitsTask
 from acc.tasks.effective_rank import EffectiveRankTask
 from acc.tasks.reconstruction import ReconstructionTask
 from acc.tasks.weight_diversity import WeightDiversityTask
+from acc.tasks.weight_norm_concentration import WeightNormConcentrationTask
 
 
 class L0Params(RecipeParams):
@@ -42,6 +43,8 @@ class GradientGatingL0(Recipe):
         Hypothesis("weight_cosine_sim", "lower"),
         Hypothesis("activation_sparsity", "lower"),
         Hypothesis("effective_rank", "higher"),
+        Hypothesis("effective_rank_normalized", "higher"),
+        Hypothesis("hoyer_sparsity", "higher"),
     ]
 
     def conditions(self, p: L0Params) -> list[Condition]:
@@ -63,6 +66,7 @@ class GradientGatingL0(Recipe):
             ReconstructionTask("reconstruction", data),
             WeightDiversityTask("weight_diversity", data, "encoder.0"),
             EffectiveRankTask("effective_rank", data, "encoder.0"),
+            WeightNormConcentrationTask("weight_norm", data, "encoder.0"),
             ActivationSparsityTask("sparsity", data, "encoder.1"),
             DeadUnitsTask("dead_units", data, "encoder.1"),
         ]

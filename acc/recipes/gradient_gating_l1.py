@@ -28,8 +28,10 @@ from acc.tasks.dead_units import DeadUnitsTask
 from acc.tasks.effective_rank import EffectiveRankTask
 from acc.tasks.reconstruction import ReconstructionTask
 from acc.tasks.weight_diversity import WeightDiversityTask
+from acc.tasks.weight_norm_concentration import WeightNormConcentrationTask
 
 LABELS = tuple(CONV_LAYERS)  # ("conv1", "conv2")
+GATED_LABELS = {conv: label for label, (conv, _) in CONV_LAYERS.items()}  # for gate_entropy[...]
 
 
 class L1Params(RecipeParams):
@@ -46,7 +48,7 @@ class L1Params(RecipeParams):
 
 
 def per_layer_hypotheses() -> list[Hypothesis]:
-    """Level 0's three hypotheses, once per conv layer."""
+    """Level 0's hypotheses, once per conv layer."""
     return [
         Hypothesis(f"{metric}[{label}]", expect)
         for label in LABELS
@@ -54,6 +56,8 @@ def per_layer_hypotheses() -> list[Hypothesis]:
             ("weight_cosine_sim", "lower"),
             ("activation_sparsity", "lower"),
             ("effective_rank", "higher"),
+            ("effective_rank_normalized", "higher"),
+            ("hoyer_sparsity", "higher"),
         )
     ]
 
@@ -68,12 +72,14 @@ DEPTH_HYPOTHESIS = Hypothesis(
 
 
 def specialisation_tasks(data: Dataset) -> list[Task]:
-    """Diversity and rank on each conv's weight; sparsity and dead units on the ReLU after it."""
+    """Diversity, rank and norm concentration on each conv's weight; sparsity and dead units
+    on the ReLU after it."""
     tasks: list[Task] = []
     for label, (conv, relu) in CONV_LAYERS.items():
         tasks += [
             WeightDiversityTask(f"weight_diversity_{label}", data, conv, label=label),
             EffectiveRankTask(f"effective_rank_{label}", data, conv, label=label),
+            WeightNormConcentrationTask(f"weight_norm_{label}", data, conv, label=label),
             ActivationSparsityTask(f"sparsity_{label}", data, relu, label=label),
             DeadUnitsTask(f"dead_units_{label}", data, relu, label=label),
         ]
@@ -109,7 +115,11 @@ class GradientGatingL1(Recipe):
             Condition(
                 "gated",
                 GATED_DESCRIPTION.format(conv1=p.gate_conv1, conv2=p.gate_conv2),
-                gating=Gating(p.temperature, encoder_gating(p.gate_conv1, p.gate_conv2, p.mode)),
+                gating=Gating(
+                    p.temperature,
+                    encoder_gating(p.gate_conv1, p.gate_conv2, p.mode),
+                    labels=GATED_LABELS,
+                ),
             ),
         ]
 

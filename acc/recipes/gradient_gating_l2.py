@@ -22,6 +22,7 @@ from acc.recipes.base import Condition, Gating, Recipe, RecipeParams
 from acc.recipes.gradient_gating_l1 import (
     DEPTH_HYPOTHESIS,
     GATED_DESCRIPTION,
+    GATED_LABELS,
     encoder_gating,
     per_layer_hypotheses,
     specialisation_tasks,
@@ -66,7 +67,11 @@ class GradientGatingL2(Recipe):
             Condition(
                 "gated",
                 f"{gated}; decoder never gated",
-                gating=Gating(p.temperature, encoder_gating(p.gate_conv1, p.gate_conv2, p.mode)),
+                gating=Gating(
+                    p.temperature,
+                    encoder_gating(p.gate_conv1, p.gate_conv2, p.mode),
+                    labels=GATED_LABELS,
+                ),
             ),
         ]
 
