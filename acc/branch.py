@@ -47,8 +47,8 @@ class BranchSpec:
     run_id: str
     branch_id: int  # the driver's label for the branch; the work does not depend on it
     recipe: str
-    params: dict  # the recipe's validated parameters (``model_dump()``)
-    condition: str
+    params: dict  # the recipe's validated parameters (``model_dump()``), for this branch
+    condition: str  # as the store names it: the recipe's condition, or a sweep cell of it
     seed: int
     root_id: str
     root: bytes  # the seed's root checkpoint: safetensors of the initial state_dict
@@ -56,6 +56,7 @@ class BranchSpec:
     data_dir: str | None = None
     checkpoint_every: int = 0  # steps between resume points; 0 = none
     resume: bytes | None = None  # a packed training state (acc.training_state) to go on from
+    recipe_condition: str | None = None  # the recipe's condition, where ``condition`` is a cell
 
     @property
     def label(self) -> str:
@@ -85,7 +86,7 @@ def run_branch(spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | N
     """Train one branch from its root checkpoint (or resume point) and evaluate it."""
     recipe: Recipe = recipe_registry().get(spec.recipe)()
     p = recipe.Params(**spec.params)
-    condition = _condition(recipe, p, spec.condition)
+    condition = _condition(recipe, p, spec.recipe_condition or spec.condition)
     device = torch.device(spec.device)
     data = _dataset(recipe.data_view, spec.device, spec.data_dir)
     tag = _tag(spec)

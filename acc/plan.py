@@ -18,6 +18,7 @@ from acc.recipes import Recipe
 from acc.recipes.base import RecipeParams
 from acc.status import Status
 from acc.store import Store
+from acc.sweep import arms
 
 
 def plan_run(
@@ -28,9 +29,10 @@ def plan_run(
     device: str,
     data_dir: str | None = None,
     checkpoint_every: int = 0,
+    cells: list[dict] | None = None,
 ) -> list[BranchSpec]:
-    """Every branch of the run still to train, in seed-major order (roots saved first)."""
-    conditions = recipe.conditions(p)
+    """Every branch of the run still to train, in seed-major order (roots saved first). A
+    sweep's run has ``cells``: its gated conditions train once per cell (see acc.sweep)."""
     done = {
         (b["condition"], b["seed"])
         for b in store.branches(run_id)
@@ -41,9 +43,9 @@ def plan_run(
     for seed in p.seeds:
         root_id = roots.get(seed) or save_root(store, run_id, recipe, p, seed)
         root = store.checkpoints.read_bytes(root_id)
-        for condition in conditions:
-            branch_id = store.plan_branch(run_id, condition.name, seed)
-            if (condition.name, seed) in done:
+        for arm in arms(recipe, p, cells):
+            branch_id = store.plan_branch(run_id, arm.name, seed)
+            if (arm.name, seed) in done:
                 continue
             resume = store.checkpoints.resume_point(branch_id)
             specs.append(
@@ -51,8 +53,9 @@ def plan_run(
                     run_id=run_id,
                     branch_id=branch_id,
                     recipe=recipe.name,
-                    params=p.model_dump(),
-                    condition=condition.name,
+                    params=arm.params.model_dump(),
+                    condition=arm.name,
+                    recipe_condition=arm.condition.name,
                     seed=seed,
                     root_id=root_id,
                     root=root,

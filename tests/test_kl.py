@@ -133,7 +133,14 @@ def test_kernel_cosine_similarity_and_effective_rank_on_conv_weights():
     s = torch.tensor([math.sqrt(10.0), 2.0], dtype=torch.float64)
     p = s / s.sum()
     expected = math.exp(-(p * p.log()).sum().item())
-    assert erank == {"effective_rank[conv1]": pytest.approx(expected, rel=1e-9)}
+    # the same rows at unit norm, [e1, e1, e4]: singular values sqrt(2) and 1
+    unit = torch.tensor([math.sqrt(2.0), 1.0], dtype=torch.float64)
+    q = unit / unit.sum()
+    expected_unit = math.exp(-(q * q.log()).sum().item())
+    assert erank == {
+        "effective_rank[conv1]": pytest.approx(expected, rel=1e-9),
+        "effective_rank_normalized[conv1]": pytest.approx(expected_unit, rel=1e-9),
+    }
 
 
 def test_sparsity_and_dead_units_on_4d_activations():
@@ -147,9 +154,12 @@ def test_sparsity_and_dead_units_on_4d_activations():
     data = images_dataset(x)
     sparsity = ActivationSparsityTask("s", data, "relu", label="conv2").evaluate(model)
     # image 0: mean 1.25, above: ch 0 -> 1/4; image 1: means (0, .5, 0, 0), above: ch 1 -> 1/4
+    # Hoyer: image 0 a = (4, 1, 0, 0): (2 - 5 / sqrt(17)) / (2 - 1); image 1 one channel: 1
+    hoyer = ((2 - 5 / math.sqrt(17)) + 1.0) / 2
     assert sparsity == {
         "activation_sparsity[conv2]": pytest.approx(0.25),
         "sparsity_variance[conv2]": pytest.approx(0.0),
+        "hoyer_sparsity[conv2]": pytest.approx(hoyer),
     }
     dead = DeadUnitsTask("d", data, "relu", label="conv2").evaluate(model)
     assert dead == {"dead_units[conv2]": 2.0}  # channels 2 and 3 never fire

@@ -123,8 +123,9 @@ def test_sparsity_task_reads_the_layer_output(small_mnist):
         model.encoder[0].weight.zero_()
         model.encoder[0].bias.copy_(torch.tensor([1.0, 0, 0, 0, 0, 0, 0, -1]))
     out = ActivationSparsityTask("s", small_mnist, "encoder.1").evaluate(model)
-    # every image: activations [1, 0, ..., 0] -> 1 of 8 channels above the mean, zero variance
-    assert out == {"activation_sparsity": 0.125, "sparsity_variance": 0.0}
+    # every image: activations [1, 0, ..., 0] -> 1 of 8 channels above the mean, zero variance,
+    # and one channel carries everything: Hoyer sparsity 1
+    assert out == {"activation_sparsity": 0.125, "sparsity_variance": 0.0, "hoyer_sparsity": 1.0}
     assert model.training  # evaluation restored the mode
 
 

@@ -101,7 +101,11 @@ def test_recipes_list_parameters_with_defaults(client):
         "weight_cosine_sim",
         "activation_sparsity",
         "effective_rank",
+        "effective_rank_normalized",
+        "hoyer_sparsity",
     }
+    gating = {p["name"] for p in l0["params"] if p["gating"]}
+    assert gating == {"temperature", "gate_strength", "mode"}  # sweeps make cells of these
 
 
 def test_openapi_documents_every_endpoint(client):

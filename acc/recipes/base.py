@@ -20,6 +20,8 @@ from acc.data import Dataset
 from acc.stats import Hypothesis
 from acc.tasks.base import Task
 
+GATING = {"gating": True}  # marks a parameter that only the gated conditions use (sweeps)
+
 
 class RecipeParams(BaseModel):
     """Parameters every recipe takes. Subclasses add their own; unknown keys are errors."""

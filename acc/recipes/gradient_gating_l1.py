@@ -20,7 +20,7 @@ from pydantic import Field
 from acc.data import Dataset
 from acc.models import ConvAutoencoder
 from acc.models.conv_blocks import CONV_LAYERS
-from acc.recipes.base import Condition, Gating, Recipe, RecipeParams
+from acc.recipes.base import GATING, Condition, Gating, Recipe, RecipeParams
 from acc.stats import Hypothesis
 from acc.tasks.activation_sparsity import ActivationSparsityTask
 from acc.tasks.base import Task
@@ -39,11 +39,17 @@ class L1Params(RecipeParams):
         5_000, ge=0, description="training steps per branch (0 = evaluate the untrained models)"
     )
     hidden_dim: int = Field(64, ge=1, description="latent size of the conv autoencoder")
-    temperature: float = Field(1.0, gt=0, description="softmax temperature of the gate")
-    gate_conv1: float = Field(1.0, ge=0, le=1, description="gate strength on conv1 (near input)")
-    gate_conv2: float = Field(0.5, ge=0, le=1, description="gate strength on conv2")
+    temperature: float = Field(
+        1.0, gt=0, description="softmax temperature of the gate", json_schema_extra=GATING
+    )
+    gate_conv1: float = Field(
+        1.0, ge=0, le=1, description="gate strength on conv1 (near input)", json_schema_extra=GATING
+    )
+    gate_conv2: float = Field(
+        0.5, ge=0, le=1, description="gate strength on conv2", json_schema_extra=GATING
+    )
     mode: Literal["batch", "sample"] = Field(
-        "batch", description="gate strength per batch or per image"
+        "batch", description="gate strength per batch or per image", json_schema_extra=GATING
     )
 
 

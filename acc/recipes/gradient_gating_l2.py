@@ -18,7 +18,7 @@ from pydantic import Field
 
 from acc.data import Dataset
 from acc.models import ConvVAE
-from acc.recipes.base import Condition, Gating, Recipe, RecipeParams
+from acc.recipes.base import GATING, Condition, Gating, Recipe, RecipeParams
 from acc.recipes.gradient_gating_l1 import (
     DEPTH_HYPOTHESIS,
     GATED_DESCRIPTION,
@@ -43,11 +43,17 @@ class L2Params(RecipeParams):
     recon_loss: Literal["l1", "mse"] = Field(
         "l1", description="reconstruction error, summed over pixels"
     )
-    temperature: float = Field(1.0, gt=0, description="softmax temperature of the gate")
-    gate_conv1: float = Field(1.0, ge=0, le=1, description="gate strength on conv1 (near input)")
-    gate_conv2: float = Field(0.5, ge=0, le=1, description="gate strength on conv2")
+    temperature: float = Field(
+        1.0, gt=0, description="softmax temperature of the gate", json_schema_extra=GATING
+    )
+    gate_conv1: float = Field(
+        1.0, ge=0, le=1, description="gate strength on conv1 (near input)", json_schema_extra=GATING
+    )
+    gate_conv2: float = Field(
+        0.5, ge=0, le=1, description="gate strength on conv2", json_schema_extra=GATING
+    )
     mode: Literal["batch", "sample"] = Field(
-        "batch", description="gate strength per batch or per image"
+        "batch", description="gate strength per batch or per image", json_schema_extra=GATING
     )
 
 

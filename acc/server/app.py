@@ -33,6 +33,7 @@ from acc.server.jsonable import finite
 from acc.server.schemas import RecipeList
 from acc.status import OPEN, Status
 from acc.store import Store, StoreError
+from acc.sweep import gating_params
 
 STATIC = Path(__file__).parent / "static"
 
@@ -145,6 +146,7 @@ def _add_page(app: FastAPI) -> None:
 def _recipe_info(recipe) -> dict:
     """A recipe's description for the form; cached (schemas do not change while serving)."""
     schema = recipe.Params.model_json_schema()
+    gating = gating_params(recipe.Params)
     params = []
     for name, field in recipe.Params.model_fields.items():
         prop = schema["properties"].get(name, {})
@@ -155,6 +157,7 @@ def _recipe_info(recipe) -> dict:
                 "choices": prop.get("enum"),
                 "default": field.default,
                 "description": field.description,
+                "gating": name in gating,
             }
         )
     return {

@@ -67,6 +67,7 @@ class RecipeParam(BaseModel):
     choices: list[Any] | None = None
     default: Any = None
     description: str | None = None
+    gating: bool = False  # varied per cell of a sweep's gated condition
 
 
 class RecipeInfo(BaseModel):

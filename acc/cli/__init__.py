@@ -1,0 +1,13 @@
+"""The ``acc`` command: a thin layer that parses, calls the runner or the store, and renders.
+
+``common`` holds the app, the options several commands share and small helpers; each other
+module registers its commands on import: ``runs`` (list, run, runs, show), ``sweeps`` (sweep,
+sweeps) and ``serve``.
+"""
+
+from __future__ import annotations
+
+from acc.cli import runs, serve, sweeps  # noqa: F401 - importing registers the commands
+from acc.cli.common import app
+
+__all__ = ["app"]

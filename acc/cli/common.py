@@ -1,0 +1,199 @@
+"""The app, the options ``acc run`` and ``acc sweep`` share, and the helpers every command uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from acc.executors import Executor, ExecutorError, default_executor, make_executor
+from acc.runner import DEFAULT_CHECKPOINT_EVERY
+from acc.store import Store, StoreError
+from acc.sweep_report import sweep_tables
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="ACC: train autoencoders with and without competitive gradient gating "
+    "and compare what they learn.",
+)
+# Piped output (a log file, CI) gets wide tables instead of 80 columns of truncated names.
+console = Console() if sys.stdout.isatty() else Console(width=160)
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store", envvar="ACC_STORE", help="results store directory [default: ./acc-store]"
+    ),
+]
+StepsOption = Annotated[
+    int | None, typer.Option(help="training steps per branch; 0 evaluates the untrained models")
+]
+SeedsOption = Annotated[str | None, typer.Option(help="comma-separated seeds, e.g. 42,123,456")]
+EvalEveryOption = Annotated[
+    int | None, typer.Option(help="steps between periodic evaluations (0 = off)")
+]
+OptimizerOption = Annotated[str | None, typer.Option(help="adam or sgd")]
+LrOption = Annotated[float | None, typer.Option(help="learning rate")]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="any other recipe parameter, KEY=VALUE (repeatable)"),
+]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda")]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="ACC_DATA_DIR", help="directory of MNIST IDX files instead of the bundled MNIST"
+    ),
+]
+JsonOption = Annotated[Path | None, typer.Option("--json", help="write the results JSON here")]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="torch threads (per worker with --workers; default: CPU cores / workers)"
+    ),
+]
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        help="branches trained at the same time in local worker processes "
+        "(Ray: as many as the cluster's CPUs / --threads)"
+    ),
+]
+ExecutorOption = Annotated[
+    str | None,
+    typer.Option(help="inline, process or ray [default: inline, or process with --workers > 1]"),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(help="HOST:PORT of an existing Ray cluster [default: start a local one]"),
+]
+GpusPerBranchOption = Annotated[
+    float, typer.Option(help="Ray only: GPU share per branch (0.25: four branches per GPU)")
+]
+CheckpointEveryOption = Annotated[
+    int | None,
+    typer.Option(
+        help=f"steps between resume points (0 = none) [default: {DEFAULT_CHECKPOINT_EVERY}]"
+    ),
+]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def open_store(path: Path | None) -> Store:
+    try:
+        return Store(path)
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+
+
+def read_store(path: Path | None) -> Store:
+    """The store, with runs whose process died (SIGKILL, out of memory) marked interrupted
+    first, so that nothing is listed as running that never will finish."""
+    store = open_store(path)
+    store.close_orphaned_runs()
+    return store
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"seeds must be comma-separated integers, got {text!r}") from None
+
+
+def parse_params(pairs: list[str]) -> dict:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--param takes KEY=VALUE, got {pair!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def collect_params(param, steps, seeds, eval_every, optimizer, lr) -> dict:
+    """Recipe parameters given on the command line (and only those)."""
+    params = parse_params(param or [])
+    for key, value in {
+        "steps": steps,
+        "seeds": parse_seeds(seeds),
+        "eval_every": eval_every,
+        "optimizer": optimizer,
+        "lr": lr,
+    }.items():
+        if value is not None:
+            params[key] = value
+    return params
+
+
+def checkpoint_interval(checkpoint_every: int | None) -> int:
+    return DEFAULT_CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
+
+
+def build_executor(name, workers, branches, threads, ray_address, gpus_per_branch) -> Executor:
+    """The executor, with ``--workers`` clamped to what can run (and said so, once)."""
+    if workers < 1:
+        console.print("--workers must be at least 1; using 1")
+        workers = 1
+    elif workers > branches and (name or default_executor(workers)) == "process":
+        console.print(f"--workers {workers} is more than the {branches} branches; using {branches}")
+        workers = branches
+    if name == "inline" and workers > 1:
+        raise ExecutorError("the inline executor trains one branch at a time; drop --workers")
+    if (ray_address or gpus_per_branch) and (name or "") != "ray":
+        raise ExecutorError("--ray-address and --gpus-per-branch need --executor ray")
+    return make_executor(name, workers, threads, ray_address, gpus_per_branch)
+
+
+def interrupt_on_signals() -> None:
+    """Ctrl-C and `kill PID` end a run the same way: finished branches kept, run interrupted.
+
+    SIGINT's handler is set explicitly because a shell that starts a job in the background
+    (`nohup acc run ... &`) leaves SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    """
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def write_json(path: Path, results: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as out:
+        json.dump(results, out, indent=2)
+    os.replace(tmp, path)
+    console.print(f"results JSON written to {path}")
+
+
+def render_sweep(results: dict) -> None:
+    for part in sweep_tables(results):
+        console.print(part)
+
+
+def exit_for(status: str, resume_hint: str) -> None:
+    """Exit 130 (with how to resume) when interrupted, 1 when not completed, else 0."""
+    if status == "interrupted":
+        console.print(f"resume it with: {resume_hint}")
+        raise typer.Exit(130)
+    if status != "completed":
+        raise typer.Exit(1)

@@ -1,0 +1,176 @@
+"""Sweeps as data: grid and zip axes over a recipe's parameters, expanded into settings x cells.
+
+``--grid`` axes multiply; ``--zip`` axes advance together. Gating parameters (those a recipe
+marks ``gating``: temperature, gate strength, mode) vary only the gated conditions and make
+*cells*; every other axis (optimizer, lr, beta, ...) makes *settings*, each with its own
+standard condition. A setting becomes one run whose conditions are the standard arm(s) plus
+one arm per cell and gated condition, so a standard branch trains once per seed and setting
+and every cell is paired with it (same root checkpoint, same batches).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from acc.recipes import Recipe
+from acc.recipes.base import Condition, RecipeParams
+from acc.stats import Hypothesis
+
+NOT_AXES = ("seeds",)  # replicates, not parameters to sweep: use --seeds
+MAX_BRANCHES = 1000  # more than this needs --yes
+
+
+class SweepError(ValueError):
+    """An axis that cannot be swept; the message names it and says what is valid."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One condition of a run as the store names it: a recipe condition, or (in a sweep) a
+    gated condition at one cell, with the parameters its branches train with."""
+
+    name: str
+    condition: Condition
+    params: RecipeParams
+
+
+def gating_params(params_type: type[RecipeParams]) -> set[str]:
+    """The parameters a recipe marks as gating (``json_schema_extra={"gating": True}``)."""
+    return {
+        name
+        for name, field in params_type.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("gating")
+    }
+
+
+def parse_axis(text: str) -> tuple[str, list]:
+    """``"temperature=0.3,0.5,1"`` -> ("temperature", [0.3, 0.5, 1]); values are JSON where
+    they parse as JSON (numbers, true/false), strings otherwise."""
+    name, sep, values = text.partition("=")
+    if not sep or not name.strip():
+        raise SweepError(f"an axis is NAME=V1,V2,...; got {text!r}")
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not items:
+        raise SweepError(f"axis {name.strip()} has no values ({text!r})")
+    return name.strip(), [_value(v) for v in items]
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def label(params: dict) -> str:
+    """``{"temperature": 0.3, "gate_strength": 0.5}`` -> "temperature=0.3,gate_strength=0.5"."""
+    return ",".join(f"{k}={v}" for k, v in params.items()) or "base"
+
+
+@dataclass(frozen=True)
+class Expansion:
+    settings: list[dict]  # non-gating parameter values, one dict per setting
+    cells: list[dict]  # gating parameter values, one dict per cell
+
+
+def expand(
+    recipe: type[Recipe], base: dict, grid: dict[str, list], zipped: dict[str, list]
+) -> Expansion:
+    """Validate the axes against the recipe and expand them (settings and cells in order)."""
+    params_type = recipe.Params
+    _check_names(recipe, grid, zipped)
+    lengths = {len(v) for v in zipped.values()}
+    if len(lengths) > 1:
+        sizes = ", ".join(f"{k} has {len(v)}" for k, v in zipped.items())
+        raise SweepError(f"--zip axes advance together and need as many values each: {sizes}")
+    gating = gating_params(params_type)
+    if zipped and 0 < len(set(zipped) & gating) < len(zipped):
+        raise SweepError(
+            f"zipped axes must all be gating parameters ({', '.join(sorted(gating))}) or all "
+            f"other parameters; got {', '.join(zipped)}"
+        )
+    for name, values in {**grid, **zipped}.items():
+        for value in values:
+            _validate(params_type, base, name, value)
+    zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] if zipped else [{}]
+    zip_is_gating = bool(zipped) and set(zipped) <= gating
+    setting_grid = {k: v for k, v in grid.items() if k not in gating}
+    cell_grid = {k: v for k, v in grid.items() if k in gating}
+    settings = _product(setting_grid, [{}] if zip_is_gating else zip_rows)
+    cells = _product(cell_grid, zip_rows if zip_is_gating else [{}])
+    return Expansion(settings, cells if cell_grid or zip_is_gating else [])
+
+
+def _check_names(recipe: type[Recipe], grid: dict, zipped: dict) -> None:
+    known = list(recipe.Params.model_fields)
+    for name in [*grid, *zipped]:
+        if name in NOT_AXES:
+            raise SweepError(f"{name} is not an axis: give the replicates with --seeds")
+        if name not in known:
+            raise SweepError(
+                f"unknown parameter {name!r} for {recipe.name}; its parameters: {', '.join(known)}"
+            )
+    both = set(grid) & set(zipped)
+    if both:
+        raise SweepError(f"{', '.join(sorted(both))} is both a --grid and a --zip axis")
+
+
+def _validate(params_type: type[RecipeParams], base: dict, name: str, value) -> None:
+    try:
+        params_type(**{**base, name: value})
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"] for e in exc.errors())
+        raise SweepError(f"axis {name}: value {value!r} is invalid: {problems}") from None
+
+
+def _product(grid: dict[str, list], rows: list[dict]) -> list[dict]:
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    return [{**combo, **row} for combo in combos for row in rows]
+
+
+def arms(recipe: Recipe, p: RecipeParams, cells: list[dict] | None) -> list[Arm]:
+    """The conditions a run trains: the recipe's own, or (with cells) its ungated conditions
+    plus each gated condition at each cell, named ``gated[temperature=0.3,...]``."""
+    if not cells:
+        return [Arm(c.name, c, p) for c in recipe.conditions(p)]
+    out = [Arm(c.name, c, p) for c in recipe.conditions(p) if c.gating is None]
+    for cell in cells:
+        at_cell = type(p)(**{**p.model_dump(), **cell})
+        for c in recipe.conditions(at_cell):
+            if c.gating is not None:
+                out.append(Arm(f"{c.name}[{label(cell)}]", c, at_cell))
+    return out
+
+
+def cell_hypotheses(recipe: Recipe, p: RecipeParams, cells: list[dict]) -> list[Hypothesis]:
+    """Each recipe hypothesis whose treatment is gated, once per cell (paired with the same
+    control, which is not gated)."""
+    gated = {c.name for c in recipe.conditions(p) if c.gating is not None}
+    out = []
+    for h in recipe.hypotheses:
+        if h.treatment not in gated:
+            out.append(h)
+            continue
+        for cell in cells:
+            out.append(
+                Hypothesis(
+                    h.metric,
+                    h.expect,
+                    f"{h.treatment}[{label(cell)}]",
+                    h.control,
+                    h.minus,
+                    h.name,
+                    h.statement,
+                )  # fmt: skip
+            )
+    return out
+
+
+def normalised(params_type: type[RecipeParams], base: dict, values: dict) -> dict:
+    """``values`` as the recipe's validation leaves them (e.g. "1" -> 1.0)."""
+    dumped = params_type(**{**base, **values}).model_dump()
+    return {k: dumped[k] for k in values}

@@ -1,0 +1,139 @@
+"""A sweep's results for the terminal: per hypothesis and setting, a grid of cells (first
+gating axis down, the others across) with the mean paired difference, its 95% interval and a
+verdict mark; the cell that best serves each hypothesis; and where the gate's mask collapses."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from rich.table import Table
+
+from acc.report import fmt
+
+MARKS = {"supported": "[green]✓[/green]", "contradicted": "[red]✗[/red]", "inconclusive": "·"}
+
+
+def sweep_tables(results: dict) -> list:
+    """Everything ``acc sweep`` / ``acc show SWEEP_ID`` prints, in order."""
+    cells = results["cells"]
+    out = [
+        f"[bold]sweep {results['sweep_id']}[/bold] · {results['recipe']} · {results['status']} · "
+        f"{len(results['settings'])} setting(s) x {len(cells)} cell-arm(s) x "
+        f"{len(results['seeds'])} seed(s)"
+    ]
+    if not cells:
+        return [*out, settings_table(results)]
+    for metric in _metrics(cells):
+        for setting in results["settings"]:
+            out.append(
+                _grid(results, setting["id"], lambda c, m=metric: _comparison_text(c, m), metric)
+            )
+        out.append(_best_line(cells, metric))
+    for key in sorted({k for c in cells for k in c["mean"] if k.startswith("gate_entropy")}):
+        for setting in results["settings"]:
+            out.append(
+                _grid(
+                    results,
+                    setting["id"],
+                    lambda c, k=key: fmt(c["mean"].get(k)),
+                    f"{key} (1 = uniform mask, 0 = one-hot)",
+                )
+            )
+    if results.get("error"):
+        out.append(f"[red]sweep {results['status']}: {results['error']}[/red]")
+    return out
+
+
+def settings_table(results: dict) -> Table:
+    """A sweep without gating axes (e.g. over beta): one row per setting, its hypotheses."""
+    metrics = _metrics_of_settings(results)
+    table = Table(title="Per setting: mean paired difference (a - b), 95% CI, verdict")
+    table.add_column("setting")
+    for metric in metrics:
+        table.add_column(escape(metric))
+    for setting in results["settings"]:
+        rows = setting.get("comparisons", [])
+        by_metric = {c["metric"]: c for c in rows}
+        table.add_row(escape(setting["id"]), *(_cell(by_metric.get(m)) for m in metrics))
+    return table
+
+
+def _metrics(cells: list[dict]) -> list[str]:
+    seen: dict[str, None] = {}
+    for cell in cells:
+        for c in cell["comparisons"]:
+            seen.setdefault(c["metric"])
+    return list(seen)
+
+
+def _metrics_of_settings(results: dict) -> list[str]:
+    seen: dict[str, None] = {}
+    for setting in results["settings"]:
+        for c in setting.get("comparisons", []):
+            seen.setdefault(c["metric"])
+    return list(seen)
+
+
+def _comparison_text(cell: dict, metric: str) -> str:
+    return _cell(next((c for c in cell["comparisons"] if c["metric"] == metric), None))
+
+
+def _cell(c: dict | None) -> str:
+    if c is None or c["mean_diff"] is None:
+        return "–"
+    if c["ci95"] is None:
+        return f"{c['mean_diff']:+.3g} (n={c['n']})"
+    low, high = c["ci95"]
+    return f"{c['mean_diff']:+.3g} [{low:+.2g}, {high:+.2g}] {MARKS[c['verdict']]}"
+
+
+def _grid(results: dict, setting: str, text, title: str) -> Table:
+    """Cells of one setting laid out: the first gating axis down, the rest across."""
+    cells = [c for c in results["cells"] if c["setting"] == setting]
+    axes = list(cells[0]["params"]) if cells else []
+    rows, columns = _values(cells, axes[:1]), _values(cells, axes[1:])
+    table = Table(title=f"{escape(title)} · {escape(setting)}")
+    across = f" \\ {', '.join(axes[1:])}" if len(axes) > 1 else ""
+    table.add_column(escape(f"{axes[0]}{across}") if axes else "cell")
+    for column in columns:
+        table.add_column(escape(column or "gated"), justify="right")
+    for row in rows:
+        texts = []
+        for column in columns:
+            match = [
+                c for c in cells if _label(c, axes[:1]) == row and _label(c, axes[1:]) == column
+            ]
+            texts.append(text(match[0]) if match else "")
+        table.add_row(escape(row), *texts)
+    return table
+
+
+def _values(cells: list[dict], axes: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for cell in cells:
+        seen.setdefault(_label(cell, axes))
+    return list(seen)
+
+
+def _label(cell: dict, axes: list[str]) -> str:
+    return ",".join(
+        f"{k}={cell['params'][k]}" if len(axes) > 1 else str(cell["params"][k]) for k in axes
+    )
+
+
+def _best_line(cells: list[dict], metric: str) -> str:
+    """The cell whose mean difference goes furthest the hypothesised way."""
+    rows = [
+        (cell, c)
+        for cell in cells
+        for c in cell["comparisons"]
+        if c["metric"] == metric and c["mean_diff"] is not None
+    ]
+    if not rows:
+        return f"{escape(metric)}: no cell has a result yet"
+    sign = -1 if rows[0][1]["direction"] == "lower" else 1
+    cell, c = max(rows, key=lambda pair: sign * pair[1]["mean_diff"])
+    params = ", ".join(f"{k}={v}" for k, v in cell["params"].items())
+    return (
+        f"best for [bold]{escape(metric)}[/bold] ({c['direction']} is the hypothesis): "
+        f"{escape(params)} in {escape(cell['setting'])}: {_cell(c)} ({c['verdict']})"
+    )
