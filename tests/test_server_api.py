@@ -361,3 +361,34 @@ def test_every_model_has_filter_and_reconstruction_pictures(name):
     strip = reconstruction_strip(model, images)
     scale = -(-24 // side)
     assert strip.shape == (2 * (side * scale + 1) + 1, 4 * (side * scale + 1) + 1)
+
+
+def test_sweeps_are_validated_queued_listed_and_served(tmp_path):
+    body = {
+        "recipe": "gradient_gating_l0",
+        "params": {"steps": 4, "seeds": [1, 2]},
+        "grid": {"temperature": [0.5, 2.0], "gate_strength": [0.5, 1.0]},
+        "zip": {"optimizer": ["adam", "sgd"], "lr": [0.001, 5.0]},
+    }
+    with TestClient(create_app(tmp_path / "store", max_concurrent=0)) as c:
+        response = c.post("/api/sweeps", json=body)
+        assert response.status_code == 202, response.text
+        job = response.json()
+        assert job["status"] == "queued" and job["sweep_id"] == job["run_id"]
+        [listed] = c.get("/api/sweeps").json()
+        assert listed["id"] == job["sweep_id"] and listed["job_id"] == job["id"]
+        assert listed["status"] == "queued"
+        sweep = c.get(f"/api/sweeps/{job['sweep_id']}").json()
+        assert [s["id"] for s in sweep["settings"]] == [
+            "optimizer=adam,lr=0.001",
+            "optimizer=sgd,lr=5.0",
+        ]
+        assert len(sweep["cells"]) == 8 and all(cell["runs"] == [] for cell in sweep["cells"])
+        assert c.post(f"/api/sweeps/{job['sweep_id']}/resume").status_code == 409  # queued
+        bad = c.post("/api/sweeps", json={**body, "grid": {"colour": [1, 2]}})
+        assert bad.status_code == 422 and "unknown parameter 'colour'" in bad.json()["detail"]
+        zipped = c.post("/api/sweeps", json={**body, "zip": {"lr": [0.1], "optimizer": ["a", "b"]}})
+        assert zipped.status_code == 422
+        assert c.post("/api/sweeps", json={**body, "recipe": "nope"}).status_code == 404
+        assert c.get("/api/sweeps/nope").status_code == 404
+        assert len(c.get("/api/sweeps").json()) == 1  # the bad ones opened nothing

@@ -165,6 +165,25 @@ def test_a_job_trains_its_branches_in_parallel_workers(tmp_path):
         create_app(tmp_path / "store", executor="inline")
 
 
+def test_a_sweep_job_trains_every_cell_and_ends_with_the_sweep_results(server):
+    body = {
+        "recipe": "gradient_gating_l0",
+        "params": {"steps": 20, "seeds": [1, 2], "eval_every": 0},
+        "grid": {"gate_strength": [0.5, 1.0]},
+    }
+    response = server.post("/api/sweeps", json=body)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    events = [e for _, e in read_events(server, job["id"])]
+    final = next(e for e in events if e["type"] == "final")
+    assert final["status"] == "completed" and final["results"]["sweep_id"] == job["sweep_id"]
+    steps = {(e["run_id"], e["condition"], e["seed"]) for e in events if e["type"] == "step"}
+    assert len(steps) == 2 * 3  # seeds x (standard + 2 cells), live from every branch
+    sweep = server.get(f"/api/sweeps/{job['sweep_id']}").json()
+    assert sweep["status"] == "completed" and len(sweep["cells"]) == 2
+    assert all(len(cell["runs"]) == 2 for cell in sweep["cells"])
+
+
 def test_restart_marks_active_jobs_interrupted(tmp_path):
     root = tmp_path / "store"
     app = create_app(root, max_concurrent=0)  # accepts jobs, starts none

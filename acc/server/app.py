@@ -25,7 +25,7 @@ from acc.recipes import recipe_registry
 from acc.recipes.base import condition_descriptions
 from acc.registry import RegistryError
 from acc.runner import NothingToResume, ParamsError, ResumeError, resolve_device
-from acc.server import routes_jobs, routes_runs
+from acc.server import routes_jobs, routes_runs, routes_sweeps
 from acc.server.images import ImageError
 from acc.server.inspector import DatasetCache, InspectError
 from acc.server.jobs import JobConflict, JobManager, JobNotFound
@@ -33,7 +33,7 @@ from acc.server.jsonable import finite
 from acc.server.schemas import RecipeList
 from acc.status import OPEN, Status
 from acc.store import Store, StoreError
-from acc.sweep import gating_params
+from acc.sweep import SweepError, gating_params
 
 STATIC = Path(__file__).parent / "static"
 
@@ -99,6 +99,7 @@ def create_app(
     _add_error_handlers(app)
     app.include_router(routes_jobs.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_sweeps.router)
     _add_page(app)
     return app
 
@@ -183,6 +184,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         (JobNotFound, 404),
         (ResumeError, 409),
         (NothingToResume, 409),
+        (SweepError, 422),
         (RegistryError, 404),
         (FileNotFoundError, 404),
         (JobConflict, 409),

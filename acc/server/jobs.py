@@ -21,12 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from acc.executors import Executor, make_executor
-from acc.results import build_results
-from acc.runner import check_resumable, create_run, execute_run, split_config
+from acc.results import build_results, build_sweep_results
+from acc.runner import (
+    check_resumable,
+    check_resumable_sweep,
+    create_run,
+    execute_run,
+    execute_sweep,
+    open_sweep,
+    prepare_sweep,
+    split_config,
+)
 from acc.server.jobstore import JobStore
 from acc.server.jsonable import finite
 from acc.status import OPEN, Status
 from acc.store import Store, StoreError
+from acc.sweep import MAX_BRANCHES
 
 
 class JobNotFound(LookupError):
@@ -141,6 +151,22 @@ class JobManager:
         )
         return self._queue(run_id, recipe, params, resume=False)
 
+    def submit_sweep(self, recipe: str, params: dict, grid: dict, zipped: dict, yes: bool) -> dict:
+        """Validate, expand and queue a sweep (SweepError / ParamsError on bad axes)."""
+        plan = prepare_sweep(
+            recipe,
+            params,
+            grid,
+            zipped,
+            "cuda" if self.gpus_per_branch else self.device,
+            self.data_dir,
+            remote_device=bool(self.gpus_per_branch),
+            max_branches=None if yes else MAX_BRANCHES,
+        )
+        sweep_id = open_sweep(self.store, plan, queued=True)
+        spec = {"params": params, "grid": grid, "zip": zipped}
+        return self._queue(sweep_id, recipe, spec, resume=False, sweep_id=sweep_id)
+
     def resume(self, run_id: str) -> dict:
         """Queue a job that finishes a stopped run (ResumeError / NothingToResume if it
         cannot be resumed)."""
@@ -149,8 +175,17 @@ class JobManager:
         self.store.queue_run(run_id)
         return self._queue(run_id, run["recipe"], split_config(run["config"])[0], resume=True)
 
-    def _queue(self, run_id: str, recipe: str, params: dict, resume: bool) -> dict:
-        job_id = self.jobs.create(run_id, recipe, params)
+    def resume_sweep(self, sweep_id: str) -> dict:
+        self.store.close_orphaned_runs(exclude=self._active_runs())
+        sweep = check_resumable_sweep(self.store, sweep_id)
+        self.store.set_sweep_status(sweep_id, Status.QUEUED)
+        spec = {"params": sweep["spec"]["base_params"], **sweep["spec"]["axes"]}
+        return self._queue(sweep_id, sweep["recipe"], spec, resume=True, sweep_id=sweep_id)
+
+    def _queue(
+        self, run_id: str, recipe: str, params: dict, resume: bool, sweep_id: str | None = None
+    ) -> dict:
+        job_id = self.jobs.create(run_id, recipe, params, sweep_id)
         self.jobs.add_event(
             job_id, {"type": "job", "status": "queued", "run_id": run_id, "resume": resume}
         )
@@ -222,8 +257,9 @@ class JobManager:
         jobs, status, error = self.jobs, Status.FAILED, None
         try:
             executor = self._shared or self._make_executor()
+            execute = execute_sweep if job["sweep_id"] else execute_run
             try:
-                results = execute_run(
+                results = execute(
                     self.store,
                     job["run_id"],
                     executor,
@@ -234,8 +270,7 @@ class JobManager:
                 if executor is not self._shared:
                     executor.close()
             if driver.shutting_down and results["status"] == Status.CANCELLED:
-                self.store.relabel_stopped(job["run_id"], Status.INTERRUPTED, "the server stopped")
-                results = build_results(self.store, job["run_id"])
+                results = self._interrupted(job)
             status, error = Status(results["status"]), results.get("error")
             jobs.add_event(
                 job["id"], finite({"type": "final", "status": status, "results": results})
@@ -246,6 +281,17 @@ class JobManager:
         finally:
             self._finalize(job, status, error)
 
+    def _interrupted(self, job: dict) -> dict:
+        """A job stopped by the server's shutdown: its runs (and sweep) are resumable."""
+        why = "the server stopped"
+        if not job["sweep_id"]:
+            self.store.relabel_stopped(job["run_id"], Status.INTERRUPTED, why)
+            return build_results(self.store, job["run_id"])
+        for run in self.store.sweep_runs(job["sweep_id"]):
+            self.store.relabel_stopped(run["id"], Status.INTERRUPTED, why)
+        self.store.set_sweep_status(job["sweep_id"], Status.INTERRUPTED, why)
+        return build_sweep_results(self.store, job["sweep_id"])
+
     def _make_executor(self) -> Executor:
         threads = self.worker_threads or max(1, ((os.cpu_count() or 2) - 1) // self.workers)
         return make_executor(
@@ -253,7 +299,13 @@ class JobManager:
         )
 
     def _active_runs(self) -> set[str]:
-        return {job["run_id"] for job in self.jobs.with_status(*OPEN)}
+        """Ids of the runs (and sweeps, and their runs) that jobs of this server drive."""
+        active = set()
+        for job in self.jobs.with_status(*OPEN):
+            active.add(job["run_id"])
+            if job["sweep_id"]:
+                active |= {run["id"] for run in self.store.sweep_runs(job["sweep_id"])}
+        return active
 
     def _close_orphaned_runs(self) -> None:
         """Now and then, close runs whose process died outside any job (a CLI run killed with
@@ -268,20 +320,32 @@ class JobManager:
         if self.jobs.finish(job["id"], str(status), error):
             self.jobs.add_event(job["id"], {"type": "job", "status": str(status), "error": error})
         final = self.jobs.get(job["id"])
-        self._close_run(job["id"], job["run_id"], Status(final["status"]), final["error"])
+        self._close_run(final, Status(final["status"]), final["error"])
 
-    def _close_run(self, job_id: str, run_id: str, status: Status, error: str | None) -> None:
-        try:
-            run = self.store.get_run(run_id)
-        except StoreError:
-            return
-        if Status(run["status"]) not in OPEN:
-            return
-        self.store.interrupt_open_branches(run_id, error or str(status), status)
-        self.store.finish_run(run_id, status, error)
-        self.jobs.add_event(
-            job_id,
-            finite(
-                {"type": "final", "status": status, "results": build_results(self.store, run_id)}
-            ),
+    def _close_run(self, job: dict, status: Status, error: str | None) -> None:
+        """Close what the job left open: its run, or its sweep's runs and the sweep."""
+        sweep_id = job.get("sweep_id")
+        run_ids = (
+            [r["id"] for r in self.store.sweep_runs(sweep_id)] if sweep_id else [job["run_id"]]
         )
+        closed = False
+        for run_id in run_ids:
+            try:
+                run = self.store.get_run(run_id)
+            except StoreError:
+                continue
+            if Status(run["status"]) in OPEN:
+                self.store.interrupt_open_branches(run_id, error or str(status), status)
+                self.store.finish_run(run_id, status, error)
+                closed = True
+        if sweep_id and Status(self.store.get_sweep(sweep_id)["status"]) in OPEN:
+            self.store.set_sweep_status(sweep_id, status, error)
+            closed = True
+        if closed:
+            results = (
+                build_sweep_results(self.store, sweep_id)
+                if sweep_id
+                else build_results(self.store, job["run_id"])
+            )
+            final = {"type": "final", "status": status, "results": results}
+            self.jobs.add_event(job["id"], finite(final))

@@ -32,13 +32,14 @@ class JobStore:
 
     # --- jobs --------------------------------------------------------------------------------
 
-    def create(self, run_id: str, recipe: str, params: dict) -> str:
+    def create(self, run_id: str, recipe: str, params: dict, sweep_id: str | None = None) -> str:
+        """A queued job for a run, or for a sweep (``run_id`` is then the sweep's id too)."""
         job_id = f"job-{secrets.token_hex(6)}"
         with transaction(self._db) as db:
             db.execute(
-                "INSERT INTO jobs (id, run_id, recipe, params, status, created_at) "
-                "VALUES (?, ?, ?, ?, 'queued', ?)",
-                (job_id, run_id, recipe, json.dumps(params), time.time()),
+                "INSERT INTO jobs (id, run_id, recipe, params, status, created_at, sweep_id) "
+                "VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+                (job_id, run_id, recipe, json.dumps(params), time.time(), sweep_id),
             )
         return job_id
 

@@ -35,6 +35,33 @@ class JobRequest(BaseModel):
     _finite = field_validator("params")(_all_finite)
 
 
+class SweepRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recipe: str = Field(min_length=1, max_length=100, description="a recipe name")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description='base parameters, e.g. {"steps": 2000, "seeds": [1, 2]}'
+    )
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description='axes that multiply, e.g. {"temperature": [0.5, 1]}'
+    )
+    zip: dict[str, list[Any]] = Field(
+        default_factory=dict, description='axes that advance together, e.g. {"lr": [0.1, 1]}'
+    )
+    yes: bool = Field(False, description="start even a sweep of more than 1,000 branches")
+
+    _finite = field_validator("params", "grid", "zip")(_all_finite)
+
+
+class SweepSummary(BaseModel):
+    id: str
+    recipe: str
+    status: str
+    created_at: float
+    finished_at: float | None = None
+    job_id: str | None = None
+
+
 class EvaluateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -59,6 +86,9 @@ class Job(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     cancel_requested: bool = False
+    sweep_id: str | None = Field(
+        None, description="set for a sweep's job (run_id is then the sweep)"
+    )
 
 
 class RecipeParam(BaseModel):
