@@ -133,3 +133,22 @@ def test_the_server_runs_jobs_on_ray(tmp_path, executor):
         r["status"] == "completed" for c in results["conditions"].values() for r in c["runs"]
     )
     assert ray.is_initialized()  # the server joined this module's instance and left it running
+
+
+def test_a_sweep_runs_on_ray(tmp_path, tiny_mnist, executor):
+    from acc.runner import create_sweep, execute_sweep
+
+    store = Store(tmp_path / "s")
+    sweep_id = create_sweep(
+        store, "gradient_gating_l0", {"steps": 6, "seeds": [1, 2], "batch_size": 8},
+        {"gate_strength": [0.0, 1.0]}, {}, device="cpu", data_dir=tiny_mnist,
+    )  # fmt: skip
+    results = execute_sweep(store, sweep_id, executor)
+    assert results["status"] == "completed" and len(results["cells"]) == 2
+    zero = next(c for c in results["cells"] if c["params"]["gate_strength"] == 0.0)
+    standard = results["settings"][0]["standard"]["runs"]
+    for plain, gated in zip(standard, zero["runs"]):  # gate strength 0 is no gating, bit for bit
+        without_gate_stats = {
+            k: v for k, v in gated["metrics"].items() if not k.startswith("gate_")
+        }
+        assert without_gate_stats == plain["metrics"]
