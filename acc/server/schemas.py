@@ -121,6 +121,7 @@ class RunSummary(BaseModel):
     created_at: float
     finished_at: float | None = None
     job_id: str | None = None
+    sweep_id: str | None = Field(None, description="the sweep this run is a setting of")
 
 
 class Evaluation(BaseModel):

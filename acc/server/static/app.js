@@ -78,12 +78,18 @@
   // --- lists -------------------------------------------------------------------------------
 
   async function refreshLists() {
-    const [jobs, runs] = await Promise.all([ACC.api("/api/jobs"), ACC.api("/api/runs")]);
-    const key = JSON.stringify([jobs, runs, state.runId]);
+    const [jobs, runs, sweeps] = await Promise.all([ACC.api("/api/jobs"), ACC.api("/api/runs"),
+                                                    ACC.api("/api/sweeps")]);
+    const sweepId = ACC.currentSweep();
+    const key = JSON.stringify([jobs, runs, sweeps, state.runId, sweepId]);
     if (key === state.listsKey) return;  // unchanged: leave the DOM alone
     state.listsKey = key;
-    $("jobs").replaceChildren(...jobs.slice(0, 15).map(job => el("li", {class: job.run_id === state.runId ? "selected" : ""},
-      el("button", {type: "button", class: "link", onclick: () => openRun(job.run_id)}, job.recipe),
+    // a sweep's job has the sweep's id as its run id: it opens the sweep view
+    const openJob = job => job.sweep_id ? ACC.openSweep(job.sweep_id) : openRun(job.run_id);
+    const shown = job => job.run_id === (job.sweep_id ? sweepId : state.runId);
+    $("jobs").replaceChildren(...jobs.slice(0, 15).map(job => el("li", {class: shown(job) ? "selected" : ""},
+      el("button", {type: "button", class: "link", onclick: () => openJob(job)},
+         job.sweep_id ? `${job.recipe} sweep` : job.recipe),
       " ", el("span", {class: `badge ${job.status}`}, job.cancel_requested ? "cancelling" : job.status),
       ["queued", "running"].includes(job.status)
         ? el("button", {type: "button", class: "small", onclick: () => cancelJob(job.id)}, "cancel") : null)));
@@ -91,8 +97,11 @@
     $("runs").replaceChildren(...runs.map(run => el("li", {class: run.id === state.runId ? "selected" : ""},
       el("button", {type: "button", class: "link", onclick: () => openRun(run.id), title: ACC.when(run.created_at)},
          run.id), " ", el("span", {class: `badge ${run.status}`}, run.status),
-      run.job_id ? null : el("span", {class: "muted"}, " cli"))));
+      run.sweep_id ? el("span", {class: "muted"}, " sweep")
+        : run.job_id ? null : el("span", {class: "muted"}, " cli"))));
+    ACC.renderSweepList($("sweeps"), sweeps);
   }
+  ACC.refreshLists = refreshLists;
 
   async function resumeRun() {
     const runId = state.runId;
@@ -126,7 +135,15 @@
     $("live").className = `badge ${text === "live" ? "running" : "idle"}`;
   }
 
+  // Hide the run view (a sweep is being shown instead).
+  ACC.closeRun = function closeRun() {
+    stopFollowing();
+    state.runId = null;
+    $("run-view").hidden = true;
+  };
+
   async function openRun(runId) {
+    ACC.closeSweep();
     stopFollowing();
     state.runId = runId;
     state.live = {};
@@ -144,6 +161,7 @@
     if (isOpen(results.status) && results.job_id) follow(results.job_id);
     else if (isOpen(results.status)) state.poll = setInterval(pollRun, 2000);
   }
+  ACC.openRun = openRun;
 
   function renderAll() {
     const {results, series} = state;
@@ -310,7 +328,7 @@
   async function start() {
     const [recipes, tasks, metrics, statuses] = await Promise.all([
       ACC.api("/api/recipes"), ACC.api("/api/tasks"), ACC.api("/api/metrics"), ACC.api("/api/statuses")]);
-    openStatuses = statuses.open;
+    openStatuses = ACC.openStatuses = statuses.open;
     state.recipes = recipes.recipes;
     state.tasks = tasks;
     metrics.forEach(m => { ACC.metrics[m.key] = m; });
@@ -321,10 +339,13 @@
     $("resume-btn").addEventListener("click", resumeRun);
     $("picture-seed").addEventListener("change", () => ACC.renderPictures($("pictures"), $("picture-seed"), state.results));
     showRecipe();
+    ACC.initSweeps(state.recipes);
     await refreshLists();
     setInterval(() => refreshLists().catch(() => {}), 3000);
     const match = location.hash.match(/^#run=(.+)$/);
     if (match) openRun(decodeURIComponent(match[1])).catch(() => {});
+    const sweep = location.hash.match(/^#sweep=(.+)$/);
+    if (sweep) ACC.openSweep(decodeURIComponent(sweep[1]));
     document.body.dataset.ready = "true";  // the form holds the recipe's defaults from now on
   }
 

@@ -1,0 +1,183 @@
+"""End to end in headless Chromium: start a sweep from the form, read its heatmaps and its
+parallel coordinates, open a cell's run; a bad axis shows the server's error.
+
+Runs against a real server (uvicorn on a free 127.0.0.1 port, a temporary store) and a real
+sweep job. Skipped only where Chromium is missing outside CI; in CI (CI=true) it must run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from acc.runner import create_sweep, execute_sweep
+from acc.server import create_app
+from acc.server.serving import ServerThread
+from acc.store import Store
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
+
+if not CHROMIUM.exists() and os.environ.get("CI") != "true":
+    pytest.skip(
+        "no /usr/bin/chromium (the Makefile's test setup installs it)", allow_module_level=True
+    )
+sync_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.slow
+
+HEATMAPS = """() => [...document.querySelectorAll('#sweep-heatmaps .facet')].map(d => ({
+    metric: d.dataset.metric, type: d.data[0].type, x: d.data[0].x, y: d.data[0].y,
+    z: d.data[0].z, title: d.layout.title.text}))"""
+SWEEPS = "() => fetch('/api/sweeps').then(r => r.json())"
+
+
+@pytest.fixture
+def page(tmp_path):
+    app = create_app(tmp_path / "store", worker_threads=1)
+    with ServerThread(app) as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        outside = []
+        tab.on(
+            "request",
+            lambda r: (
+                outside.append(r.url)
+                if not r.url.startswith(url) and not r.url.startswith("data:")
+                else None
+            ),
+        )
+        errors = []
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.goto(url + "/")
+        tab.wait_for_selector("body[data-ready]")  # filled in before the defaults would be lost
+        yield tab
+        browser.close()
+        assert not outside, f"the page reached outside the server: {outside}"
+        assert not errors, f"JavaScript errors: {errors}"
+
+
+def start_sweep(page, grid: str) -> None:
+    page.click("#sweep-details summary")
+    page.select_option("#s-recipe", "gradient_gating_l0")
+    page.fill("#s-steps", "10")
+    page.fill("#s-seeds", "1,2")
+    page.fill("#s-eval_every", "0")
+    page.fill("#s-grid", grid)
+    page.click("#sweep-btn")
+
+
+def test_a_sweep_fills_its_heatmap_and_opens_a_cells_run(page, tmp_path):
+    start_sweep(page, "temperature=0.5,2\ngate_strength=0.5,1")
+    page.wait_for_function(
+        "document.querySelector('#sweep-status').textContent === 'completed'", timeout=180_000
+    )
+    assert page.url.split("#")[1].startswith("sweep=")
+    sweep_id = page.locator("#sweep-title").inner_text()
+    assert page.locator("#sweeps li", has_text=sweep_id).count() == 1
+    # 2 seeds x (the standard arm + 4 cells)
+    assert "10 / 10 branches completed" in page.locator("#sweep-progress").inner_text()
+    assert page.locator("#sweep-resume-btn").is_hidden()
+
+    # one setting: one heatmap, temperature down and gate_strength across, every cell filled
+    [heatmap] = page.evaluate(HEATMAPS)
+    metric = page.locator("#sweep-metric").input_value()
+    assert heatmap["type"] == "heatmap" and heatmap["metric"] == metric
+    assert heatmap["y"] == ["0.5", "2"] and heatmap["x"] == ["0.5", "1"]
+    assert all(isinstance(v, float) for row in heatmap["z"] for v in row)
+
+    # another metric redraws the heatmap with its own differences
+    options = page.locator("#sweep-metric option").evaluate_all("os => os.map(o => o.value)")
+    assert len(options) >= 2 and metric in options
+    other = next(m for m in options if m != metric)
+    page.select_option("#sweep-metric", other)
+    page.wait_for_function(
+        f"document.querySelector('#sweep-heatmaps .facet').dataset.metric === {other!r}"
+    )
+    [redrawn] = page.evaluate(HEATMAPS)
+    assert redrawn["z"] != heatmap["z"] and all(v is not None for r in redrawn["z"] for v in r)
+
+    # all cells in parallel coordinates: the two gating axes and the difference
+    parcoords = page.evaluate(
+        "() => { const t = document.querySelector('#sweep-parcoords').data[0];"
+        " return {type: t.type, labels: t.dimensions.map(d => d.label),"
+        " n: t.dimensions[0].values.length}; }"
+    )
+    assert parcoords["type"] == "parcoords" and parcoords["n"] == 4
+    assert parcoords["labels"][:2] == ["temperature", "gate_strength"]
+    assert page.locator("#sweep-parcoords .parcoords").count() >= 1
+    assert page.locator("#sweep-entropy tbody tr").count() == 4  # gate entropy per cell
+    page.screenshot(path=str(tmp_path / "sweep.png"), full_page=True)
+
+    # a click on a cell (the first row, the second column) opens the run that trained it
+    results = page.evaluate(f"() => fetch('/api/sweeps/{sweep_id}').then(r => r.json())")
+    cell = next(
+        c for c in results["cells"] if c["params"] == {"temperature": 0.5, "gate_strength": 1}
+    )
+    box = page.locator("#sweep-heatmaps .facet .nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.75)
+    page.wait_for_function(
+        f"location.hash === '#run={cell['run_id']}'"
+        f" && document.querySelector('#run-title').textContent === {cell['run_id']!r}"
+    )
+    assert page.locator("#sweep-view").is_hidden() and page.locator("#run-view").is_visible()
+    page.wait_for_selector('#comparison th[data-condition^="gated["]')
+
+    # the deep link opens the sweep again
+    page.goto(page.url.split("#")[0] + f"#sweep={sweep_id}")
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_function("document.querySelector('#sweep-status').textContent === 'completed'")
+    assert page.locator("#run-view").is_hidden()
+    assert len(page.evaluate(HEATMAPS)) == 1
+
+
+def test_a_bad_axis_shows_the_servers_error_and_starts_nothing(page):
+    before = len(page.evaluate(SWEEPS))
+    start_sweep(page, "colour=1,2")
+    page.wait_for_function("document.querySelector('#sweep-form-error').textContent.length > 0")
+    assert "unknown parameter 'colour'" in page.locator("#sweep-form-error").inner_text()
+    assert len(page.evaluate(SWEEPS)) == before
+    assert page.locator("#sweep-view").is_hidden()
+    assert page.locator("#jobs .badge").count() == 0
+
+
+def test_an_interrupted_sweep_resumes_from_its_page_and_fills_in(page, tmp_path):
+    store = Store(tmp_path / "store")
+    base = {"steps": 10, "seeds": [3], "eval_every": 0}
+    grid = {"gate_strength": [0.5, 1.0]}
+    sweep_id = create_sweep(store, "gradient_gating_l0", base, grid, {}, device="cpu")
+
+    def interrupt_in_the_first_cell(event):
+        if event["type"] == "step" and event["condition"].startswith("gated"):
+            raise KeyboardInterrupt
+
+    stopped = execute_sweep(store, sweep_id, on_event=interrupt_in_the_first_cell)
+    assert stopped["status"] == "interrupted"
+    page.goto(page.url.split("#")[0] + f"#sweep={sweep_id}")
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_function(
+        "document.querySelector('#sweep-status').textContent === 'interrupted'", timeout=30_000
+    )
+    assert "1 / 3 branches completed" in page.locator("#sweep-progress").inner_text()
+    # one gating axis: a single column, its cells blank until they have data
+    [heatmap] = page.evaluate(HEATMAPS)
+    assert heatmap["y"] == ["0.5", "1"] and len(heatmap["x"]) == 1
+    assert heatmap["z"] == [[None], [None]]
+    page.click("#sweep-resume-btn")
+    page.wait_for_function(  # polled while it trains
+        "document.querySelector('#sweep-status').textContent === 'completed'", timeout=120_000
+    )
+    assert "3 / 3 branches completed" in page.locator("#sweep-progress").inner_text()
+    assert page.locator("#sweep-resume-btn").is_hidden()
+    [heatmap] = page.evaluate(HEATMAPS)
+    assert all(isinstance(row[0], float) for row in heatmap["z"])
