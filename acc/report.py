@@ -32,7 +32,7 @@ def metrics_table(results: dict) -> Table:
             for k, v in e["mean"].items()
             if isinstance(v, (int, float))
         },
-        key=_metric_order,
+        key=metric_order,
     )
     for key in keys:
         means = {c: e["mean"].get(key) for c, e in conditions.items()}
@@ -125,7 +125,7 @@ def _best(key: str, means: dict[str, float | None]) -> str | None:
     return pick(present, key=present.get)
 
 
-def _metric_order(key: str) -> tuple[int, str]:
+def metric_order(key: str) -> tuple[int, str]:
     metric, layer = split_key(key)
     order = list(type(metric)).index(metric) if metric is not None else 99
     return order, layer or ""

@@ -95,7 +95,13 @@ def build_sweep_results(store: Store, sweep_id: str) -> dict:
                 "run_id": run["id"],
                 "status": results["status"],
                 "standard": {k: standard[k] for k in ("runs", "mean", "std")},
-                # a sweep without gating axes compares the recipe's own conditions per setting
+                # the setting's ungated arms (with no gating axes: every condition of the
+                # recipe) and their comparisons, for sweeps over other parameters (beta, lr)
+                "conditions": {
+                    name: {k: entry[k] for k in ("runs", "mean", "std")}
+                    for name, entry in results["conditions"].items()
+                    if "[" not in name
+                },
                 "comparisons": [c for c in results["comparisons"] if "[" not in c["a"]],
             }
         )

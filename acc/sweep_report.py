@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from acc.report import fmt
+from acc.report import fmt, metric_order
 
 MARKS = {"supported": "[green]✓[/green]", "contradicted": "[red]✗[/red]", "inconclusive": "·"}
 
@@ -44,31 +44,39 @@ def sweep_tables(results: dict) -> list:
 
 
 def settings_table(results: dict) -> Table:
-    """A sweep without gating axes (e.g. over beta): one row per setting, its hypotheses."""
-    metrics = _metrics_of_settings(results)
-    table = Table(title="Per setting: mean paired difference (a - b), 95% CI, verdict")
-    table.add_column("setting")
-    for metric in metrics:
-        table.add_column(escape(metric))
-    for setting in results["settings"]:
-        rows = setting.get("comparisons", [])
-        by_metric = {c["metric"]: c for c in rows}
-        table.add_row(escape(setting["id"]), *(_cell(by_metric.get(m)) for m in metrics))
+    """A sweep without gating axes (e.g. over beta): per setting and condition, the mean over
+    seeds of every unlabelled metric, and how its hypotheses came out."""
+    rows = [
+        (setting, name, entry)
+        for setting in results["settings"]
+        for name, entry in setting.get("conditions", {}).items()
+    ]
+    keys = sorted(
+        {k for _, _, e in rows for k, v in e["mean"].items() if "[" not in k and _number(v)},
+        key=metric_order,
+    )
+    table = Table(title="Per setting and condition: mean over seeds; hypotheses (a vs b)")
+    for column in ("setting", "condition", *keys, "hypotheses"):
+        table.add_column(
+            escape(column), justify="left" if column in ("setting", "condition") else "right"
+        )
+    for setting, name, entry in rows:
+        verdicts = [c["verdict"] for c in setting.get("comparisons", []) if c["a"] == name]
+        summary = " ".join(f"{MARKS[v]} {verdicts.count(v)}" for v in MARKS if verdicts.count(v))
+        table.add_row(
+            escape(setting["id"]), name, *(fmt(entry["mean"].get(k)) for k in keys), summary
+        )
     return table
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _metrics(cells: list[dict]) -> list[str]:
     seen: dict[str, None] = {}
     for cell in cells:
         for c in cell["comparisons"]:
-            seen.setdefault(c["metric"])
-    return list(seen)
-
-
-def _metrics_of_settings(results: dict) -> list[str]:
-    seen: dict[str, None] = {}
-    for setting in results["settings"]:
-        for c in setting.get("comparisons", []):
             seen.setdefault(c["metric"])
     return list(seen)
 

@@ -209,3 +209,22 @@ def test_prepare_sweep_counts_branches_without_opening_anything(tmp_path):
         prepare_sweep("gradient_gating_l0", {"seeds": [1, 2, 3]},
                       {"temperature": [0.3, 0.5, 1, 2, 5], "gate_strength": [0.25, 0.5, 0.75, 1]},
                       {}, device="cpu", max_branches=50)  # fmt: skip
+
+
+def test_a_sweep_without_gating_axes_compares_each_settings_own_conditions(tmp_path, tiny_mnist):
+    out = _cli(
+        "sweep", "gradient_gating_l0", "--grid", "lr=0.001,0.01", "--seeds", "1,2", "--steps",
+        "3", "--eval-every", "0", "-p", "batch_size=8", "--data-dir", str(tiny_mnist),
+        "--store", str(tmp_path), "--json", str(tmp_path / "s.json"),
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    results = json.loads((tmp_path / "s.json").read_text())
+    assert results["cells"] == [] and [s["id"] for s in results["settings"]] == [
+        "lr=0.001",
+        "lr=0.01",
+    ]
+    setting = results["settings"][0]
+    assert set(setting["conditions"]) == {"standard", "gated"}
+    assert {c["a"] for c in setting["comparisons"]} == {"gated"}
+    text = " ".join(out.output.split())
+    assert "Per setting and condition" in text and "lr=0.01 │ gated" in text
