@@ -86,18 +86,20 @@ class GateWindow:
     ``read`` brings them to the host, at evaluation time."""
 
     def __init__(self) -> None:
-        self.neg_entropy: torch.Tensor | None = None  # sum of p log p over steps and images
+        self.neg_entropy: torch.Tensor | None = None  # p log p per channel, summed over steps
         self.largest: torch.Tensor | None = None  # sum of max p over steps and images
         self.rows = 0  # how many masks were summed (one a step, or one an image in mode sample)
         self.last: list[float] | None = None
 
     def add(self, p: torch.Tensor) -> None:
-        neg_entropy = torch.special.xlogy(p, p).sum()  # 0 log 0 = 0: one-hot masks are fine
-        largest = p.amax(dim=-1).sum()
+        terms = torch.special.xlogy(p, p)  # p log p per channel; 0 log 0 = 0 (one-hot masks)
+        largest = p.max() if p.dim() == 1 else p.amax(dim=-1).sum()
+        if p.dim() > 1:
+            terms = terms.sum(dim=0)  # mode sample: summed over the batch's images
         if self.rows == 0:
-            self.neg_entropy, self.largest = neg_entropy, largest
-        else:
-            self.neg_entropy.add_(neg_entropy)
+            self.neg_entropy, self.largest = terms, largest
+        else:  # kept per channel and summed at read time: one kernel fewer every step
+            self.neg_entropy.add_(terms)
             self.largest.add_(largest)
         self.rows += 1 if p.dim() == 1 else p.shape[0]
 
@@ -105,7 +107,7 @@ class GateWindow:
         """[mean gate_entropy, mean gate_max] since the last read (the last read's values if
         no step has been taken since; None before the first)."""
         if self.rows:
-            entropy = -float(self.neg_entropy) / (self.rows * math.log(channels))
+            entropy = -float(self.neg_entropy.sum()) / (self.rows * math.log(channels))
             self.last = [entropy, channels * float(self.largest) / self.rows]
             self.neg_entropy = self.largest = None
             self.rows = 0
