@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 import subprocess
 import sys
@@ -14,7 +15,18 @@ import pytest
 import torch
 
 from acc.data import IDX_FILES, Dataset, Split, load_mnist
+from acc.server import create_app
+from acc.server.serving import ServerThread
 from acc.store import Store
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
 
 
 @pytest.fixture(scope="session")
@@ -116,3 +128,32 @@ def _start_long_cli_run(store_dir: Path) -> tuple[subprocess.Popen, Store]:
                 return proc, store
     proc.kill()
     raise AssertionError(f"no training progress within 120 s: {proc.communicate()[0].decode()}")
+
+
+@pytest.fixture
+def page(tmp_path):
+    """The real dashboard (uvicorn on a free 127.0.0.1 port, a store in ``tmp_path/store``)
+    in headless Debian Chromium, ready (the form holds the recipe's defaults). Afterwards: no
+    JavaScript error and no request outside the server. Skipped only where Chromium is missing
+    outside CI; in CI (CI=true) it must run. Playwright never downloads a browser here."""
+    if not CHROMIUM.exists() and os.environ.get("CI") != "true":
+        pytest.skip("no /usr/bin/chromium (the Makefile's test setup installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    app = create_app(tmp_path / "store", worker_threads=1)
+    with ServerThread(app) as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        outside, errors = [], []
+        tab.on("request", lambda r: _outside(r.url, url, outside))
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.goto(url + "/")
+        tab.wait_for_selector("body[data-ready]")  # filled in before the defaults would be lost
+        yield tab
+        browser.close()
+        assert not outside, f"the page reached outside the server: {outside}"
+        assert not errors, f"JavaScript errors: {errors}"
+
+
+def _outside(requested: str, server: str, outside: list) -> None:
+    if not requested.startswith(server) and not requested.startswith("data:"):
+        outside.append(requested)

@@ -6,25 +6,13 @@ job. Skipped only where Chromium is missing outside CI; in CI (CI=true) it must 
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 
 from acc.runner import create_run, execute_run
-from acc.server import create_app
-from acc.server.serving import ServerThread
 from acc.store import Store
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-]
 METRICS = (
     "l1",
     "psnr",
@@ -34,38 +22,7 @@ METRICS = (
     "effective_rank",
 )
 
-if not CHROMIUM.exists() and os.environ.get("CI") != "true":
-    pytest.skip(
-        "no /usr/bin/chromium (the Makefile's test setup installs it)", allow_module_level=True
-    )
-sync_api = pytest.importorskip("playwright.sync_api")
-
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def page(tmp_path):
-    app = create_app(tmp_path / "store", worker_threads=1)
-    with ServerThread(app) as url, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        outside = []
-        tab.on(
-            "request",
-            lambda r: (
-                outside.append(r.url)
-                if not r.url.startswith(url) and not r.url.startswith("data:")
-                else None
-            ),
-        )
-        errors = []
-        tab.on("pageerror", lambda e: errors.append(str(e)))
-        tab.goto(url + "/")
-        tab.wait_for_selector("body[data-ready]")  # filled in before the defaults would be lost
-        yield tab
-        browser.close()
-        assert not outside, f"the page reached outside the server: {outside}"
-        assert not errors, f"JavaScript errors: {errors}"
 
 
 def test_run_a_recipe_and_compare_the_conditions(page, tmp_path):

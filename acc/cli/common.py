@@ -13,8 +13,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from acc.data import DataError
 from acc.executors import Executor, ExecutorError, default_executor, make_executor
-from acc.runner import DEFAULT_CHECKPOINT_EVERY
+from acc.progress import ProgressDisplay
+from acc.registry import RegistryError
+from acc.runner import DEFAULT_CHECKPOINT_EVERY, ParamsError, ResumeError
 from acc.store import Store, StoreError
 from acc.sweep_report import sweep_tables
 
@@ -84,6 +87,10 @@ CheckpointEveryOption = Annotated[
         help=f"steps between resume points (0 = none) [default: {DEFAULT_CHECKPOINT_EVERY}]"
     ),
 ]
+
+
+# What a researcher's input can get wrong: said in one line, exit code 2, nothing opened.
+USER_ERRORS = (RegistryError, ParamsError, ResumeError, DataError, ExecutorError, ValueError)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -188,6 +195,21 @@ def write_json(path: Path, results: dict) -> None:
 def render_sweep(results: dict) -> None:
     for part in sweep_tables(results):
         console.print(part)
+
+
+def train_and_report(store: Store, target_id: str, pool: Executor, execute, render, json_path,
+                     resume_hint: str, total: int | None = None) -> None:  # fmt: skip
+    """Execute a run or sweep with live bars, print its tables, write its JSON, and exit
+    with its status (the executor is closed whatever happens)."""
+    try:
+        with ProgressDisplay(console, total=total) as display:
+            results = execute(store, target_id, pool, on_event=display.handle)
+    finally:
+        pool.close()
+    render(results)
+    if json_path:
+        write_json(json_path, results)
+    exit_for(results["status"], resume_hint)
 
 
 def exit_for(status: str, resume_hint: str) -> None:

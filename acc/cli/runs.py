@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from acc.cli.common import (
+    USER_ERRORS,
     CheckpointEveryOption,
     DataDirOption,
     DeviceOption,
@@ -31,19 +32,14 @@ from acc.cli.common import (
     checkpoint_interval,
     collect_params,
     console,
-    exit_for,
     fail,
     interrupt_on_signals,
     open_store,
     read_store,
     render_sweep,
-    write_json,
+    train_and_report,
 )
-from acc.data import DataError
-from acc.executors import ExecutorError
-from acc.progress import ProgressDisplay
 from acc.recipes import recipe_registry
-from acc.registry import RegistryError
 from acc.report import (
     branches_table,
     comparison_table,
@@ -54,7 +50,6 @@ from acc.report import (
 from acc.results import build_results, build_sweep_results
 from acc.runner import (
     NothingToResume,
-    ParamsError,
     ResumeError,
     check_resumable,
     create_run,
@@ -133,21 +128,21 @@ def run(
     except NothingToResume as done:
         console.print(str(done))
         return
-    except (RegistryError, ParamsError, ResumeError, DataError, ExecutorError, ValueError) as exc:
+    except USER_ERRORS as exc:
         raise fail(str(exc)) from None
     console.print(
         f"run [bold]{run_id}[/bold] · {pool.name} executor, {pool.workers} at a time · "
         f"store {results_store.root.resolve()}"
     )
-    try:
-        with ProgressDisplay(console) as display:
-            results = execute_run(results_store, run_id, pool, on_event=display.handle)
-    finally:
-        pool.close()
-    render_run(results)
-    if json_path:
-        write_json(json_path, results)
-    exit_for(results["status"], f"acc run --resume {run_id}")
+    train_and_report(
+        results_store,
+        run_id,
+        pool,
+        execute_run,
+        render_run,
+        json_path,
+        f"acc run --resume {run_id}",
+    )
 
 
 def _count_branches(recipe_name: str, params: dict) -> int:

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from acc.cli.common import (
+    USER_ERRORS,
     CheckpointEveryOption,
     DataDirOption,
     DeviceOption,
@@ -30,22 +31,15 @@ from acc.cli.common import (
     checkpoint_interval,
     collect_params,
     console,
-    exit_for,
     fail,
     interrupt_on_signals,
     open_store,
     read_store,
     render_sweep,
-    write_json,
+    train_and_report,
 )
-from acc.data import DataError
-from acc.executors import ExecutorError
-from acc.progress import ProgressDisplay
-from acc.registry import RegistryError
 from acc.runner import (
     NothingToResume,
-    ParamsError,
-    ResumeError,
     check_resumable_sweep,
     execute_sweep,
     open_sweep,
@@ -127,21 +121,22 @@ def sweep(
     except NothingToResume as done:
         console.print(str(done))
         return
-    except (RegistryError, ParamsError, ResumeError, DataError, ExecutorError, ValueError) as exc:
+    except USER_ERRORS as exc:
         raise fail(str(exc)) from None
     console.print(
         f"sweep [bold]{sweep_id}[/bold] · {branches} branches · {pool.name} executor, "
         f"{pool.workers} at a time · store {results_store.root.resolve()}"
     )
-    try:
-        with ProgressDisplay(console, total=branches) as display:
-            results = execute_sweep(results_store, sweep_id, pool, on_event=display.handle)
-    finally:
-        pool.close()
-    render_sweep(results)
-    if json_path:
-        write_json(json_path, results)
-    exit_for(results["status"], f"acc sweep --resume {sweep_id}")
+    train_and_report(
+        results_store,
+        sweep_id,
+        pool,
+        execute_sweep,
+        render_sweep,
+        json_path,
+        f"acc sweep --resume {sweep_id}",
+        total=branches,
+    )
 
 
 def _left_to_train(store: Store, sweep_id: str) -> int:

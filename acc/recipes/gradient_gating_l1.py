@@ -34,11 +34,9 @@ LABELS = tuple(CONV_LAYERS)  # ("conv1", "conv2")
 GATED_LABELS = {conv: label for label, (conv, _) in CONV_LAYERS.items()}  # for gate_entropy[...]
 
 
-class L1Params(RecipeParams):
-    steps: int = Field(
-        5_000, ge=0, description="training steps per branch (0 = evaluate the untrained models)"
-    )
-    hidden_dim: int = Field(64, ge=1, description="latent size of the conv autoencoder")
+class ConvGatingParams(RecipeParams):
+    """The depth-tapered gate of levels 1 and 2: one temperature, a strength per conv."""
+
     temperature: float = Field(
         1.0, gt=0, description="softmax temperature of the gate", json_schema_extra=GATING
     )
@@ -51,6 +49,13 @@ class L1Params(RecipeParams):
     mode: Literal["batch", "sample"] = Field(
         "batch", description="gate strength per batch or per image", json_schema_extra=GATING
     )
+
+
+class L1Params(ConvGatingParams):
+    steps: int = Field(
+        5_000, ge=0, description="training steps per branch (0 = evaluate the untrained models)"
+    )
+    hidden_dim: int = Field(64, ge=1, description="latent size of the conv autoencoder")
 
 
 def per_layer_hypotheses() -> list[Hypothesis]:

@@ -18,11 +18,12 @@ from pydantic import Field
 
 from acc.data import Dataset
 from acc.models import ConvVAE
-from acc.recipes.base import GATING, Condition, Gating, Recipe, RecipeParams
+from acc.recipes.base import Condition, Gating, Recipe
 from acc.recipes.gradient_gating_l1 import (
     DEPTH_HYPOTHESIS,
     GATED_DESCRIPTION,
     GATED_LABELS,
+    ConvGatingParams,
     encoder_gating,
     per_layer_hypotheses,
     specialisation_tasks,
@@ -33,7 +34,7 @@ from acc.tasks.kl_divergence import KLDivergenceTask
 from acc.tasks.reconstruction import ReconstructionTask
 
 
-class L2Params(RecipeParams):
+class L2Params(ConvGatingParams):
     steps: int = Field(
         10_000, ge=0, description="training steps per branch (0 = evaluate the untrained models)"
     )
@@ -42,18 +43,6 @@ class L2Params(RecipeParams):
     kl_warmup_steps: int = Field(0, ge=0, description="linear KL warm-up steps (0 = off)")
     recon_loss: Literal["l1", "mse"] = Field(
         "l1", description="reconstruction error, summed over pixels"
-    )
-    temperature: float = Field(
-        1.0, gt=0, description="softmax temperature of the gate", json_schema_extra=GATING
-    )
-    gate_conv1: float = Field(
-        1.0, ge=0, le=1, description="gate strength on conv1 (near input)", json_schema_extra=GATING
-    )
-    gate_conv2: float = Field(
-        0.5, ge=0, le=1, description="gate strength on conv2", json_schema_extra=GATING
-    )
-    mode: Literal["batch", "sample"] = Field(
-        "batch", description="gate strength per batch or per image", json_schema_extra=GATING
     )
 
 

@@ -35,14 +35,16 @@ def manager_of(request: Request) -> JobManager:
     responses={404: {"description": "unknown recipe"}, 422: {"description": "invalid parameters"}},
 )
 def start_job(body: JobRequest, request: Request) -> dict:
-    """Queue a recipe run; it trains in its own worker process. Answers at once (202)."""
-    if body.recipe not in recipe_registry().items:
-        raise HTTPException(
-            404,
-            f"unknown recipe {body.recipe!r}; known recipes: "
-            f"{', '.join(recipe_registry().names())}",
-        )
+    """Queue a recipe run; its branches train in worker processes. Answers at once (202)."""
+    require_recipe(body.recipe)
     return manager_of(request).submit(body.recipe, body.params)
+
+
+def require_recipe(name: str) -> None:
+    """404 naming the known recipes, before anything is validated or opened."""
+    if name not in recipe_registry().items:
+        known = ", ".join(recipe_registry().names())
+        raise HTTPException(404, f"unknown recipe {name!r}; known recipes: {known}")
 
 
 @router.get("", response_model=list[Job])

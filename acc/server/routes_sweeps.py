@@ -6,12 +6,12 @@ stream is the job's (``/api/jobs/{id}/events``).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 
-from acc.recipes import recipe_registry
 from acc.results import build_sweep_results
 from acc.server.jobs import JobManager
 from acc.server.jsonable import finite
+from acc.server.routes_jobs import require_recipe
 from acc.server.schemas import Job, SweepRequest, SweepSummary
 
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
@@ -30,9 +30,7 @@ def manager_of(request: Request) -> JobManager:
 )
 def start_sweep(body: SweepRequest, request: Request) -> dict:
     """Validate and queue a sweep: ``grid`` axes multiply, ``zip`` axes advance together."""
-    if body.recipe not in recipe_registry().items:
-        known = ", ".join(recipe_registry().names())
-        raise HTTPException(404, f"unknown recipe {body.recipe!r}; known recipes: {known}")
+    require_recipe(body.recipe)
     return manager_of(request).submit_sweep(body.recipe, body.params, body.grid, body.zip, body.yes)
 
 
