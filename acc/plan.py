@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from acc.branch import BranchSpec
+from acc.branch import BranchSpec, pack_factors
+from acc.data import load_mnist
 from acc.recipes import Recipe
 from acc.recipes.base import RecipeParams
 from acc.status import Status
@@ -30,6 +31,7 @@ def plan_run(
     data_dir: str | None = None,
     checkpoint_every: int = 0,
     cells: list[dict] | None = None,
+    on_log=None,
 ) -> list[BranchSpec]:
     """Every branch of the run still to train, in seed-major order (roots saved first). A
     sweep's run has ``cells``: its gated conditions train once per cell (see acc.sweep)."""
@@ -39,6 +41,7 @@ def plan_run(
         if b["status"] == Status.COMPLETED and b["checkpoint_id"]
     }
     roots = {c["seed"]: c["id"] for c in store.checkpoints.of_run(run_id) if c["tag"] == "init"}
+    factors = measured_factors(store, recipe, data_dir, on_log) if recipe.measured_factors else None
     specs = []
     for seed in p.seeds:
         root_id = roots.get(seed) or save_root(store, run_id, recipe, p, seed)
@@ -63,9 +66,27 @@ def plan_run(
                     data_dir=data_dir,
                     checkpoint_every=checkpoint_every,
                     resume=resume[1] if resume else None,
+                    factors=factors,
                 )
             )
     return specs
+
+
+def measured_factors(store: Store, recipe: Recipe, data_dir, on_log=None) -> bytes:
+    """The Morpho-MNIST factors the recipe's tasks read, for both splits, measured here once
+    (cached in ``<store>/factors`` by the data's hash) and sent to every worker with its spec:
+    workers need no shared file system and never measure."""
+    from acc.factors import dataset_factors  # scikit-image: only recipes with factors need it
+
+    data = load_mnist(recipe.data_view, "cpu", data_dir)
+    cache = store.root / "factors"
+    say = on_log or (lambda message: None)
+    out = {}
+    for split in ("train", "test"):
+        say(f"measured factors of the {split} split: from {cache} (measured now if not cached)")
+        named = dataset_factors(data, split, cache, log=say)
+        out[split] = {name: named[name] for name in recipe.measured_factors}
+    return pack_factors(out)
 
 
 def save_root(store: Store, run_id: str, recipe: Recipe, p: RecipeParams, seed: int) -> str:

@@ -48,6 +48,8 @@ class ProgressDisplay:
             self._plain_line(key, name, event["step"], status)
         elif kind == "branch" and event["state"] != "running":
             self._finished(key, name, event)
+        elif kind == "log" and event.get("notice"):
+            self.console.print(escape(event["message"]))
         elif kind == "log" and "Traceback" in event["message"]:
             self.console.print(f"[dim]{escape(event['message'])}[/dim]")
 

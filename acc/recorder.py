@@ -30,6 +30,10 @@ class RunRecorder:
     def log(self, message: str) -> None:
         self._forward({"type": "log", "message": message})
 
+    def notice(self, message: str) -> None:
+        """A message the person watching should see now (the CLI prints it)."""
+        self._forward({"type": "log", "message": message, "notice": True})
+
     def event(self, spec: BranchSpec, event: dict) -> None:
         event = {**event, "run_id": spec.run_id}  # a sweep's listeners tell its runs apart
         kind = event["type"]

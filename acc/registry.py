@@ -58,7 +58,7 @@ def discover(
         for _, cls in sorted(inspect.getmembers(module, inspect.isclass)):
             if cls.__module__ != module_name or not issubclass(cls, base) or cls is base:
                 continue
-            if inspect.isabstract(cls) or getattr(cls, "abstract", False):
+            if inspect.isabstract(cls) or cls.__dict__.get("abstract", False):  # not inherited
                 continue
             name = name_of(cls)
             if name in registry.items and registry.items[name] is not cls:

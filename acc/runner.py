@@ -241,8 +241,13 @@ def _execute(store, run_ids, executor, on_event, should_stop) -> tuple[Status, s
         store.start_run(run_id)
     status, error = Status.COMPLETED, None
     try:
-        specs = [s for run_id, r, p, cfg in plans for s in plan_run(store, run_id, r, p, **cfg)]
-        (executor or InlineExecutor()).run(specs, RunRecorder(store, on_event), should_stop)
+        recorder = RunRecorder(store, on_event)
+        specs = [
+            spec
+            for run_id, recipe, p, cfg in plans
+            for spec in plan_run(store, run_id, recipe, p, **cfg, on_log=recorder.notice)
+        ]
+        (executor or InlineExecutor()).run(specs, recorder, should_stop)
     except KeyboardInterrupt:
         status, error = Status.INTERRUPTED, "interrupted by the user"
     except StopRequested:

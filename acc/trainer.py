@@ -123,14 +123,14 @@ class Trainer:
     ) -> None:
         self.model, self.config = model, config
         self.train_tasks = [t for t in tasks if not t.eval_only]
-        self.eval_tasks = [t for t in tasks if t.eval_only]
+        self.eval_tasks = [t for t in tasks if t.eval_only and t.periodic]
         if not self.train_tasks:
             raise ValueError("nothing to train: attach at least one task that is not eval-only")
         self.data = _common_train_split(self.train_tasks)
         self.order = BatchOrder(
             len(self.data), config.batch_size, config.seed, self.data.images.device
         )
-        self.optimizer = _make_optimizer(model, config)
+        self.optimizer = _make_optimizer(model, self.train_tasks, config)
         self.on_step, self.on_eval, self.should_stop = on_step, on_eval, should_stop
         self.step = 0
 
@@ -156,6 +156,7 @@ class Trainer:
         batch = self.data.images[idx]
         for task in self.train_tasks:
             task.step = self.step  # schedules (KL warm-up) read the trainer's step
+            task.indices = idx  # tasks with per-image targets (probes) index their own
         output = self.model(batch)
         losses = [task.compute_loss(output, batch) for task in self.train_tasks]
         total = reduce(operator.add, map(_weighted, self.train_tasks, losses))
@@ -185,16 +186,21 @@ class Trainer:
             raise StopRequested(f"stop requested at step {self.step}")
 
     def state_dict(self) -> dict:
-        """What an exact resume needs besides the model's weights (which are the model's)."""
+        """What an exact resume needs besides the model's weights (which are the model's):
+        optimizer, step, batch order, RNG, and the weights of tasks that learn (probes)."""
         return {
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
             "order": self.order.state_dict(),
             "rng": _rng_state(self.data.images.device),
+            "tasks": {t.name: t.state_dict() for t in self.train_tasks if t.parameters()},
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
+        for task in self.train_tasks:
+            if task.name in state.get("tasks", {}):
+                task.load_state_dict(state["tasks"][task.name])
         self.optimizer.load_state_dict(state["optimizer"])
         self.order.load_state_dict(state["order"])
         _set_rng_state(state["rng"], self.data.images.device)
@@ -240,7 +246,9 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def _make_optimizer(model: nn.Module, tasks, config: TrainConfig) -> torch.optim.Optimizer:
+    """One optimizer for the model and the tasks that learn with it (probes)."""
+    params = [*model.parameters(), *(p for task in tasks for p in task.parameters())]
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr)
-    return torch.optim.SGD(model.parameters(), lr=config.lr)
+        return torch.optim.Adam(params, lr=config.lr)
+    return torch.optim.SGD(params, lr=config.lr)

@@ -10,12 +10,14 @@ from torch import nn
 
 from acc.models.conv_ae import ConvAutoencoder
 from acc.models.conv_vae import ConvVAE
+from acc.models.factor_slot import FactorGroup, FactorSlotAutoencoder
 from acc.models.linear_ae import LinearAutoencoder
 
 MODELS: dict[str, type[nn.Module]] = {
     "LinearAutoencoder": LinearAutoencoder,
     "ConvAutoencoder": ConvAutoencoder,
     "ConvVAE": ConvVAE,
+    "FactorSlotAutoencoder": FactorSlotAutoencoder,
 }
 
 
@@ -28,4 +30,12 @@ def build_model(config: dict) -> nn.Module:
     return MODELS[name](**options)
 
 
-__all__ = ["MODELS", "ConvAutoencoder", "ConvVAE", "LinearAutoencoder", "build_model"]
+__all__ = [
+    "MODELS",
+    "ConvAutoencoder",
+    "ConvVAE",
+    "FactorGroup",
+    "FactorSlotAutoencoder",
+    "LinearAutoencoder",
+    "build_model",
+]

@@ -80,6 +80,7 @@ class Recipe:
     description: ClassVar[str]
     Params: ClassVar[type[RecipeParams]] = RecipeParams
     data_view: ClassVar[str] = "flat"  # the MNIST view the model takes: flat, 28 or 32
+    measured_factors: ClassVar[tuple[str, ...]] = ()  # Morpho-MNIST factors the tasks read
     hypotheses: ClassVar[list[Hypothesis]] = []
 
     def conditions(self, p: RecipeParams) -> list[Condition]:

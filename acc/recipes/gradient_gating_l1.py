@@ -82,11 +82,11 @@ DEPTH_HYPOTHESIS = Hypothesis(
 )
 
 
-def specialisation_tasks(data: Dataset) -> list[Task]:
+def specialisation_tasks(data: Dataset, layers: dict = CONV_LAYERS) -> list[Task]:
     """Diversity, rank and norm concentration on each conv's weight; sparsity and dead units
-    on the ReLU after it."""
+    on the ReLU after it (``layers``: label -> (conv name, ReLU name))."""
     tasks: list[Task] = []
-    for label, (conv, relu) in CONV_LAYERS.items():
+    for label, (conv, relu) in layers.items():
         tasks += [
             WeightDiversityTask(f"weight_diversity_{label}", data, conv, label=label),
             EffectiveRankTask(f"effective_rank_{label}", data, conv, label=label),
@@ -97,11 +97,13 @@ def specialisation_tasks(data: Dataset) -> list[Task]:
     return tasks
 
 
-def encoder_gating(conv1: float, conv2: float, mode: str) -> dict[str, dict]:
+def encoder_gating(
+    conv1: float, conv2: float, mode: str, layers: dict = CONV_LAYERS
+) -> dict[str, dict]:
     """The depth-tapered layer configs: stronger near the input, weaker near the latent."""
     return {
-        CONV_LAYERS["conv1"][0]: {"gate_strength": conv1, "mode": mode},
-        CONV_LAYERS["conv2"][0]: {"gate_strength": conv2, "mode": mode},
+        layers["conv1"][0]: {"gate_strength": conv1, "mode": mode},
+        layers["conv2"][0]: {"gate_strength": conv2, "mode": mode},
     }
 
 

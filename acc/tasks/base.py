@@ -34,10 +34,13 @@ class Task:
 
     ``step`` is the trainer's step count when ``compute_loss`` runs (the Trainer sets it):
     a task whose loss follows a schedule reads it, so the schedule resumes with the trainer
-    instead of depending on a counter of its own."""
+    instead of depending on a counter of its own. ``indices`` are the batch's positions in the
+    train split, for tasks with per-image targets (labels, measured factors)."""
 
     eval_only: ClassVar[bool] = False
+    periodic: ClassVar[bool] = True  # False: too costly for periodic evaluation; final only
     step: int = 0
+    indices: torch.Tensor | None = None  # the batch's positions in the train split (Trainer)
 
     def __init__(
         self,
@@ -64,6 +67,16 @@ class Task:
 
     def key(self, metric: EvalMetric) -> str:
         return metric.key(self.label)
+
+    def parameters(self) -> list[torch.Tensor]:
+        """Weights the task itself learns (a probe's), trained by the model's optimizer."""
+        return []
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
     def loss_thresholds(self) -> LossThresholds | None:
         """What a sane training loss of this task looks like, in its own units (LossHealth);

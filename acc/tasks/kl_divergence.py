@@ -38,9 +38,15 @@ class KLDivergenceTask(Task):
     """
 
     def __init__(
-        self, name: str, dataset: Dataset, weight: float = 1.0, warmup_steps: int = 0
+        self,
+        name: str,
+        dataset: Dataset,
+        weight: float = 1.0,
+        warmup_steps: int = 0,
+        groups: tuple = (),
     ) -> None:
         super().__init__(name, dataset, weight=weight)
+        self.groups = tuple(groups)  # FactorGroups: kl[<group>] is reported per group
         if not math.isfinite(weight) or weight < 0:
             raise ValueError(f"KL weight (beta) must be a finite number >= 0, got {weight}")
         if warmup_steps < 0:
@@ -54,26 +60,33 @@ class KLDivergenceTask(Task):
         return min(1.0, (self.step + 1) / self.warmup_steps)
 
     def compute_loss(self, model_output, batch: torch.Tensor) -> torch.Tensor:
-        mu = require_output(model_output, ModelOutput.MU, self)  # [B, D]
-        logvar = require_output(model_output, ModelOutput.LOGVAR, self)  # [B, D]
-        kl = kl_per_dim(mu, logvar).sum(dim=1).mean()  # summed over dims, mean over images
+        mu = require_output(model_output, ModelOutput.MU, self)  # [B, D] or [B, C, H, W]
+        logvar = require_output(model_output, ModelOutput.LOGVAR, self)
+        kl = kl_per_dim(mu, logvar).flatten(1).sum(dim=1).mean()  # summed per image, mean
         factor = self.warmup_factor()
         return kl if factor == 1.0 else factor * kl
 
     def evaluate(self, model: nn.Module) -> dict[str, float | list[float]]:
+        """Per-position latents ([B, C, H, W], the factor-slot VAE) count per channel: KL
+        summed over positions, activity of the channel's spatial mean."""
         mus, kls = [], []
         for batch in test_batches(model, self.dataset):
             output = model(batch)
-            mu = require_output(output, ModelOutput.MU, self)
-            logvar = require_output(output, ModelOutput.LOGVAR, self)
-            mus.append(mu.double())
-            kls.append(kl_per_dim(mu.double(), logvar.double()))  # [b, D]
+            mu = require_output(output, ModelOutput.MU, self).double()
+            logvar = require_output(output, ModelOutput.LOGVAR, self).double()
+            kl = kl_per_dim(mu, logvar)
+            mus.append(mu.flatten(2).mean(dim=2) if mu.dim() > 2 else mu)  # [b, D]
+            kls.append(kl.flatten(2).sum(dim=2) if kl.dim() > 2 else kl)  # [b, D]
         per_image_dim = torch.cat(kls)  # [N, D]
-        return {
+        metrics = {
             EvalMetric.KL.value: float(per_image_dim.sum(dim=1).mean()),
             EvalMetric.KL_PER_DIM.value: per_image_dim.mean(dim=0).tolist(),
             EvalMetric.ACTIVE_UNITS.value: float(active_units(torch.cat(mus))),
         }
+        for group in self.groups:
+            per_group = per_image_dim[:, group.start : group.end].sum(dim=1).mean()
+            metrics[EvalMetric.KL.key(group.name)] = float(per_group)
+        return metrics
 
     def loss_thresholds(self) -> LossThresholds:
         """In nats per image, summed over latent dims (before beta). Healthy MNIST VAEs carry
