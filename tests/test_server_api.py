@@ -16,10 +16,17 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from acc.models import MODELS
+from acc.models import MODELS, FactorSlotAutoencoder
 from acc.runner import create_run, execute_run, run_recipe
 from acc.server import create_app
-from acc.server.images import filter_grid, first_filters, png, reconstruction_strip
+from acc.server.images import (
+    ImageError,
+    filter_grid,
+    first_filters,
+    png,
+    reconstruction_strip,
+    traversal_grid,
+)
 from acc.server.inspector import dataset_view
 from acc.server.jsonable import finite
 from acc.store import Store
@@ -124,6 +131,7 @@ def test_openapi_documents_every_endpoint(client):
         "/api/checkpoints/{ckpt_id}/evaluate",
         "/api/checkpoints/{ckpt_id}/filters.png",
         "/api/checkpoints/{ckpt_id}/reconstructions.png",
+        "/api/checkpoints/{ckpt_id}/traversals.png",
         "/api/tasks",
     ):
         assert path in spec["paths"], path
@@ -292,6 +300,8 @@ def test_checkpoint_tree_inspector_and_pictures(client, cli_run):
     assert recon.headers["content-type"] == "image/png"
     assert decode_png(recon.content)[:3] == (3 * 29 + 1, 2 * 29 + 1, 0)
     assert client.get(f"/api/checkpoints/{gated}/reconstructions.png?n=0").status_code == 422
+    traversal = client.get(f"/api/checkpoints/{gated}/traversals.png?group=digit")
+    assert traversal.status_code == 422 and "no factor groups" in traversal.text
 
     # the inspector reproduces the metric the run recorded for that checkpoint
     recorded = cli_run[1]["conditions"]["gated"]["runs"][0]["metrics"]
@@ -392,3 +402,17 @@ def test_sweeps_are_validated_queued_listed_and_served(tmp_path):
         assert c.post("/api/sweeps", json={**body, "recipe": "nope"}).status_code == 404
         assert c.get("/api/sweeps/nope").status_code == 404
         assert len(c.get("/api/sweeps").json()) == 1  # the bad ones opened nothing
+
+
+def test_traversal_grid_of_a_factor_slot_model_and_its_errors():
+    torch.manual_seed(0)
+    model = FactorSlotAutoencoder(width="small").eval()
+    images = torch.rand(50, 1, 32, 32)
+    grid = traversal_grid(model, images, "slant", n=3)
+    scale = -(-24 // 32)
+    assert grid.dtype == np.uint8
+    assert grid.shape == (3 * (32 * scale + 1) + 1, 9 * (32 * scale + 1) + 1)  # rows x steps
+    with pytest.raises(ImageError, match="unknown factor group 'colour'; this model has: digit"):
+        traversal_grid(model, images, "colour", n=3)
+    with pytest.raises(ImageError, match="no factor groups"):
+        traversal_grid(MODELS["ConvAutoencoder"]().eval(), images, "digit", n=3)

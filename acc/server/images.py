@@ -1,4 +1,5 @@
-"""Pictures of a model: its first layer's filters as a tiled grid, and test reconstructions.
+"""Pictures of a model: its first layer's filters as a tiled grid, test reconstructions, and
+latent traversals of a factor-slot model.
 
 Written as PNG by a minimal encoder (zlib + CRC chunks) so the server needs no imaging
 library. Filters use a diverging blue-white-red map, each tile scaled by its own largest
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from acc.model_output import ModelOutput
+from acc.traversal import posterior_maps, principal_direction, traverse
 
 GAP = 1  # pixels between tiles
 MIN_TILE_PX = 24  # small kernels (3x3) are enlarged to at least this many pixels
@@ -87,6 +89,27 @@ def reconstruction_strip(model: nn.Module, images: torch.Tensor) -> np.ndarray:
     scale = max(1, math.ceil(MIN_TILE_PX / side))
     grey = grey.repeat(scale, axis=1).repeat(scale, axis=2)
     return _tile(grey, background=64, columns=images.shape[0])
+
+
+def traversal_grid(model: nn.Module, test_images: torch.Tensor, group: str, n: int) -> np.ndarray:
+    """A factor-slot model's traversal of ``group``: one row per test image (the first ``n``),
+    one column per step t = -2..2 along the group's main direction over the test set
+    (``acc.traversal``, the same traversal traversal_specificity measures); grey uint8."""
+    groups = {g.name: g for g in getattr(model, "groups", ())}
+    if not hasattr(model, "decode") or not groups:
+        raise ImageError("this model has no factor groups to traverse")
+    if group not in groups:
+        raise ImageError(f"unknown factor group {group!r}; this model has: {', '.join(groups)}")
+    g = groups[group]
+    maps = posterior_maps(model, test_images)  # [N, C, H, W]
+    direction, spread = principal_direction(maps.mean(dim=(2, 3))[:, g.start : g.end])
+    decoded = traverse(model, maps[:n], g, direction, spread)  # [T, n, 1, S, S]
+    side = decoded.shape[-1]
+    tiles = decoded.transpose(0, 1).reshape(-1, side, side)  # row-major: image by image
+    grey = (tiles.numpy() * 255).round().astype(np.uint8)
+    scale = max(1, math.ceil(MIN_TILE_PX / side))
+    grey = grey.repeat(scale, axis=1).repeat(scale, axis=2)
+    return _tile(grey, background=64, columns=decoded.shape[0])
 
 
 def _diverging(x: np.ndarray) -> np.ndarray:

@@ -12,7 +12,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from acc.results import build_results
-from acc.server.images import filter_grid, first_filters, png, reconstruction_strip
+from acc.server.images import (
+    filter_grid,
+    first_filters,
+    png,
+    reconstruction_strip,
+    traversal_grid,
+)
 from acc.server.inspector import (
     dataset_view,
     describe_checkpoint,
@@ -114,6 +120,21 @@ def get_reconstructions(
     images = request.app.state.datasets.get(dataset_view(model)).test.images[:n]
     with torch.no_grad():
         pixels = reconstruction_strip(model, images)
+    return Response(png(pixels), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/checkpoints/{ckpt_id}/traversals.png", responses={**NOT_FOUND, 200: PNG})
+def get_traversals(
+    ckpt_id: str,
+    request: Request,
+    group: str = Query(..., description="factor group to traverse, e.g. thickness"),
+    n: int = Query(6, ge=1, le=16, description="test images (one row each)"),
+) -> Response:
+    """A factor-slot model's latent traversal of one group: a row per test image, a column per
+    step (t = -2..2 standard deviations along the group's main direction over the test set)."""
+    model, _ = load_model(manager_of(request).store, ckpt_id)
+    images = request.app.state.datasets.get(dataset_view(model)).test.images
+    pixels = traversal_grid(model, images, group, n)
     return Response(png(pixels), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 

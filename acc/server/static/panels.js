@@ -94,12 +94,27 @@
               el("figcaption", {}, "first-layer filters (blue − / red +, each tile scaled to its max)")),
            el("figure", {}, el("img", {src: `/api/checkpoints/${run.checkpoint_id}/reconstructions.png?n=8`,
                                        alt: `${name} reconstructions`, class: "recons"}),
-              el("figcaption", {}, "test images (top) and reconstructions (bottom)"))]
+              el("figcaption", {}, "test images (top) and reconstructions (bottom)")),
+           ...traversalFigures(name, run.checkpoint_id, results)]
         : [el("p", {class: "muted"}, "no final checkpoint yet")];
       return el("div", {class: "picture-col"}, el("h4", {}, name), body);
     });
     container.replaceChildren(...columns);
   };
+
+  // The factor groups of a factor-slot run: its results carry kl[<group>] per group (DESIGN.md).
+  function factorGroups(results) {
+    const keys = new Set(Object.values(results.conditions).flatMap(c => Object.keys(c.mean)));
+    return [...keys].map(k => /^kl\[(.+)\]$/.exec(k)).filter(Boolean).map(m => m[1]);
+  }
+
+  // A factor-slot model's traversals, one figure per factor group.
+  function traversalFigures(name, checkpointId, results) {
+    return factorGroups(results).map(group =>
+      el("figure", {}, el("img", {src: `/api/checkpoints/${checkpointId}/traversals.png?group=${encodeURIComponent(group)}&n=6`,
+                                  alt: `${name} ${group} traversal`, class: "traversal", loading: "lazy"}),
+         el("figcaption", {}, `${group}: one row per test image, t = −2 … +2 std along the slot's main direction`)));
+  }
 
   ACC.renderCheckpointTree = function renderCheckpointTree(list, checkpoints, onPick) {
     const children = new Map();
