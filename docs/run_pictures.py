@@ -12,13 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
-from acc.server import create_app
-from acc.server.serving import ServerThread
-
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking"]  # fmt: skip
+from dashboard_page import dashboard_page
 
 
 def main() -> None:
@@ -28,12 +22,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, help="the seed whose checkpoints are shown")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "l3_pictures.png")
     args = parser.parse_args()
-    app = create_app(args.store, max_concurrent=0)
-    with ServerThread(app) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.goto(f"{url}/#run={args.run_id}")
-        page.wait_for_selector("body[data-ready]")
+    with dashboard_page(args.store, f"run={args.run_id}") as page:
         page.wait_for_selector("#pictures img", timeout=60_000)
         if args.seed is not None:
             page.select_option("#picture-seed", str(args.seed))
@@ -43,7 +32,6 @@ def main() -> None:
             timeout=180_000,
         )
         page.locator("#pictures").screenshot(path=str(args.out))
-        browser.close()
     print(f"wrote {args.out}")
 
 

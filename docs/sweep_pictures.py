@@ -12,13 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
-from acc.server import create_app
-from acc.server.serving import ServerThread
-
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking"]  # fmt: skip
+from dashboard_page import dashboard_page
 
 
 def main() -> None:
@@ -29,12 +23,7 @@ def main() -> None:
     parser.add_argument("--metrics", nargs="+", default=["weight_cosine_sim"])
     args = parser.parse_args()
     docs = Path(__file__).parent
-    app = create_app(args.store, max_concurrent=0)
-    with ServerThread(app) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.goto(f"{url}/#sweep={args.sweep_id}")
-        page.wait_for_selector("body[data-ready]")
+    with dashboard_page(args.store, f"sweep={args.sweep_id}") as page:
         page.wait_for_selector("#sweep-heatmaps .main-svg", timeout=60_000)
         for metric in args.metrics:
             page.select_option("#sweep-metric", metric)
@@ -45,7 +34,6 @@ def main() -> None:
         path = docs / f"{args.prefix}_gate_entropy.png"
         page.locator("#sweep-entropy").screenshot(path=str(path))
         print(f"wrote {path}")
-        browser.close()
 
 
 if __name__ == "__main__":

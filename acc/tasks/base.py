@@ -218,6 +218,16 @@ def test_batches(
             yield images[start : start + batch_size]
 
 
+def require_factors(task_type: str, name: str, dataset: Dataset, factors) -> None:
+    """A TaskError naming the measured factors a task needs that the dataset does not carry."""
+    missing = [f for f in factors if f not in dataset.test.factors]
+    if missing:
+        raise TaskError(
+            f"{task_type} {name!r} needs the measured factors {missing}; this dataset has: "
+            f"{', '.join(dataset.test.factors) or 'no measured factors'}"
+        )
+
+
 def require_output(output: dict, key: ModelOutput, task: Task) -> torch.Tensor:
     """``output[key]``, or an error naming the task and the outputs the model does give."""
     if key not in output:

@@ -19,7 +19,12 @@ from acc.data import Dataset, Split
 from acc.disentanglement import cross_probe, dci, mig, sap
 from acc.eval_metric import EvalMetric
 from acc.model_output import ModelOutput
-from acc.tasks.base import EvalOnlyTask, TaskError, evaluation_mode, require_output
+from acc.tasks.base import (
+    EvalOnlyTask,
+    evaluation_mode,
+    require_factors,
+    require_output,
+)
 
 FIT_IMAGES = 10_000
 DIGIT = "digit"
@@ -36,12 +41,7 @@ class DisentanglementTask(EvalOnlyTask):
         factors: tuple[str, ...] = ("thickness", "slant"),
     ) -> None:
         super().__init__(name, dataset)
-        missing = [f for f in factors if f not in dataset.test.factors]
-        if missing:
-            raise TaskError(
-                f"DisentanglementTask {name!r} needs the measured factors {missing}; this "
-                f"dataset has: {', '.join(dataset.test.factors) or 'no measured factors'}"
-            )
+        require_factors(type(self).__name__, name, dataset, factors)
         self.groups, self.factors = tuple(groups), tuple(factors)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:

@@ -19,7 +19,7 @@ from torch import nn
 from acc.data import Dataset
 from acc.eval_metric import EvalMetric
 from acc.factors import dataset_images_uint8, measure
-from acc.tasks.base import EvalOnlyTask, TaskError
+from acc.tasks.base import EvalOnlyTask, TaskError, require_factors
 from acc.traversal import STEPS, posterior_maps, principal_direction, traverse
 
 IMAGES = 100
@@ -33,12 +33,7 @@ class TraversalSpecificityTask(EvalOnlyTask):
         factors: tuple[str, ...] = ("thickness", "slant"), workers: int = 1,
     ) -> None:  # fmt: skip
         super().__init__(name, dataset)
-        missing = [f for f in factors if f not in dataset.test.factors]
-        if missing:
-            raise TaskError(
-                f"TraversalSpecificityTask {name!r} needs the measured factors {missing}; "
-                f"this dataset has: {', '.join(dataset.test.factors) or 'no measured factors'}"
-            )
+        require_factors(type(self).__name__, name, dataset, factors)
         self.groups = tuple(g for g in groups if g.name in factors)
         self.factors, self.workers = tuple(factors), workers
 
