@@ -255,11 +255,38 @@ def _execute(store, run_ids, executor, on_event, should_stop) -> tuple[Status, s
     except Exception as exc:  # noqa: BLE001 - a run-level failure is recorded, not lost
         status, error = Status.FAILED, f"{type(exc).__name__}: {exc}"
     finally:
+        outcomes = []
         for run_id, *_ in plans:
-            if status != Status.COMPLETED:
+            if status == Status.COMPLETED:  # the executor finished: the branches say how
+                outcomes.append(run_outcome(store, run_id))
+            else:
                 store.interrupt_open_branches(run_id, error, status)
-            store.finish_run(run_id, status, error)
-    return status, error
+                outcomes.append((status, error))
+            store.finish_run(run_id, *outcomes[-1])
+    if status != Status.COMPLETED or not outcomes:
+        return status, error
+    return min(outcomes, key=lambda outcome: OUTCOME_ORDER.index(outcome[0]))
+
+
+# a sweep's status is its worst run's: every run failed < some failed < all completed
+OUTCOME_ORDER = (Status.FAILED, Status.PARTIAL, Status.COMPLETED)
+SUMMARISED = 3  # failed branches named in a run's error
+
+
+def run_outcome(store: Store, run_id: str) -> tuple[Status, str | None]:
+    """A run whose executor finished: ``completed`` only when every branch completed, ``failed``
+    when none did, otherwise ``partial``; the error says which branches failed and why."""
+    branches = store.branches(run_id)
+    failed = [b for b in branches if b["status"] != Status.COMPLETED]
+    if not failed:
+        return Status.COMPLETED, None
+    named = "; ".join(
+        f"{b['condition']} seed {b['seed']}: {b['error'] or b['status']}"
+        for b in failed[:SUMMARISED]
+    )
+    more = f"; and {len(failed) - SUMMARISED} more" if len(failed) > SUMMARISED else ""
+    status = Status.FAILED if len(failed) == len(branches) else Status.PARTIAL
+    return status, f"{len(failed)} of {len(branches)} branches did not complete: {named}{more}"
 
 
 def split_config(config: dict) -> tuple[dict, dict]:

@@ -13,7 +13,8 @@ class Status(str, Enum):
     QUEUED = "queued"  # planned, waiting for a worker
     RUNNING = "running"
     COMPLETED = "completed"
-    FAILED = "failed"
+    FAILED = "failed"  # a branch that failed; a run none of whose branches completed
+    PARTIAL = "partial"  # a run some of whose branches completed and some did not (resumable)
     CANCELLED = "cancelled"  # stopped on request (dashboard cancel)
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C, SIGTERM or a process that died: resumable
 

@@ -153,6 +153,8 @@ def test_unknown_recipe_is_404_listing_the_known_ones(client):
         ({"seeds": [1, 1]}, "seeds", "distinct"),
         ({"stpes": 10}, "stpes", "Extra inputs"),
         ({"gate_strength": 2}, "gate_strength", "less than or equal to 1"),
+        ({"steps": 10**10}, "steps", "less than or equal to 1000000000"),
+        ({"seeds": list(range(1001))}, "seeds", "at most 1000 items"),
     ],
 )
 def test_invalid_params_are_422_naming_the_field_and_start_nothing(client, params, field, why):

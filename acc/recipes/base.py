@@ -11,7 +11,7 @@ and ``acc.branch.run_branch`` trains one branch wherever an executor puts it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
@@ -21,18 +21,28 @@ from acc.stats import Hypothesis
 from acc.tasks.base import Task
 
 GATING = {"gating": True}  # marks a parameter that only the gated conditions use (sweeps)
+MAX_STEPS = 10**9  # steps per branch: beyond any real run, and far from integer overflow
+MAX_SEEDS = 1_000  # seeds per run: each one is a paired replicate of every condition
+Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # what SQLite's INTEGER holds
 
 
 class RecipeParams(BaseModel):
     """Parameters every recipe takes. Subclasses add their own; unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    # inf and NaN are refused with the field named, before anything trains
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     steps: int = Field(
-        25_000, ge=0, description="training steps per branch (0 = evaluate the untrained models)"
+        25_000,
+        ge=0,
+        le=MAX_STEPS,
+        description="training steps per branch (0 = evaluate the untrained models)",
     )
-    seeds: list[int] = Field(
-        [42, 123, 456], min_length=1, description="one paired replicate per seed"
+    seeds: list[Seed] = Field(
+        [42, 123, 456],
+        min_length=1,
+        max_length=MAX_SEEDS,
+        description="one paired replicate per seed",
     )
     eval_every: int = Field(500, ge=0, description="steps between periodic evaluations (0 = off)")
     batch_size: int = Field(128, ge=1, description="images per training step")
