@@ -179,3 +179,26 @@ def test_a_run_killed_outright_is_marked_interrupted_by_the_next_reader(tmp_path
     training, waiting = store.branches(run_id)
     assert training["status"] == "interrupted" and training["steps_done"] > 0
     assert waiting["status"] == "interrupted" and waiting["steps_done"] == 0
+
+
+@pytest.mark.parametrize("command", [["runs"], ["show", "20260101-000000-x-abcdef"], ["sweeps"]])
+def test_reading_commands_never_create_a_store(tmp_path, command):
+    typo = tmp_path / "typo" / "store"
+    result = _run(*command, "--store", str(typo))
+    assert result.exit_code == 2
+    assert f"no store at {typo}" in " ".join(result.output.split())
+    assert not typo.exists() and not typo.parent.exists()
+
+
+def test_a_json_path_that_cannot_be_written_is_refused_before_training(tmp_path):
+    store = tmp_path / "store"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    for target, message in (
+        (tmp_path, "is a directory; give a file name"),
+        (a_file / "results.json", "cannot be written"),
+    ):
+        result = _run("run", "gradient_gating_l0", "--steps", "2", "--seeds", "1",
+                      "--json", str(target), "--store", str(store))  # fmt: skip
+        assert result.exit_code == 2 and message in " ".join(result.output.split())
+    assert not (store / "acc.sqlite").exists()  # refused before the store was even opened

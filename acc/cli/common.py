@@ -18,7 +18,7 @@ from acc.executors import Executor, ExecutorError, default_executor, make_execut
 from acc.progress import ProgressDisplay
 from acc.registry import RegistryError
 from acc.runner import DEFAULT_CHECKPOINT_EVERY, ParamsError, ResumeError
-from acc.store import Store, StoreError
+from acc.store import Store, StoreError, default_store_dir
 from acc.sweep_report import sweep_tables
 
 app = typer.Typer(
@@ -106,8 +106,15 @@ def open_store(path: Path | None) -> Store:
 
 
 def read_store(path: Path | None) -> Store:
-    """The store, with runs whose process died (SIGKILL, out of memory) marked interrupted
-    first, so that nothing is listed as running that never will finish."""
+    """An existing store (reading commands never create one: a mistyped --store is an error),
+    with runs whose process died (SIGKILL, out of memory) marked interrupted first, so that
+    nothing is listed as running that never will finish."""
+    root = Path(path) if path is not None else default_store_dir()
+    if not (root / "acc.sqlite").is_file():
+        raise fail(
+            f"no store at {root} (no acc.sqlite there); pass --store DIR or set ACC_STORE to "
+            "the store's directory (`acc run` creates one)"
+        )
     store = open_store(path)
     store.close_orphaned_runs()
     return store
@@ -181,6 +188,21 @@ def interrupt_on_signals() -> None:
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def check_json_path(path: Path | None) -> None:
+    """Refuse a --json path that could not be written before anything trains, not after
+    (its folder is made now, and a probe file written and removed there)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise fail(f"--json {path} is a directory; give a file name, e.g. {path / 'results.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}."):
+            pass
+    except OSError as exc:
+        raise fail(f"--json {path} cannot be written: {exc}") from None
 
 
 def write_json(path: Path, results: dict) -> None:

@@ -29,6 +29,7 @@ from acc.cli.common import (
     WorkersOption,
     app,
     build_executor,
+    check_json_path,
     checkpoint_interval,
     collect_params,
     console,
@@ -106,6 +107,7 @@ def run(
         torch.set_num_threads(threads)
     interrupt_on_signals()
     params = collect_params(param, steps, seeds, eval_every, optimizer, lr)
+    check_json_path(json_path)
     results_store = read_store(store) if resume else open_store(store)
     try:
         if resume:

@@ -28,6 +28,7 @@ from acc.cli.common import (
     WorkersOption,
     app,
     build_executor,
+    check_json_path,
     checkpoint_interval,
     collect_params,
     console,
@@ -95,6 +96,7 @@ def sweep(
     if threads:
         torch.set_num_threads(threads)
     interrupt_on_signals()
+    check_json_path(json_path)
     results_store = read_store(store) if resume else open_store(store)
     try:
         if resume:
