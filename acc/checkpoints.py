@@ -33,6 +33,7 @@ from acc.db import transaction
 from acc.ids import valid_id
 
 METADATA_KEY = "acc"
+LEFTOVER_AGE_S = 600.0  # a temporary or row-less file this old was left by a killed write
 
 
 class CheckpointError(ValueError):
@@ -193,10 +194,45 @@ class CheckpointStore:
             "SELECT step, path FROM resume_points WHERE branch_id = ?", (branch_id,)
         ).fetchone()
 
+    # --- leftovers of interrupted writes -----------------------------------------------------
+
+    def clean_leftovers(self, older_than_s: float = LEFTOVER_AGE_S) -> list[Path]:
+        """Delete what a write killed midway left behind: temporary files of ``atomic_write``,
+        and checkpoint or resume-point files that never got their row. Only files older than
+        ``older_than_s`` (a write takes milliseconds, so these are abandoned; another process
+        writing into the same store now is left alone). Returns the deleted paths."""
+        folder = self.root / "checkpoints"
+        if not folder.is_dir():
+            return []
+        known = {self._absolute(r[0]) for r in self._db.execute("SELECT path FROM checkpoints")}
+        known |= {self._absolute(r[0]) for r in self._db.execute("SELECT path FROM resume_points")}
+        cutoff = time.time() - older_than_s
+        doomed = [
+            path
+            for path in folder.rglob("*")
+            if path.is_file()
+            and path.stat().st_mtime < cutoff
+            and (_is_temporary(path) or _is_orphan(path, known))
+        ]
+        for path in doomed:
+            path.unlink(missing_ok=True)
+        return doomed
+
     def _absolute(self, path: str) -> Path:
         """Rows from before paths were relative hold absolute paths; both resolve here."""
         p = Path(path)
         return p if p.is_absolute() else (self.root / p).resolve()
+
+
+def _is_temporary(path: Path) -> bool:
+    return path.name.startswith(".") and path.suffix == ".tmp"  # atomic_write's names
+
+
+def _is_orphan(path: Path, known: set[Path]) -> bool:
+    """A checkpoint (or its metadata sidecar) or resume point with no row in the store."""
+    if path.suffix == ".json":
+        path = path.with_suffix(".safetensors")
+    return path.suffix == ".safetensors" and path.resolve() not in known
 
 
 def atomic_write(path: Path, write: Callable[[str], object]) -> None:

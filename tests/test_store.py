@@ -9,12 +9,15 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 from safetensors import safe_open
+from typer.testing import CliRunner
 
 from acc.checkpoints import CheckpointError
+from acc.cli import app
 from acc.models import LinearAutoencoder, build_model
 from acc.schema import MIGRATIONS
 from acc.store import Store, StoreError, valid_id
@@ -226,3 +229,33 @@ def test_a_copied_store_reads_its_own_checkpoints(tmp_path):
     assert copy.checkpoints.resume_point(1) == (20, b"second")
     copy.checkpoints.drop_resume_point(1)
     assert copy.checkpoints.resume_point(1) is None
+
+
+def test_leftovers_of_killed_checkpoint_writes_are_cleaned_on_the_next_open(tmp_path):
+    store = Store(tmp_path)
+    run_id = store.create_run("gradient_gating_l0", {"steps": 1}, [], {"standard": ""})
+    kept = store.checkpoints.save(run_id, {"w": torch.ones(2)}, "init", 0, {})
+    folder = kept.path.parent
+    leftovers = [
+        folder / ".ck-0123456789ab.safetensors.x1y2.tmp",  # killed inside atomic_write
+        folder / "ck-0123456789ab.safetensors",  # written, killed before its row
+        folder / "ck-0123456789ab.json",
+        folder / "resume" / "branch-1-step-100.safetensors",  # a resume point with no row
+    ]
+    for path in leftovers:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x" * 100)
+    fresh = folder / ".ck-fedcba987654.safetensors.a.tmp"  # another process writing right now
+    fresh.write_bytes(b"x")
+    old = time.time() - 3600
+    for path in leftovers:
+        os.utime(path, (old, old))
+
+    result = CliRunner().invoke(app, ["runs", "--store", str(tmp_path)])
+    assert result.exit_code == 0
+    assert "removed 4 leftover file(s) of interrupted checkpoint writes" in " ".join(
+        result.output.split()
+    )
+    assert not any(path.exists() for path in leftovers)
+    assert fresh.exists() and kept.path.exists() and kept.path.with_suffix(".json").exists()
+    assert Store(tmp_path).checkpoints.load_state_dict(kept.id)["w"].tolist() == [1.0, 1.0]

@@ -99,10 +99,18 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def open_store(path: Path | None) -> Store:
+    """The store (created if new), cleaned of what killed checkpoint writes left behind."""
     try:
-        return Store(path)
+        store = Store(path)
     except StoreError as exc:
         raise fail(str(exc)) from None
+    leftovers = store.checkpoints.clean_leftovers()
+    if leftovers:
+        console.print(
+            f"removed {len(leftovers)} leftover file(s) of interrupted checkpoint writes "
+            f"under {store.root / 'checkpoints'}"
+        )
+    return store
 
 
 def read_store(path: Path | None) -> Store:
