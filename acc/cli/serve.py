@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Annotated
 
@@ -46,11 +47,27 @@ def serve(
         Path | None,
         typer.Option(envvar="ACC_DATA_DIR", help="MNIST IDX files instead of the bundled MNIST"),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(help="another host name the server answers to (repeatable)"),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ACC_TOKEN",
+            help="required from every client [default off loopback: generated and printed]",
+        ),
+    ] = None,
 ) -> None:
     """Start the dashboard: run recipes, watch them live, compare conditions."""
     from acc.server import create_app
+    from acc.server.guard import is_loopback, names_of_this_machine
     from acc.server.serving import bind, serve_forever, url_of
 
+    hosts = [host, *(allowed_host or [])]
+    if not is_loopback(host):
+        hosts += names_of_this_machine() if host in ("0.0.0.0", "::") else []
+        token = token or secrets.token_urlsafe(16)
     root = open_store(store).root
     try:
         application = create_app(
@@ -63,11 +80,17 @@ def serve(
             workers=workers,
             ray_address=ray_address,
             gpus_per_branch=gpus_per_branch,
+            allowed_hosts=hosts,
+            token=token,
         )
         sock = bind(host, port)
     except (OSError, ValueError) as exc:
         raise fail(str(exc)) from None
-    console.print(
-        f"ACC dashboard at [bold]{url_of(sock)}/[/bold] · store {root.resolve()}", highlight=False
-    )
+    url = f"{url_of(sock)}/" + (f"?token={token}" if token else "")
+    if not is_loopback(host):
+        console.print(
+            f"[yellow]warning:[/yellow] listening on {host}: anyone who can reach this machine "
+            "can reach the dashboard; it asks for the token in the URL below (keep it private)"
+        )
+    console.print(f"ACC dashboard at [bold]{url}[/bold] · store {root.resolve()}", highlight=False)
     serve_forever(application, sock)

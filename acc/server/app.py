@@ -26,6 +26,7 @@ from acc.recipes.base import condition_descriptions
 from acc.registry import RegistryError
 from acc.runner import NothingToResume, ParamsError, ResumeError, resolve_device
 from acc.server import routes_jobs, routes_runs, routes_sweeps
+from acc.server.guard import Guard
 from acc.server.images import ImageError
 from acc.server.inspector import DatasetCache, InspectError
 from acc.server.jobs import JobConflict, JobManager, JobNotFound
@@ -58,7 +59,11 @@ def create_app(
     workers: int = 1,
     ray_address: str | None = None,
     gpus_per_branch: float = 0.0,
+    allowed_hosts: list[str] | None = None,
+    token: str | None = None,
 ) -> FastAPI:
+    """The dashboard app. ``allowed_hosts``: answer only to these Host names (and loopback's;
+    None: to any, for tests and embedding); ``token``: required from every client (Guard)."""
     if executor not in ("process", "ray"):
         raise ExecutorError(
             f"the server runs jobs with the process or ray executor, not {executor!r} "
@@ -101,6 +106,8 @@ def create_app(
     app.include_router(routes_runs.router)
     app.include_router(routes_sweeps.router)
     _add_page(app)
+    if allowed_hosts is not None or token is not None:
+        app.add_middleware(Guard, allowed_hosts=allowed_hosts or [], token=token)
     return app
 
 
