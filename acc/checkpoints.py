@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load, load_file, save, save_file
 
 from acc.db import transaction
@@ -38,6 +39,10 @@ LEFTOVER_AGE_S = 600.0  # a temporary or row-less file this old was left by a ki
 
 class CheckpointError(ValueError):
     """No such checkpoint, or a file that cannot be read as one."""
+
+
+class CheckpointDamaged(CheckpointError):
+    """The checkpoint exists in the store but its file is missing, truncated or not its model."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,16 @@ class CheckpointStore:
         return Checkpoint(ckpt_id, self._absolute(row["path"]), json.loads(row["metadata"]))
 
     def load_state_dict(self, ckpt_id: str, device: str | torch.device = "cpu") -> dict:
-        return load_file(str(self.get(ckpt_id).path), device=str(device))
+        path = self.get(ckpt_id).path
+        try:
+            return load_file(str(path), device=str(device))
+        except FileNotFoundError:
+            raise CheckpointDamaged(f"checkpoint {ckpt_id}: its file {path} is missing") from None
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointDamaged(
+                f"checkpoint {ckpt_id}: its file {path} cannot be read ({exc}); it is damaged "
+                "(truncated or overwritten)"
+            ) from None
 
     def read_bytes(self, ckpt_id: str) -> bytes:
         """The checkpoint file as it is: what a worker on another machine is sent."""

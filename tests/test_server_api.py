@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from safetensors.torch import save_file
 
 from acc.models import MODELS, FactorSlotAutoencoder
 from acc.runner import create_run, execute_run, run_recipe
@@ -418,3 +420,34 @@ def test_traversal_grid_of_a_factor_slot_model_and_its_errors():
         traversal_grid(model, images, "colour", n=3)
     with pytest.raises(ImageError, match="no factor groups"):
         traversal_grid(MODELS["ConvAutoencoder"]().eval(), images, "digit", n=3)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda p, data: p.write_bytes(data[: len(data) // 2]), "cannot be read"),
+        (lambda p, data: p.write_bytes(b""), "cannot be read"),
+        (lambda p, data: save_file({"x": torch.ones(3)}, str(p)), "does not hold the weights"),
+        (lambda p, data: p.unlink(), "is missing"),
+    ],
+    ids=["truncated", "zero-byte", "wrong-shape", "missing"],
+)
+def test_a_damaged_checkpoint_file_is_409_naming_the_file(tmp_path, damage, message):
+    store = Store(tmp_path)
+    results = run_recipe(store, "gradient_gating_l0", {"steps": 2, "seeds": [1], "eval_every": 0},
+                         device="cpu")  # fmt: skip
+    [run] = results["conditions"]["gated"]["runs"]
+    path = Path(run["checkpoint"])
+    damage(path, path.read_bytes())
+    ck = run["checkpoint_id"]
+    with TestClient(create_app(tmp_path, max_concurrent=0)) as client:
+        for response in (
+            client.get(f"/api/checkpoints/{ck}"),
+            client.get(f"/api/checkpoints/{ck}/filters.png"),
+            client.get(f"/api/checkpoints/{ck}/reconstructions.png"),
+            client.post(f"/api/checkpoints/{ck}/evaluate",
+                        json={"task": "DeadUnitsTask", "params": {"layer_name": "encoder.1"}}),
+        ):  # fmt: skip
+            assert response.status_code == 409, response.text
+            detail = response.json()["detail"]
+            assert str(path) in detail and message in detail

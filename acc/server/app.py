@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from acc.checkpoints import CheckpointError
+from acc.checkpoints import CheckpointDamaged, CheckpointError
 from acc.data import DataError
 from acc.eval_metric import EvalMetric
 from acc.executors import ExecutorError
@@ -187,6 +187,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     for exc_type, status in (
         (StoreError, 404),
+        (CheckpointDamaged, 409),
         (CheckpointError, 404),
         (JobNotFound, 404),
         (ResumeError, 409),

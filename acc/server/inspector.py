@@ -18,7 +18,7 @@ import torch
 from pydantic import ConfigDict, ValidationError, create_model
 from torch import nn
 
-from acc.checkpoints import Checkpoint
+from acc.checkpoints import Checkpoint, CheckpointDamaged
 from acc.data import Dataset, load_mnist
 from acc.gradient_gating import layer_names
 from acc.models import LinearAutoencoder, build_model
@@ -37,7 +37,14 @@ def load_model(store: Store, ckpt_id: str) -> tuple[nn.Module, Checkpoint]:
     """The checkpoint's model with its weights, on the CPU, in eval mode."""
     ckpt = store.checkpoints.get(ckpt_id)
     model = build_model(ckpt.metadata["model"])
-    model.load_state_dict(store.checkpoints.load_state_dict(ckpt_id, "cpu"))
+    try:
+        model.load_state_dict(store.checkpoints.load_state_dict(ckpt_id, "cpu"))
+    except RuntimeError as exc:  # the weights do not fit the model the metadata describes
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointDamaged(
+            f"checkpoint {ckpt_id}: its file {ckpt.path} does not hold the weights of the "
+            f"{ckpt.metadata['model'].get('class', 'model')} its metadata describes ({first})"
+        ) from None
     return model.eval(), ckpt
 
 
