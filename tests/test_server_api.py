@@ -451,3 +451,17 @@ def test_a_damaged_checkpoint_file_is_409_naming_the_file(tmp_path, damage, mess
             assert response.status_code == 409, response.text
             detail = response.json()["detail"]
             assert str(path) in detail and message in detail
+
+
+def test_a_full_queue_refuses_new_jobs_before_opening_anything(client, monkeypatch):
+    monkeypatch.setattr("acc.server.jobs.MAX_QUEUED", 2)
+    job = {"recipe": "gradient_gating_l0", "params": {"steps": 1, "seeds": [1]}}
+    queued = [client.post("/api/jobs", json=job).json() for _ in range(2)]  # no slots: they wait
+    runs = len(client.get("/api/runs").json())
+    refused = client.post("/api/jobs", json=job)
+    assert refused.status_code == 422 and "2 jobs are already queued (at most 2)" in refused.text
+    assert len(client.get("/api/runs").json()) == runs  # nothing opened
+    assert len(client.get("/api/jobs?limit=1").json()) == 1
+    assert client.get("/api/jobs?limit=0").status_code == 422
+    for j in queued:
+        client.post(f"/api/jobs/{j['id']}/cancel")

@@ -29,7 +29,7 @@ from acc.server import routes_jobs, routes_runs, routes_sweeps
 from acc.server.guard import Guard
 from acc.server.images import ImageError
 from acc.server.inspector import DatasetCache, InspectError
-from acc.server.jobs import JobConflict, JobManager, JobNotFound
+from acc.server.jobs import JobConflict, JobManager, JobNotFound, QueueFull
 from acc.server.jsonable import finite
 from acc.server.schemas import RecipeList
 from acc.status import OPEN, Status
@@ -196,6 +196,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         (RegistryError, 404),
         (FileNotFoundError, 404),
         (JobConflict, 409),
+        (QueueFull, 422),
         (InspectError, 422),
         (ImageError, 422),
         (DataError, 503),

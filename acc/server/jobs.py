@@ -47,6 +47,13 @@ class JobConflict(RuntimeError):
     """The job cannot do that in its present state (e.g. cancel a finished job)."""
 
 
+class QueueFull(ValueError):
+    """MAX_QUEUED jobs are already waiting: a new one is refused before anything is opened."""
+
+
+MAX_QUEUED = 100
+
+
 @dataclass
 class _Driver:
     """A running job: its driver thread and its stop flag."""
@@ -140,6 +147,7 @@ class JobManager:
 
     def submit(self, recipe: str, params: dict) -> dict:
         """Validate and queue. Raises RegistryError / ParamsError / DataError on bad input."""
+        self._check_queue()
         run_id = create_run(
             self.store,
             recipe,
@@ -153,6 +161,7 @@ class JobManager:
 
     def submit_sweep(self, recipe: str, params: dict, grid: dict, zipped: dict, yes: bool) -> dict:
         """Validate, expand and queue a sweep (SweepError / ParamsError on bad axes)."""
+        self._check_queue()
         plan = prepare_sweep(
             recipe,
             params,
@@ -170,17 +179,27 @@ class JobManager:
     def resume(self, run_id: str) -> dict:
         """Queue a job that finishes a stopped run (ResumeError / NothingToResume if it
         cannot be resumed)."""
+        self._check_queue()
         self.store.close_orphaned_runs(exclude=self._active_runs())
         run = check_resumable(self.store, run_id)
         self.store.queue_run(run_id)
         return self._queue(run_id, run["recipe"], split_config(run["config"])[0], resume=True)
 
     def resume_sweep(self, sweep_id: str) -> dict:
+        self._check_queue()
         self.store.close_orphaned_runs(exclude=self._active_runs())
         sweep = check_resumable_sweep(self.store, sweep_id)
         self.store.set_sweep_status(sweep_id, Status.QUEUED)
         spec = {"params": sweep["spec"]["base_params"], **sweep["spec"]["axes"]}
         return self._queue(sweep_id, sweep["recipe"], spec, resume=True, sweep_id=sweep_id)
+
+    def _check_queue(self) -> None:
+        waiting = len(self.jobs.with_status(Status.QUEUED))
+        if waiting >= MAX_QUEUED:
+            raise QueueFull(
+                f"{waiting} jobs are already queued (at most {MAX_QUEUED}); wait for some to "
+                "finish or cancel some, then submit again"
+            )
 
     def _queue(
         self, run_id: str, recipe: str, params: dict, resume: bool, sweep_id: str | None = None
@@ -200,8 +219,8 @@ class JobManager:
             raise JobNotFound(f"no job {job_id!r}")
         return self._flag(job)
 
-    def list(self) -> list[dict]:
-        return [self._flag(job) for job in self.jobs.list()]
+    def list(self, limit: int = 100) -> list[dict]:
+        return [self._flag(job) for job in self.jobs.list(limit)]
 
     def _flag(self, job: dict) -> dict:
         driver = self._drivers.get(job["id"])

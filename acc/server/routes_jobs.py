@@ -48,8 +48,10 @@ def require_recipe(name: str) -> None:
 
 
 @router.get("", response_model=list[Job])
-def list_jobs(request: Request) -> list[dict]:
-    return manager_of(request).list()
+def list_jobs(
+    request: Request, limit: int = Query(100, ge=1, le=1000, description="newest first")
+) -> list[dict]:
+    return manager_of(request).list(limit)
 
 
 @router.get("/{job_id}", response_model=Job, responses={404: {"description": "unknown job"}})

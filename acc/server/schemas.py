@@ -79,7 +79,9 @@ class Job(BaseModel):
     run_id: str
     recipe: str
     params: dict[str, Any]
-    status: str = Field(description="queued, running, completed, failed, cancelled or interrupted")
+    status: str = Field(
+        description="queued, running, completed, partial, failed, cancelled or interrupted"
+    )
     error: str | None = None
     pid: int | None = None
     created_at: float
