@@ -45,13 +45,29 @@ def default_store_dir() -> Path:
 class Store:
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_store_dir()
+        database = self.root / "acc.sqlite"
+        if database.is_file() and database.stat().st_size == 0:
+            raise StoreError(
+                f"the store's database {database} is empty (0 bytes): it was truncated, not "
+                "created empty; restore it from a backup, or move it aside to start a new store"
+            )
         try:
             (self.root / "checkpoints").mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
                 pass  # fail now, with a clear message, rather than at the first checkpoint
-            self._db = connect(self.root / "acc.sqlite", MIGRATIONS)
+            self._db = connect(database, MIGRATIONS)
         except SchemaTooNew as exc:
             raise StoreError(f"{self.root}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, read-only, no space...
+                raise StoreError(
+                    f"cannot write to the store at {self.root}: {exc}; "
+                    "pass --store DIR (or set ACC_STORE) to a writable directory"
+                ) from exc
+            raise StoreError(
+                f"the store's database {database} is corrupt ({exc}); check it with "
+                f"`sqlite3 {database} 'PRAGMA integrity_check'` and restore it from a backup"
+            ) from exc
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"cannot write to the store at {self.root}: {exc}; "

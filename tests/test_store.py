@@ -259,3 +259,26 @@ def test_leftovers_of_killed_checkpoint_writes_are_cleaned_on_the_next_open(tmp_
     assert not any(path.exists() for path in leftovers)
     assert fresh.exists() and kept.path.exists() and kept.path.with_suffix(".json").exists()
     assert Store(tmp_path).checkpoints.load_state_dict(kept.id)["w"].tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda raw: b"", "is empty (0 bytes): it was truncated"),
+        (lambda raw: b"not a database" * 400, "is corrupt (file is not a database)"),
+        (lambda raw: raw[: len(raw) // 2], "is corrupt"),
+    ],
+    ids=["zero-byte", "garbage", "half"],
+)
+def test_a_damaged_database_is_named_as_such_not_as_unwritable(tmp_path, damage, message):
+    store = Store(tmp_path)
+    store.create_run("gradient_gating_l0", {"steps": 1}, [], {"standard": ""})
+    store.close()
+    database = tmp_path / "acc.sqlite"
+    for wal in tmp_path.glob("acc.sqlite-*"):
+        wal.unlink()
+    database.write_bytes(damage(database.read_bytes()))
+    result = CliRunner().invoke(app, ["runs", "--store", str(tmp_path)])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert message in text and str(database) in text and "cannot write" not in text
