@@ -7,6 +7,7 @@ planning skips what the store already has (see ``acc.plan``).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,17 +256,32 @@ def _execute(store, run_ids, executor, on_event, should_stop) -> tuple[Status, s
     except Exception as exc:  # noqa: BLE001 - a run-level failure is recorded, not lost
         status, error = Status.FAILED, f"{type(exc).__name__}: {exc}"
     finally:
-        outcomes = []
-        for run_id, *_ in plans:
+        outcomes = _close_runs(store, [run_id for run_id, *_ in plans], status, error)
+    if status != Status.COMPLETED or not outcomes:
+        return status, error
+    return min(outcomes, key=lambda outcome: OUTCOME_ORDER.index(outcome[0]))
+
+
+def _close_runs(store: Store, run_ids: list[str], status: Status, error: str | None) -> list:
+    """Record how each run ended; a store that cannot take the write (a full disk) is a
+    StoreError that says what happened to the run and how to finish it."""
+    outcomes = []
+    try:
+        for run_id in run_ids:
             if status == Status.COMPLETED:  # the executor finished: the branches say how
                 outcomes.append(run_outcome(store, run_id))
             else:
                 store.interrupt_open_branches(run_id, error, status)
                 outcomes.append((status, error))
             store.finish_run(run_id, *outcomes[-1])
-    if status != Status.COMPLETED or not outcomes:
-        return status, error
-    return min(outcomes, key=lambda outcome: OUTCOME_ORDER.index(outcome[0]))
+    except sqlite3.Error as exc:
+        why = f"{status}: {error}" if error else str(status)
+        raise StoreError(
+            f"the store at {store.root} cannot record how run {', '.join(run_ids)} ended "
+            f"({why}): {exc}. Free space (or fix the store), then resume it with "
+            f"`acc run --resume RUN_ID`: its finished branches are kept"
+        ) from None
+    return outcomes
 
 
 # a sweep's status is its worst run's: every run failed < some failed < all completed

@@ -5,12 +5,14 @@ non-zero, and a sweep takes its worst run's status. Parameters that could only f
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from typer.testing import CliRunner
 
 from acc.cli import app
-from acc.runner import check_resumable, create_sweep, execute_sweep
-from acc.store import Store
+from acc.runner import check_resumable, create_run, create_sweep, execute_run, execute_sweep
+from acc.store import Store, StoreError
 
 runner = CliRunner()
 L0 = ["run", "gradient_gating_l0", "--steps", "20", "--eval-every", "0", "--threads", "1"]
@@ -59,8 +61,12 @@ def test_a_run_that_completes_exits_0_with_no_error(store):
 
 def test_a_sweep_takes_its_worst_runs_status(store):
     sweep_id = create_sweep(
-        store, "gradient_gating_l0", {"steps": 10, "seeds": [1], "eval_every": 0},
-        grid={"batch_size": [32, 100000]}, zipped={}, device="cpu",
+        store,
+        "gradient_gating_l0",
+        {"steps": 10, "seeds": [1], "eval_every": 0},
+        grid={"batch_size": [32, 100000]},
+        zipped={},
+        device="cpu",
     )  # fmt: skip  (batch_size is no gating parameter: one run per setting)
     results = execute_sweep(store, sweep_id)
     assert sorted(r["status"] for r in store.sweep_runs(sweep_id)) == ["completed", "failed"]
@@ -81,3 +87,44 @@ def test_numbers_that_could_only_fail_later_are_refused_first(store, args, messa
     out = _cli(store, "run", "gradient_gating_l0", "--seeds", "1", *args)
     assert out.exit_code == 2 and message in " ".join(out.output.split()), out.output
     assert store.list_runs() == []
+
+
+class FullDisk:
+    """The store's connection on a disk that just filled up: reads work, every write fails
+    with the error SQLite gives then (SQLITE_FULL)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def execute(self, sql: str, *args):
+        if sql.lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE", "BEGIN"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.db, name)
+
+
+def test_a_full_disk_mid_run_is_a_clear_error_naming_the_cause(store):
+    run_id = create_run(store, "gradient_gating_l0", {"steps": 200, "seeds": [1], "eval_every": 0},
+                        "cpu")  # fmt: skip
+
+    def fill_the_disk(event):
+        if event["type"] == "step" and not isinstance(store._db, FullDisk):
+            store._db = FullDisk(store._db)
+
+    with pytest.raises(StoreError) as failure:
+        execute_run(store, run_id, on_event=fill_the_disk)
+    message = str(failure.value)
+    assert f"cannot record how run {run_id} ended" in message
+    assert "database or disk is full" in message and "acc run --resume" in message
+
+
+def test_the_cli_reports_a_store_that_cannot_take_the_write_without_a_traceback(store, monkeypatch):
+    def full(*args, **kwargs):
+        raise StoreError("the store at X cannot record how run R ended (failed): disk full")
+
+    monkeypatch.setattr("acc.cli.runs.execute_run", full)
+    out = _cli(store, *L0, "--seeds", "1")
+    assert out.exit_code == 1 and "cannot record how run R ended" in out.output
+    assert "Traceback" not in out.output

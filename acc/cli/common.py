@@ -234,6 +234,8 @@ def train_and_report(store: Store, target_id: str, pool: Executor, execute, rend
     try:
         with ProgressDisplay(console, total=total) as display:
             results = execute(store, target_id, pool, on_event=display.handle)
+    except StoreError as exc:  # the store could not take a write (a full disk)
+        raise fail(str(exc), code=1) from None
     finally:
         pool.close()
     render(results)
