@@ -7,8 +7,11 @@ planning skips what the store already has (see ``acc.plan``).
 
 from __future__ import annotations
 
+import signal
 import sqlite3
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,10 +259,27 @@ def _execute(store, run_ids, executor, on_event, should_stop) -> tuple[Status, s
     except Exception as exc:  # noqa: BLE001 - a run-level failure is recorded, not lost
         status, error = Status.FAILED, f"{type(exc).__name__}: {exc}"
     finally:
-        outcomes = _close_runs(store, [run_id for run_id, *_ in plans], status, error)
+        with repeated_interrupts_ignored():  # a second Ctrl-C must not leave a run 'running'
+            outcomes = _close_runs(store, [run_id for run_id, *_ in plans], status, error)
     if status != Status.COMPLETED or not outcomes:
         return status, error
     return min(outcomes, key=lambda outcome: OUTCOME_ORDER.index(outcome[0]))
+
+
+@contextmanager
+def repeated_interrupts_ignored() -> Iterator[None]:
+    """Ctrl-C and SIGTERM are ignored while the store records how runs ended: the run is
+    stopping already, and a second Ctrl-C right after the first would otherwise cut the
+    write short and leave the run 'running'. (Signals reach only the main thread.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _close_runs(store: Store, run_ids: list[str], status: Status, error: str | None) -> list:

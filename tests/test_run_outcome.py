@@ -5,7 +5,10 @@ non-zero, and a sweep takes its worst run's status. Parameters that could only f
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -128,3 +131,24 @@ def test_the_cli_reports_a_store_that_cannot_take_the_write_without_a_traceback(
     out = _cli(store, *L0, "--seeds", "1")
     assert out.exit_code == 1 and "cannot record how run R ended" in out.output
     assert "Traceback" not in out.output
+
+
+def test_a_second_ctrl_c_while_the_run_closes_does_not_leave_it_running(store, monkeypatch):
+    run_id = create_run(store, "gradient_gating_l0", {"steps": 50, "seeds": [1], "eval_every": 0},
+                        "cpu")  # fmt: skip
+    finish = store.finish_run
+
+    def finish_after_a_second_ctrl_c(*args):
+        os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C again, impatient
+        time.sleep(0.05)
+        finish(*args)
+
+    def first_ctrl_c(event):
+        if event["type"] == "step":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "finish_run", finish_after_a_second_ctrl_c)
+    results = execute_run(store, run_id, on_event=first_ctrl_c)
+    assert results["status"] == "interrupted"
+    assert store.get_run(run_id)["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after
