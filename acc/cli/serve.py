@@ -62,6 +62,7 @@ def serve(
     """Start the dashboard: run recipes, watch them live, compare conditions."""
     from acc.server import create_app
     from acc.server.guard import is_loopback, names_of_this_machine
+    from acc.server.lease import StoreBusy, StoreLease
     from acc.server.serving import bind, serve_forever, url_of
 
     hosts = [host, *(allowed_host or [])]
@@ -70,6 +71,7 @@ def serve(
         token = token or secrets.token_urlsafe(16)
     root = open_store(store).root
     try:
+        StoreLease(root).check_free()  # a second server on one store would steal its jobs
         application = create_app(
             root,
             max_concurrent=max_jobs,
@@ -84,7 +86,7 @@ def serve(
             token=token,
         )
         sock = bind(host, port)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, StoreBusy) as exc:
         raise fail(str(exc)) from None
     url = f"{url_of(sock)}/" + (f"?token={token}" if token else "")
     if not is_loopback(host):

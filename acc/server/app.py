@@ -31,6 +31,7 @@ from acc.server.images import ImageError
 from acc.server.inspector import DatasetCache, InspectError
 from acc.server.jobs import JobConflict, JobManager, JobNotFound, QueueFull
 from acc.server.jsonable import finite
+from acc.server.lease import StoreBusy
 from acc.server.schemas import RecipeList
 from acc.status import OPEN, Status
 from acc.store import Store, StoreError
@@ -196,6 +197,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         (RegistryError, 404),
         (FileNotFoundError, 404),
         (JobConflict, 409),
+        (StoreBusy, 409),
         (QueueFull, 422),
         (InspectError, 422),
         (ImageError, 422),

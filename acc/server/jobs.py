@@ -34,6 +34,7 @@ from acc.runner import (
 )
 from acc.server.jobstore import JobStore
 from acc.server.jsonable import finite
+from acc.server.lease import StoreLease
 from acc.status import OPEN, Status
 from acc.store import Store, StoreError
 from acc.sweep import MAX_BRANCHES
@@ -88,6 +89,7 @@ class JobManager:
         self._local = threading.local()
         self._next_orphan_check = 0.0
         self._shared: Executor | None = None  # Ray: one connection for every job
+        self.lease = StoreLease(self.store_root)  # one server per store
 
     # --- per-thread store connections (a sqlite connection must not interleave transactions)
 
@@ -111,17 +113,18 @@ class JobManager:
             self._shared = self._make_executor()
 
     def start(self) -> None:
+        """Take the store's lease (StoreBusy if another server has it), then close the running
+        jobs of a server that died (interrupted, resumable) and take over its queued ones."""
+        self.lease.acquire()
         self.connect()
-        for job in self.jobs.with_status(*OPEN):
-            self._finalize(
-                job, Status.INTERRUPTED, f"the server stopped while the job was {job['status']}"
-            )
+        for job in self.jobs.with_status(Status.RUNNING):
+            self._finalize(job, Status.INTERRUPTED, "the server stopped while the job was running")
         self._thread = threading.Thread(target=self._loop, name="acc-jobs", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Stop dispatching; stop running jobs (their runs are 'interrupted', resumable);
-        mark queued jobs interrupted (no one is left to run them)."""
+        leave queued jobs queued for the next server on this store."""
         with self._wake:
             self._stopping = True
             for driver in self._drivers.values():
@@ -138,10 +141,9 @@ class JobManager:
                     job, Status.INTERRUPTED, "the server stopped while the job was running"
                 )
         self._drivers.clear()
-        for job in self.jobs.with_status("queued"):
-            self._finalize(job, Status.INTERRUPTED, "the server stopped before the job started")
         if self._shared is not None:
             self._shared.close()
+        self.lease.release()  # queued jobs stay queued: the next server on this store runs them
 
     # --- operations --------------------------------------------------------------------------
 
