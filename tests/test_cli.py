@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from acc.cli import app
+from acc.store import Store
 
 runner = CliRunner()
 
@@ -127,7 +128,7 @@ def test_list_shows_recipes_with_defaults():
         ),
         (["run", "gradient_gating_l0", "--device", "tpu"], "unknown device 'tpu'"),
         (["run", "gradient_gating_l0", "-p", "novalue"], "--param takes KEY=VALUE"),
-        (["show", "nope"], "no run or sweep 'nope'"),
+        (["show", "nope"], "no store at"),  # reading commands never create one
     ],
 )
 def test_bad_input_gets_a_clear_error(tmp_path, args, message):
@@ -202,3 +203,9 @@ def test_a_json_path_that_cannot_be_written_is_refused_before_training(tmp_path)
                       "--json", str(target), "--store", str(store))  # fmt: skip
         assert result.exit_code == 2 and message in " ".join(result.output.split())
     assert not (store / "acc.sqlite").exists()  # refused before the store was even opened
+
+
+def test_show_names_an_unknown_run_in_an_existing_store(tmp_path):
+    Store(tmp_path).close()
+    result = runner.invoke(app, ["show", "nope", "--store", str(tmp_path)])
+    assert result.exit_code == 2 and "no run or sweep 'nope'" in " ".join(result.output.split())

@@ -94,8 +94,9 @@ def test_a_killed_worker_fails_only_its_branch(tmp_path, tiny_mnist):
     assert runs[("standard", 1)]["status"] == "failed"
     assert runs[("standard", 1)]["error"] == "the worker process died (signal 9)"
     assert all(r["status"] == "completed" for k, r in runs.items() if k != ("standard", 1))
-    assert results["status"] == "partial" and "standard seed 1: the worker process died" in (
-        results["error"]
+    assert (
+        results["status"] == "partial"
+        and "standard seed 1: the worker process died" in (results["error"])
     )
     assert any("signal 9" in e.get("message", "") for e in events if e["type"] == "log")
 

@@ -202,7 +202,7 @@ def test_statuses_are_served_for_the_page(client):
     statuses = client.get("/api/statuses").json()
     assert statuses["open"] == ["queued", "running"]
     assert set(statuses["values"]) == {
-        "queued", "running", "completed", "failed", "cancelled", "interrupted"
+        "queued", "running", "completed", "partial", "failed", "cancelled", "interrupted"
     }  # fmt: skip
 
 

@@ -184,14 +184,14 @@ def test_a_sweep_job_trains_every_cell_and_ends_with_the_sweep_results(server):
     assert all(len(cell["runs"]) == 2 for cell in sweep["cells"])
 
 
-def test_restart_marks_active_jobs_interrupted(tmp_path):
+def test_restart_keeps_queued_jobs_and_marks_running_ones_interrupted(tmp_path):
     root = tmp_path / "store"
     app = create_app(root, max_concurrent=0)  # accepts jobs, starts none
     with ServerThread(app) as url, httpx.Client(base_url=url) as client:
         job = start(client, QUICK)
     jobs, store = JobStore(root), Store(root)
-    assert jobs.get(job["id"])["status"] == "interrupted"
-    assert store.get_run(job["run_id"])["status"] == "interrupted"
+    assert jobs.get(job["id"])["status"] == "queued"  # for the next server on this store
+    assert store.get_run(job["run_id"])["status"] == "queued"
 
     jobs.set_running(jobs.create(job["run_id"], "gradient_gating_l0", QUICK), pid=1)
     orphan = jobs.with_status("running")[0]

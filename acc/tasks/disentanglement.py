@@ -58,16 +58,17 @@ class DisentanglementTask(EvalOnlyTask):
                 "sap"
             ],
         }
-        return metrics | self.probe_matrix(z_fit, f_fit, z_test, f_test)
+        # the model's own groups when none were given (the inspector on a level-3 checkpoint)
+        groups = self.groups or tuple(getattr(model, "groups", ()))
+        return metrics | self.probe_matrix(groups, z_fit, f_fit, z_test, f_test)
 
-    def probe_matrix(self, z_fit, f_fit, z_test, f_test) -> dict[str, float]:
-        """The group-level cross-probe summary (each factor owned by the group of its name)."""
-        if not self.groups:
+    def probe_matrix(self, groups, z_fit, f_fit, z_test, f_test) -> dict[str, float]:
+        """The group-level cross-probe summary (each factor owned by the group of its name);
+        nothing for a model without factor groups."""
+        own = {k: k for k in f_fit if k in {g.name for g in groups}}
+        if len(groups) < 2 or not own:
             return {}
-        own = {k: k for k in f_fit if k in {g.name for g in self.groups}}
-        split = {
-            g.name: (z_fit[:, g.start : g.end], z_test[:, g.start : g.end]) for g in self.groups
-        }
+        split = {g.name: (z_fit[:, g.start : g.end], z_test[:, g.start : g.end]) for g in groups}
         result = cross_probe(
             {g: v[0] for g, v in split.items()}, f_fit,
             {g: v[1] for g, v in split.items()}, f_test, own,

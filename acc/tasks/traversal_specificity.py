@@ -34,11 +34,12 @@ class TraversalSpecificityTask(EvalOnlyTask):
     ) -> None:  # fmt: skip
         super().__init__(name, dataset)
         require_factors(type(self).__name__, name, dataset, factors)
-        self.groups = tuple(g for g in groups if g.name in factors)
-        self.factors, self.workers = tuple(factors), workers
+        self.groups, self.factors, self.workers = tuple(groups), tuple(factors), workers
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        if not hasattr(model, "decode") or not self.groups:
+        # the model's own groups when none were given (the inspector on a level-3 checkpoint)
+        groups = [g for g in self.groups or getattr(model, "groups", ()) if g.name in self.factors]
+        if not hasattr(model, "decode") or not groups:
             raise TaskError(
                 f"TraversalSpecificityTask {self.name!r} needs a factor-slot model (encode, "
                 "decode) and factor groups named after measured factors"
@@ -47,7 +48,7 @@ class TraversalSpecificityTask(EvalOnlyTask):
         pooled = maps.mean(dim=(2, 3))  # [N, C]
         std = {f: float(self.dataset.test.factors[f].double().std()) for f in self.factors}
         specificity = []
-        for group in self.groups:
+        for group in groups:
             direction, spread = principal_direction(pooled[:, group.start : group.end])
             decoded = traverse(model, maps[:IMAGES], group, direction, spread)  # [T, n, ...]
             slopes = self.slopes(decoded, std)  # factor -> mean |slope|
