@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 Migration = str | Callable[[sqlite3.Connection], None]
 
@@ -27,6 +28,16 @@ def connect(path: Path, migrations: Sequence[Migration]) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     migrate(db, migrations)
+    return db
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that never writes, for a store on read-only media or of another user
+    (``immutable``: SQLite reads the file as it is, without the WAL's shared memory)."""
+    db = sqlite3.connect(
+        f"file:{quote(str(path.resolve()))}?immutable=1", uri=True, check_same_thread=False
+    )
+    db.row_factory = sqlite3.Row
     return db
 
 

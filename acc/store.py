@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from acc.checkpoints import Checkpoint, CheckpointStore
-from acc.db import SchemaTooNew, connect, transaction
+from acc.db import SchemaTooNew, connect, connect_read_only, transaction
 from acc.ids import valid_id
 from acc.schema import MIGRATIONS
 from acc.status import OPEN, Status
@@ -74,6 +74,26 @@ class Store:
                 "pass --store DIR (or set ACC_STORE) to a writable directory"
             ) from exc
         self.checkpoints = CheckpointStore(self.root, self._db)
+
+    @classmethod
+    def read_only(cls, root: str | Path) -> Store:
+        """A store this process may not write (read-only media, another user's folder): runs,
+        sweeps and checkpoints can be read; anything that writes fails."""
+        store = cls.__new__(cls)
+        store.root = Path(root)
+        database = store.root / "acc.sqlite"
+        try:
+            store._db = connect_read_only(database)
+            version = int(store._db.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the store at {store.root}: {exc}") from exc
+        if version != len(MIGRATIONS):
+            raise StoreError(
+                f"the read-only store at {store.root} has schema version {version}, this ACC "
+                f"reads version {len(MIGRATIONS)}; open it once where it can be written"
+            )
+        store.checkpoints = CheckpointStore(store.root, store._db)
+        return store
 
     def close(self) -> None:
         self._db.close()

@@ -113,19 +113,36 @@ def open_store(path: Path | None) -> Store:
     return store
 
 
-def read_store(path: Path | None) -> Store:
+def read_store(path: Path | None, to_write: bool = False) -> Store:
     """An existing store (reading commands never create one: a mistyped --store is an error),
     with runs whose process died (SIGKILL, out of memory) marked interrupted first, so that
-    nothing is listed as running that never will finish."""
+    nothing is listed as running that never will finish. A store that cannot be written (a
+    read-only mount, another user's) is opened read-only as it is, unless ``to_write``."""
     root = Path(path) if path is not None else default_store_dir()
     if not (root / "acc.sqlite").is_file():
         raise fail(
             f"no store at {root} (no acc.sqlite there); pass --store DIR or set ACC_STORE to "
             "the store's directory (`acc run` creates one)"
         )
+    if not to_write and not writable(root):
+        try:
+            store = Store.read_only(root)
+        except StoreError as exc:
+            raise fail(str(exc)) from None
+        console.print(f"[dim]{root} is read-only: shown as it is[/dim]")
+        return store
     store = open_store(path)
     store.close_orphaned_runs()
     return store
+
+
+def writable(folder: Path) -> bool:
+    """Whether files can be created in ``folder`` (permissions, read-only mounts, full disks)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            return True
+    except OSError:
+        return False
 
 
 def parse_seeds(text: str | None) -> list[int] | None:

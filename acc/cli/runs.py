@@ -108,7 +108,7 @@ def run(
     interrupt_on_signals()
     params = collect_params(param, steps, seeds, eval_every, optimizer, lr)
     check_json_path(json_path)
-    results_store = read_store(store) if resume else open_store(store)
+    results_store = read_store(store, to_write=True) if resume else open_store(store)
     try:
         if resume:
             run_id, branches = _prepare_resume(results_store, resume, recipe, params)

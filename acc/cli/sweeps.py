@@ -97,7 +97,7 @@ def sweep(
         torch.set_num_threads(threads)
     interrupt_on_signals()
     check_json_path(json_path)
-    results_store = read_store(store) if resume else open_store(store)
+    results_store = read_store(store, to_write=True) if resume else open_store(store)
     try:
         if resume:
             sweep_id = resume
