@@ -8,6 +8,7 @@ with ``max_concurrent=0`` so jobs it accepts stay queued and nothing trains here
 from __future__ import annotations
 
 import re
+import sqlite3
 import struct
 import zlib
 from pathlib import Path
@@ -465,3 +466,16 @@ def test_a_full_queue_refuses_new_jobs_before_opening_anything(client, monkeypat
     assert client.get("/api/jobs?limit=0").status_code == 422
     for j in queued:
         client.post(f"/api/jobs/{j['id']}/cancel")
+
+
+def test_a_database_that_fails_under_the_server_is_503_naming_it(tmp_path, monkeypatch):
+    def malformed(*args, **kwargs):
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    with TestClient(create_app(tmp_path, max_concurrent=0)) as client:
+        monkeypatch.setattr(Store, "list_runs", malformed)
+        response = client.get("/api/runs")
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert str(tmp_path / "acc.sqlite") in detail and "is corrupt" in detail
+    assert "PRAGMA integrity_check" in detail

@@ -7,6 +7,7 @@ below are the single place where the library's exceptions become HTTP answers.
 
 from __future__ import annotations
 
+import sqlite3
 from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
@@ -218,6 +219,20 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc), "errors": errors}, status_code=422)
 
     app.add_exception_handler(ParamsError, params_error)
+
+    async def store_damaged(request: Request, exc: sqlite3.DatabaseError) -> JSONResponse:
+        """The store's database failed under the server (corrupted, or locked for too long)."""
+        database = request.app.state.manager.store_root / "acc.sqlite"
+        if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, read-only
+            detail = f"the store's database {database} cannot be used now: {exc}"
+        else:
+            detail = (
+                f"the store's database {database} is corrupt ({exc}); check it with "
+                f"`sqlite3 {database} 'PRAGMA integrity_check'` and restore it from a backup"
+            )
+        return JSONResponse({"detail": detail}, status_code=503)
+
+    app.add_exception_handler(sqlite3.DatabaseError, store_damaged)
 
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         """FastAPI's 422, minus what cannot be JSON: NaN/Infinity inputs, exception objects."""
