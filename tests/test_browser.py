@@ -65,6 +65,25 @@ def test_run_a_recipe_and_compare_the_conditions(page, tmp_path):
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
 
 
+def test_the_live_loss_chart_draws_every_point_it_receives(page):
+    """Points arrive by the event stream and are appended to the traces' arrays: the chart
+    must redraw them (issue 11, defect 1: it stopped at step 1,000 of 1,500 until a reload)."""
+    page.fill("#p-steps", "1500")
+    page.fill("#p-seeds", "5")
+    page.fill("#p-eval_every", "0")
+    page.click("#run-btn")
+    page.wait_for_function(
+        "document.querySelector('#run-status').textContent === 'completed'", timeout=120_000
+    )
+    drawn_to_the_end = """() => {
+        const div = document.getElementById('loss-chart');
+        return div.data && div.data.length >= 2 && div.data.every((trace, i) =>
+            trace.x.length > 0 && trace.x[trace.x.length - 1] === 1500
+            && div.calcdata[i].length === trace.x.length);
+    }"""
+    page.wait_for_function(drawn_to_the_end, timeout=5_000)  # within a second or two
+
+
 def test_inspector_evaluates_a_checkpoint_task(page):
     page.fill("#p-steps", "10")
     page.fill("#p-seeds", "3")
@@ -88,6 +107,26 @@ def test_bad_parameters_are_shown_and_nothing_starts(page):
     page.click("#run-btn")
     page.wait_for_function("document.querySelector('#form-error').textContent.length > 0")
     assert "steps" in page.locator("#form-error").inner_text()
+    assert page.locator("#jobs .badge").count() == 0
+
+
+@pytest.mark.parametrize("typed", ["", "abc", "1e", "2.5"])
+def test_a_bad_or_empty_number_is_an_error_and_starts_nothing(page, typed):
+    """Issue 11, defect 2: a number box with text in it reads as empty, and an empty Steps used
+    to start a default 25,000-step run."""
+    page.fill("#p-steps", "")
+    page.focus("#p-steps")
+    page.keyboard.type(typed)  # what a person types (the box drops what it cannot hold)
+    page.click("#run-btn")
+    page.wait_for_function("document.querySelector('#form-error').textContent.length > 0")
+    assert "Steps per branch: enter a whole number" in page.locator("#form-error").inner_text()
+    assert page.locator("#jobs .badge").count() == 0
+    page.fill("#p-steps", "10")
+    page.fill("#p-eval_every", "")
+    page.click("#run-btn")
+    page.wait_for_function(
+        "document.querySelector('#form-error').textContent.includes('Evaluate every')"
+    )
     assert page.locator("#jobs .badge").count() == 0
 
 

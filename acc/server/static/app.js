@@ -44,14 +44,26 @@
     return raw;  // the server says what is wrong with it
   }
 
+  // A number box with text in it reports an empty value: read it as an error, never as "use
+  // the default" (which would start a default-length run).
+  function wholeNumber(id, label) {
+    const input = $(id);
+    if (input.validity.badInput || input.value.trim() === "" || !/^-?\d+$/.test(input.value.trim())) {
+      throw new Error(`${label}: enter a whole number`);
+    }
+    return parseInt(input.value, 10);
+  }
+
   function formParams() {
     const params = {};
-    const steps = $("p-steps").value, every = $("p-eval_every").value;
-    if (steps !== "") params.steps = parseValue(steps, "integer");
-    if (every !== "") params.eval_every = parseValue(every, "integer");
+    params.steps = wholeNumber("p-steps", "Steps per branch");
+    params.eval_every = wholeNumber("p-eval_every", "Evaluate every (steps)");
     params.seeds = $("p-seeds").value.split(",").map(s => s.trim()).filter(Boolean)
       .map(s => parseValue(s, "integer"));
     for (const input of $("extra-params").querySelectorAll("input, select")) {
+      if (["integer", "number"].includes(input.dataset.type) && input.value.trim() === "") {
+        throw new Error(`${input.name}: enter a number`);
+      }
       const value = parseValue(input.value, input.dataset.type);
       if (input.dataset.default !== undefined && JSON.stringify(value) === input.dataset.default) continue;
       params[input.name] = value;

@@ -36,8 +36,12 @@
         });
       }
     }
+    // The traces' arrays grow in place as points arrive, and Plotly.react compares arrays by
+    // identity: datarevision (the number of points) tells it the data changed.
+    const points = traces.reduce((n, t) => n + t.x.length, 0);
     Plotly.react(div, traces, layout("training loss per branch", series.run_id,
-                                     {yaxis: {title: {text: "loss"}, type: "log"}}), CONFIG);
+                                     {yaxis: {title: {text: "loss"}, type: "log"},
+                                      datarevision: points}), CONFIG);
   };
 
   ACC.metricKeys = function metricKeys(series) {
