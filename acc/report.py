@@ -18,7 +18,8 @@ def fmt(value: float | None, std: float | None = None) -> str:
 
 
 def metrics_table(results: dict) -> Table:
-    """One row per scalar metric, one column per condition: mean ± std over seeds, best in bold."""
+    """One row per scalar metric, one column per condition: mean ± std over seeds; a star (and
+    bold) where one condition is better by more than noise (``results["best"]``, acc.best)."""
     conditions = results["conditions"]
     table = Table(title=f"{results['recipe']}  ·  run {results['run_id']}  ·  {results['status']}")
     table.add_column("metric", no_wrap=True)
@@ -36,7 +37,7 @@ def metrics_table(results: dict) -> Table:
     )
     for key in keys:
         means = {c: e["mean"].get(key) for c, e in conditions.items()}
-        best = _best(key, means)
+        best = results.get("best", {}).get(key)  # the star's rule: acc.best
         cells = []
         for name, entry in conditions.items():
             cell = fmt(means[name], entry["std"].get(key))
@@ -114,15 +115,6 @@ def failures(results: dict) -> list[str]:
         for r in entry["runs"]
         if r["status"] != "completed"
     ]
-
-
-def _best(key: str, means: dict[str, float | None]) -> str | None:
-    metric, _ = split_key(key)
-    present = {c: v for c, v in means.items() if isinstance(v, (int, float))}
-    if metric is None or metric.higher_is_better is None or len(present) < 2:
-        return None
-    pick = max if metric.higher_is_better else min
-    return pick(present, key=present.get)
 
 
 def metric_order(key: str) -> tuple[int, str]:

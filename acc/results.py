@@ -5,6 +5,7 @@ by seed), so recipes with any number of conditions report the same way."""
 
 from __future__ import annotations
 
+from acc.best import best_conditions
 from acc.stats import Hypothesis, compare, mean_std
 from acc.store import Store
 from acc.sweep import label
@@ -35,6 +36,7 @@ def build_results(store: Store, run_id: str) -> dict:
         for name, entry in conditions.items()
     }
     comparisons = [compare(Hypothesis(**spec), per_seed) for spec in run["hypotheses"]]
+    seeds = {name: {**entry, "n": len(per_seed[name])} for name, entry in conditions.items()}
     return {
         "recipe": run["recipe"],
         "run_id": run_id,
@@ -43,6 +45,7 @@ def build_results(store: Store, run_id: str) -> dict:
         "config": run["config"],
         "conditions": conditions,
         "comparisons": comparisons,
+        "best": best_conditions(seeds),  # metric -> the condition that earns a star
     }
 
 

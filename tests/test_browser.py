@@ -43,6 +43,8 @@ def test_run_a_recipe_and_compare_the_conditions(page, tmp_path):
         row = comparison.locator(f'tr[data-metric="{metric}"]')
         assert row.count() == 1, f"no row for {metric}"
         assert re.search(r"\d", row.inner_text()), f"no value for {metric}"
+    # no star on a tie (issue 11, defect 5): 0 dead units in both conditions
+    assert "★" not in comparison.locator('tr[data-metric="dead_units"]').inner_text()
     assert page.locator("#hypotheses tbody tr").count() == 5  # one per level-0 hypothesis
     assert "inconclusive" in page.locator("#hypotheses").inner_text()  # one seed: no interval
     assert "gated − standard" in page.locator("#hypotheses").inner_text()  # both sides named

@@ -39,6 +39,10 @@ def test_run_writes_valid_results_json_and_show_reprints_it(tmp_path):
     results = json.loads(out.read_text())
     assert results["recipe"] == "gradient_gating_l0" and results["status"] == "completed"
     assert results["config"]["steps"] == 5 and results["config"]["seeds"] == [42]
+    # the star follows acc.best: none on the dead-units tie (0 and 0), in the JSON and the table
+    assert "dead_units" not in results["best"]
+    [dead_row] = [line for line in result.output.splitlines() if "dead_units" in line]
+    assert "*" not in dead_row
     for condition in ("standard", "gated"):
         entry = results["conditions"][condition]
         [seed_run] = entry["runs"]

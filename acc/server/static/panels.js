@@ -37,16 +37,10 @@
     return ACC.metricKeys({branches: [{evals: {metrics: Object.fromEntries([...keys].map(k => [k, 1]))}}]});
   }
 
+  // The star's rule is the server's (acc/best.py, shared with the CLI): not on a tie, and with
+  // two or more seeds only beyond the combined standard deviation.
   function bestCondition(results, key) {
-    const better = ACC.metricInfo(key).better;
-    if (better === null) return null;
-    let best = null;
-    for (const [name, c] of Object.entries(results.conditions)) {
-      const v = c.mean[key];
-      if (typeof v !== "number") continue;
-      if (best === null || (better ? v > best.v : v < best.v)) best = {name, v};
-    }
-    return best && best.name;
+    return (results.best || {})[key] || null;
   }
 
   ACC.renderComparison = function renderComparison(table, results) {
