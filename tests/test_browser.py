@@ -154,4 +154,3 @@ def test_an_interrupted_run_resumes_from_its_page(page, tmp_path):
     assert page.locator("#resume-btn").is_hidden()
     assert page.locator("#branches tbody tr").count() == 2
     assert page.locator("#branches .badge.completed").count() == 2
-
