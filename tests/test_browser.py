@@ -67,16 +67,21 @@ def test_run_a_recipe_and_compare_the_conditions(page, tmp_path):
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
 
 
-def test_the_live_loss_chart_draws_every_point_it_receives(page):
-    """Points arrive by the event stream and are appended to the traces' arrays: the chart
-    must redraw them (issue 11, defect 1: it stopped at step 1,000 of 1,500 until a reload)."""
-    page.fill("#p-steps", "1500")
-    page.fill("#p-seeds", "5")
-    page.fill("#p-eval_every", "0")
+def run_from_the_form(page, steps: int, seed: int, eval_every: int) -> None:
+    """Start a level-0 run from the New-run form and wait until the page says it completed."""
+    page.fill("#p-steps", str(steps))
+    page.fill("#p-seeds", str(seed))
+    page.fill("#p-eval_every", str(eval_every))
     page.click("#run-btn")
     page.wait_for_function(
         "document.querySelector('#run-status').textContent === 'completed'", timeout=120_000
     )
+
+
+def test_the_live_loss_chart_draws_every_point_it_receives(page):
+    """Points arrive by the event stream and are appended to the traces' arrays: the chart
+    must redraw them (issue 11, defect 1: it stopped at step 1,000 of 1,500 until a reload)."""
+    run_from_the_form(page, steps=1500, seed=5, eval_every=0)
     drawn_to_the_end = """() => {
         const div = document.getElementById('loss-chart');
         return div.data && div.data.length >= 2 && div.data.every((trace, i) =>
@@ -87,13 +92,7 @@ def test_the_live_loss_chart_draws_every_point_it_receives(page):
 
 
 def test_inspector_evaluates_a_checkpoint_task(page):
-    page.fill("#p-steps", "10")
-    page.fill("#p-seeds", "3")
-    page.fill("#p-eval_every", "0")
-    page.click("#run-btn")
-    page.wait_for_function(
-        "document.querySelector('#run-status').textContent === 'completed'", timeout=120_000
-    )
+    run_from_the_form(page, steps=10, seed=3, eval_every=0)
     page.locator("#ckpt-tree button", has_text="gated").first.click()
     page.wait_for_selector("#inspector form")
     page.select_option("#inspector select[name=task]", "EffectiveRankTask")
