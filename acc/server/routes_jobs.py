@@ -25,6 +25,7 @@ HEARTBEAT_SECONDS = 15.0
 
 
 def manager_of(request: Request) -> JobManager:
+    """The app's job manager (and through it the store): every route module asks here."""
     return request.app.state.manager
 
 

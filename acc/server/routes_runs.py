@@ -26,18 +26,14 @@ from acc.server.inspector import (
     load_model,
     task_catalog,
 )
-from acc.server.jobs import JobManager
 from acc.server.jsonable import finite
+from acc.server.routes_jobs import manager_of
 from acc.server.schemas import EvaluateRequest, Evaluation, Job, RunSummary
 from acc.server.series import run_series
 
 router = APIRouter(prefix="/api", tags=["runs"])
 NOT_FOUND = {404: {"description": "no such run or checkpoint in the store"}}
 PNG = {"content": {"image/png": {}}, "description": "a PNG image"}
-
-
-def manager_of(request: Request) -> JobManager:
-    return request.app.state.manager
 
 
 @router.get("/runs", response_model=list[RunSummary])

@@ -9,17 +9,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 
 from acc.results import build_sweep_results
-from acc.server.jobs import JobManager
 from acc.server.jsonable import finite
-from acc.server.routes_jobs import require_recipe
+from acc.server.routes_jobs import manager_of, require_recipe
 from acc.server.schemas import Job, SweepRequest, SweepSummary
 
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
 NOT_FOUND = {404: {"description": "no such sweep in the store"}}
-
-
-def manager_of(request: Request) -> JobManager:
-    return request.app.state.manager
 
 
 @router.post(

@@ -54,6 +54,8 @@ class SweepRequest(BaseModel):
 
 
 class SweepSummary(BaseModel):
+    """A line of the sweeps list (a run's line adds its sweep)."""
+
     id: str
     recipe: str
     status: str
@@ -116,13 +118,7 @@ class RecipeList(BaseModel):
     import_errors: dict[str, str] = Field(default_factory=dict)
 
 
-class RunSummary(BaseModel):
-    id: str
-    recipe: str
-    status: str
-    created_at: float
-    finished_at: float | None = None
-    job_id: str | None = None
+class RunSummary(SweepSummary):
     sweep_id: str | None = Field(None, description="the sweep this run is a setting of")
 
 
