@@ -36,6 +36,7 @@ from acc.trainer import (
     TrainConfig,
     Trainer,
     evaluate_tasks,
+    loss_every_for,
 )
 from acc.training_state import pack, restore
 
@@ -217,6 +218,7 @@ def _trainer(model, tasks: list[Task], p, spec: BranchSpec, emit: Emit, tag, sho
                 "type": "step",
                 "step": info.step,
                 "losses": info.losses,
+                "points": {"step": info.points.steps, "losses": info.points.losses},
                 "steps_per_second": info.steps_per_second,
                 "health": health,
                 **tag,
@@ -232,16 +234,18 @@ def _trainer(model, tasks: list[Task], p, spec: BranchSpec, emit: Emit, tag, sho
         optimizer=p.optimizer,
         seed=spec.seed,
         eval_every=p.eval_every,
+        loss_every=loss_every_for(p.steps),  # the total steps, also when resumed
     )
     return Trainer(model, tasks, config, on_step=on_step, on_eval=on_eval, should_stop=should_stop)
 
 
 def _train(trainer: Trainer, steps: int, every: int, save: Callable[[], None]) -> None:
     """Train to ``steps`` in chunks that end on multiples of ``every``, saving a resume point
-    after each chunk but the last (``train(0)`` still runs once: the step-0 evaluation)."""
+    after each chunk but the last (``train(0)`` still runs once: the step-0 evaluation). Only
+    the last chunk closes the loss points, so they do not depend on ``every``."""
     while True:
         target = steps if not every else min(steps, (trainer.step // every + 1) * every)
-        trainer.train(target - trainer.step)
+        trainer.train(target - trainer.step, end_of_run=target >= steps)
         if trainer.step >= steps:
             return
         save()

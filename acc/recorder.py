@@ -41,7 +41,11 @@ class RunRecorder:
             self.store.start_branch(spec.branch_id, event.get("from_step", 0))
         elif kind == "step":
             self.store.add_losses(
-                spec.branch_id, event["step"], event["losses"], event.get("health")
+                spec.branch_id,
+                event["step"],
+                event["losses"],
+                event.get("health"),
+                points=event.get("points"),
             )
         elif kind == "health":
             self.store.set_health(spec.branch_id, event["health"])

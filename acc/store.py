@@ -356,12 +356,28 @@ class Store:
     # --- time series -------------------------------------------------------------------------
 
     def add_losses(
-        self, branch_id: int, step: int, losses: dict[str, float], health: dict | None = None
+        self,
+        branch_id: int,
+        step: int,
+        losses: dict[str, float],
+        health: dict | None = None,
+        points: dict | None = None,
     ) -> None:
+        """The branch has trained ``step`` steps: its loss rows and health, in one transaction.
+        The rows are ``points`` when given (a step event's ``{"step": [s, ...], "losses":
+        {task: [v, ...]}}``: one row per point and task), else ``losses`` at ``step``."""
+        if points is None:
+            rows = [(branch_id, step, task, value) for task, value in losses.items()]
+        else:
+            columns = points["losses"].items()
+            rows = [
+                (branch_id, s, task, values[i])
+                for i, s in enumerate(points["step"])
+                for task, values in columns
+            ]
         with transaction(self._db) as db:
             db.executemany(
-                "INSERT INTO losses (branch_id, step, task, value) VALUES (?, ?, ?, ?)",
-                [(branch_id, step, task, value) for task, value in losses.items()],
+                "INSERT INTO losses (branch_id, step, task, value) VALUES (?, ?, ?, ?)", rows
             )
             db.execute(
                 "UPDATE branches SET steps_done = ?, health = COALESCE(?, health) WHERE id = ?",

@@ -2,7 +2,9 @@
 
 It knows nothing of gating (tensor hooks do that) or of recipes. The hot loop never syncs
 with the host: losses stay on the device and are read back every ``log_every`` steps, when
-they are checked for NaN/inf and reported through ``on_step``.
+they are checked for NaN/inf and reported through ``on_step``: the window's mean losses, and
+the window's loss points (the mean loss of every block of ``loss_every`` steps, so a short
+run's curve has a point per step while the host still syncs once per window).
 
 Everything that decides what the next step does (the model, the optimizer state, the step,
 the batch order's position and generator, the global RNG) is in ``state_dict()``, so that a
@@ -11,6 +13,7 @@ trainer restored from it trains on exactly as the original would have (exact res
 
 from __future__ import annotations
 
+import math
 import operator
 import time
 from collections.abc import Callable
@@ -25,6 +28,15 @@ from acc.data import Split
 from acc.tasks.base import Task, shared_layer_activations
 
 OPTIMIZERS = ("adam", "sgd")
+MAX_LOSS_POINTS = 5_000  # loss points per branch, at most about: see loss_every_for
+
+
+def loss_every_for(total_steps: int) -> int:
+    """Steps per recorded loss point of a branch that trains ``total_steps`` steps in all: 1
+    (a point per step) up to ``MAX_LOSS_POINTS`` steps, else ``ceil(total / MAX_LOSS_POINTS)``,
+    so a branch records at most about 5,000 points. A resumed branch asks with its total steps
+    (not the steps left), so its points fall where an uninterrupted run's would."""
+    return max(1, math.ceil(total_steps / MAX_LOSS_POINTS))
 
 
 class NonFiniteLoss(RuntimeError):
@@ -47,6 +59,7 @@ class TrainConfig:
     seed: int = 0  # fixes the batch order, so every condition of a seed sees the same batches
     log_every: int = 50  # steps between loss read-backs (the only host syncs)
     eval_every: int = 0  # steps between periodic evaluations; 0 = off
+    loss_every: int = 1  # steps per loss point (each the mean loss of its steps)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -55,6 +68,19 @@ class TrainConfig:
             )
         if self.batch_size < 1 or self.lr <= 0 or self.log_every < 1 or self.eval_every < 0:
             raise ValueError("batch_size and log_every must be >= 1, lr > 0, eval_every >= 0")
+        if self.loss_every < 1:
+            raise ValueError(
+                f"loss_every (steps per recorded loss point) must be >= 1, got {self.loss_every}"
+            )
+
+
+@dataclass(frozen=True)
+class LossPoints:
+    """Loss points in columns: ``losses[task][i]`` is the task's mean loss over the steps
+    after the previous point up to and including step ``steps[i]``."""
+
+    steps: list[int] = field(default_factory=list)
+    losses: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,6 +88,7 @@ class StepInfo:
     step: int  # steps done so far
     losses: dict[str, float]  # task name -> mean loss over the steps since the last report
     steps_per_second: float
+    points: LossPoints = field(default_factory=LossPoints)  # the points this window completed
 
 
 @dataclass
@@ -110,6 +137,8 @@ class Trainer:
     """Trains ``model`` on the training tasks; runs the evaluation-only tasks every ``eval_every``.
 
     ``train`` may be called repeatedly: optimizer state, step count and batch order carry on.
+    Loss points fall on multiples of ``loss_every`` and on the last step of a call that ends the
+    run; the steps of an unfinished block are kept (in ``state_dict`` too) for the next call.
     """
 
     def __init__(
@@ -133,8 +162,12 @@ class Trainer:
         self.optimizer = _make_optimizer(model, self.train_tasks, config)
         self.on_step, self.on_eval, self.should_stop = on_step, on_eval, should_stop
         self.step = 0
+        self._carry: list[list[float]] = []  # per-step losses read back but in no point yet
 
-    def train(self, steps: int) -> None:
+    def train(self, steps: int, end_of_run: bool = True) -> None:
+        """Train ``steps`` more steps. ``end_of_run``: nothing follows this call, so its last
+        step gets a loss point even off the ``loss_every`` grid; pass False for a chunk that
+        more training follows (a resume point's), whose unfinished block carries on."""
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
         if self.step == 0 and self.config.eval_every:
@@ -145,8 +178,9 @@ class Trainer:
         for _ in range(steps):
             pending.append(self._train_step())
             self.step += 1
-            if len(pending) == self.config.log_every or self.step == window_start + steps:
-                self._report(pending, time.perf_counter() - started)
+            last = self.step == window_start + steps
+            if len(pending) == self.config.log_every or last:
+                self._report(pending, time.perf_counter() - started, end_of_run and last)
                 pending, started = [], time.perf_counter()
             if self.config.eval_every and self.step % self.config.eval_every == 0:
                 self.evaluate_periodic()
@@ -165,36 +199,63 @@ class Trainer:
         self.optimizer.step()
         return [loss.detach() for loss in losses]
 
-    def _report(self, pending: list[list[torch.Tensor]], seconds: float) -> None:
-        """One host sync for a window of steps: check every loss, report the window means."""
+    def _report(self, pending: list[list[torch.Tensor]], seconds: float, close: bool) -> None:
+        """One host sync for a window of steps: check every loss, report the window means and
+        the loss points the window completes (``close``: one at its last step, too)."""
         values = torch.stack([torch.stack(step) for step in pending]).cpu()  # [steps, tasks]
         bad = (~torch.isfinite(values)).nonzero()
         if len(bad):
             row, col = bad[0].tolist()
             step = self.step - len(pending) + row + 1
             raise NonFiniteLoss(step, self.train_tasks[col].name, float(values[row, col]))
-        means = values.double().mean(dim=0).tolist()
+        values = values.double()
+        means = values.mean(dim=0).tolist()
+        points = self._loss_points(values.tolist(), close)
         if self.on_step:
             self.on_step(
                 StepInfo(
                     self.step,
                     {t.name: m for t, m in zip(self.train_tasks, means)},
                     len(pending) / max(seconds, 1e-9),
+                    points,
                 )
             )
         if self.should_stop and self.should_stop():
             raise StopRequested(f"stop requested at step {self.step}")
 
+    def _loss_points(self, rows: list[list[float]], close: bool) -> LossPoints:
+        """The points among the steps read back so far (``rows``, the window's per-step losses,
+        after the carried ones): one at each multiple of ``loss_every``, plus the last step
+        if ``close``. The steps after the last point are carried to the next window."""
+        rows = self._carry + rows
+        first, every = self.step - len(rows) + 1, self.config.loss_every
+        ends = list(range(first + (-first) % every, self.step + 1, every))
+        if close and ends[-1:] != [self.step]:
+            ends.append(self.step)
+        columns: list[list[float]] = [[] for _ in self.train_tasks]
+        start = 0
+        for end in ends:
+            stop = end - first + 1
+            for column, values in zip(columns, zip(*rows[start:stop])):
+                column.append(sum(values) / (stop - start))
+            start = stop
+        self._carry = rows[start:]
+        return LossPoints(ends, {t.name: c for t, c in zip(self.train_tasks, columns)})
+
     def state_dict(self) -> dict:
         """What an exact resume needs besides the model's weights (which are the model's):
-        optimizer, step, batch order, RNG, and the weights of tasks that learn (probes)."""
-        return {
+        optimizer, step, batch order, RNG, the weights of tasks that learn (probes), and the
+        losses of the steps since the last loss point (so a resumed run's points are the same)."""
+        state = {
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
             "order": self.order.state_dict(),
             "rng": _rng_state(self.data.images.device),
             "tasks": {t.name: t.state_dict() for t in self.train_tasks if t.parameters()},
         }
+        if self._carry:
+            state["loss_carry"] = torch.tensor(self._carry, dtype=torch.float64)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
@@ -203,6 +264,8 @@ class Trainer:
                 task.load_state_dict(state["tasks"][task.name])
         self.optimizer.load_state_dict(state["optimizer"])
         self.order.load_state_dict(state["order"])
+        carry = state.get("loss_carry")
+        self._carry = carry.tolist() if carry is not None else []
         _set_rng_state(state["rng"], self.data.images.device)
 
     def evaluate_periodic(self) -> dict:

@@ -279,7 +279,7 @@ def test_a_cli_run_shows_up_with_results_and_series(client, cli_run):
         ("gated", 5),
     }
     branch = series["branches"][0]
-    assert branch["losses"]["reconstruction"]["step"] == [6]
+    assert branch["losses"]["reconstruction"]["step"] == [1, 2, 3, 4, 5, 6]  # one per step
     assert branch["evals"]["step"] == [0, 3, 6]
     assert len(branch["evals"]["metrics"]["weight_cosine_sim"]) == 3
 
