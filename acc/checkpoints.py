@@ -16,6 +16,7 @@ ever unpickled: tensors are safetensors, everything else is JSON in the file's h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -207,6 +208,44 @@ class CheckpointStore:
         return self._db.execute(
             "SELECT step, path FROM resume_points WHERE branch_id = ?", (branch_id,)
         ).fetchone()
+
+    # --- deleting a run ----------------------------------------------------------------------
+
+    def files_of_run(self, run_id: str) -> list[Path]:
+        """The files the run's rows name (checkpoints, their metadata beside them, its
+        branches' resume points), read before the rows are deleted. Only files under this
+        store's ``checkpoints/``: a row of a store copied from elsewhere may hold an absolute
+        path into the original store, whose files are not this store's to delete."""
+        inside = (self.root / "checkpoints").resolve()
+        paths = []
+        for (path,) in self._db.execute("SELECT path FROM checkpoints WHERE run_id = ?", (run_id,)):
+            paths += [self._absolute(path), self._absolute(path).with_suffix(".json")]
+        for (path,) in self._db.execute(
+            "SELECT r.path FROM resume_points r JOIN branches b ON b.id = r.branch_id "
+            "WHERE b.run_id = ?",
+            (run_id,),
+        ):
+            paths.append(self._absolute(path))
+        return [path.resolve() for path in paths if inside in path.resolve().parents]
+
+    def remove_run_files(self, run_id: str, paths: list[Path]) -> int:
+        """Delete a deleted run's files (``files_of_run``; those already gone are fine) and
+        the folders this leaves empty; return how many files were deleted."""
+        inside = (self.root / "checkpoints").resolve()
+        run_folder = inside / run_id
+        folders, removed = {run_folder / "resume", run_folder}, 0
+        for path in paths:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+            folders.add(path.parent)
+        for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+            if folder != inside and inside in folder.parents:
+                with contextlib.suppress(OSError):  # not empty (a file no row names), or gone
+                    folder.rmdir()
+        return removed
 
     # --- leftovers of interrupted writes -----------------------------------------------------
 

@@ -40,6 +40,8 @@ def build_results(store: Store, run_id: str) -> dict:
     return {
         "recipe": run["recipe"],
         "run_id": run_id,
+        "name": run["name"],
+        "note": run["note"],
         "status": run["status"],
         "error": run["error"],
         "config": run["config"],

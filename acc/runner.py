@@ -81,14 +81,17 @@ def create_run(
     queued: bool = False,
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     remote_device: bool = False,
+    name: str | None = None,
+    note: str | None = None,
 ) -> str:
     """Validate everything and open the run ('running', or 'queued' when a worker will start
     it later); nothing is trained yet. ``remote_device``: the device is on the machines that
-    will train (a Ray cluster's GPUs), so it is not looked for here."""
+    will train (a Ray cluster's GPUs), so it is not looked for here. ``name`` and ``note``
+    label the run (ValueError if too long or with control characters)."""
     recipe = recipe_registry().get(recipe_name)
     validated = validate_params(recipe, params)
     settings = _settings(device, data_dir, checkpoint_every, remote_device)
-    return _open_run(store, recipe(), validated, settings, queued)
+    return _open_run(store, recipe(), validated, settings, queued, name=name, note=note)
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,8 @@ def _open_run(
     queued: bool,
     sweep_id: str | None = None,
     setting: str | None = None,
+    name: str | None = None,
+    note: str | None = None,
 ) -> str:
     cells = settings.get("cells")
     run_arms = arms(recipe, p, cells)
@@ -201,6 +206,8 @@ def _open_run(
         status=Status.QUEUED if queued else Status.RUNNING,
         sweep_id=sweep_id,
         setting=setting,
+        name=name,
+        note=note,
     )
 
 

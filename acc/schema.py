@@ -68,4 +68,9 @@ CREATE INDEX runs_by_sweep ON runs(sweep_id);
 ALTER TABLE jobs ADD COLUMN sweep_id TEXT
 """
 
-MIGRATIONS: list[Migration] = [INITIAL, add_run_owner, BRANCHES_AS_UNITS, SWEEPS]
+RUN_LABELS = """
+ALTER TABLE runs ADD COLUMN name TEXT;
+ALTER TABLE runs ADD COLUMN note TEXT
+"""
+
+MIGRATIONS: list[Migration] = [INITIAL, add_run_owner, BRANCHES_AS_UNITS, SWEEPS, RUN_LABELS]

@@ -23,6 +23,7 @@ import socket
 import sqlite3
 import tempfile
 import time
+import unicodedata
 from pathlib import Path
 
 from acc.checkpoints import Checkpoint, CheckpointStore
@@ -34,8 +35,15 @@ from acc.status import OPEN, Status
 DEFAULT_STORE = "acc-store"
 
 
+MAX_NAME, MAX_NOTE = 100, 2000  # characters of a run's name and note
+
+
 class StoreError(ValueError):
     """A store that cannot be used, or an id that is not in it."""
+
+
+class RunInUse(StoreError):
+    """A run that cannot be deleted now: it is queued or running, or a setting of a sweep."""
 
 
 def default_store_dir() -> Path:
@@ -109,16 +117,21 @@ class Store:
         status: Status = Status.RUNNING,
         sweep_id: str | None = None,
         setting: str | None = None,
+        name: str | None = None,
+        note: str | None = None,
     ) -> str:
         """Open a run: 'running' when it starts now (CLI), 'queued' when it waits for a worker.
-        A sweep's runs name their sweep and setting."""
+        A sweep's runs name their sweep and setting; any run may have a name and a note
+        (ValueError if they are too long or hold control characters: see ``check_label``)."""
         if Status(status) not in OPEN:
             raise StoreError(f"a new run is queued or running, not {status!r}")
+        label = check_label(name, note)
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}-{secrets.token_hex(3)}"
         with transaction(self._db) as db:
             db.execute(
                 "INSERT INTO runs (id, recipe, status, config, hypotheses, conditions, "
-                "created_at, sweep_id, setting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, sweep_id, setting, name, note) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     recipe,
@@ -129,6 +142,8 @@ class Store:
                     time.time(),
                     sweep_id,
                     setting,
+                    label.get("name"),
+                    label.get("note"),
                 ),
             )
         return run_id
@@ -183,13 +198,106 @@ class Store:
             run[key] = json.loads(run[key])
         return run
 
-    def list_runs(self, limit: int = 100) -> list[dict]:
-        rows = self._db.execute(
-            "SELECT id, recipe, status, created_at, finished_at, sweep_id FROM runs "
-            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [dict(r) for r in rows]
+    def list_runs(
+        self,
+        limit: int = 100,
+        recipe: str | None = None,
+        status: Status | str | None = None,
+        search: str | None = None,
+    ) -> list[dict]:
+        """The newest ``limit`` runs, optionally only those of ``recipe``, in ``status``, or
+        whose id, name or note holds ``search`` (case-insensitive). ValueError for a status
+        that does not exist."""
+        clauses, args = [], []
+        if recipe is not None:
+            clauses.append("recipe = ?")
+            args.append(recipe)
+        if status is not None:
+            clauses.append("status = ?")
+            args.append(str(parse_status(status)))
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        cursor = self._db.execute(
+            "SELECT id, recipe, status, created_at, finished_at, sweep_id, name, note FROM runs "
+            f"{where}ORDER BY created_at DESC, rowid DESC" + ("" if search else " LIMIT ?"),
+            args if search else [*args, limit],
+        )
+        if not search:
+            return [dict(r) for r in cursor.fetchall()]
+        needle, found = search.casefold(), []
+        for row in cursor:  # in Python: SQLite's LIKE and lower() fold ASCII letters only
+            if any(needle in (row[k] or "").casefold() for k in ("id", "name", "note")):
+                found.append(dict(row))
+                if len(found) >= limit:
+                    break
+        cursor.close()
+        return found
+
+    def label_run(self, run_id: str, name: str | None = None, note: str | None = None) -> dict:
+        """Set the run's name and/or note (None: leave it as it is; "": clear it) and return
+        the run. StoreError for an unknown run, ValueError for a bad name or note."""
+        label = check_label(name, note)
+        self.get_run(run_id)
+        if label:
+            with transaction(self._db) as db:
+                db.execute(
+                    f"UPDATE runs SET {', '.join(f'{key} = ?' for key in label)} WHERE id = ?",
+                    (*label.values(), run_id),
+                )
+        return self.get_run(run_id)
+
+    def delete_run(self, run_id: str, dry_run: bool = False) -> dict[str, int]:
+        """Delete a finished run: its rows (branches, losses, evaluations, checkpoints, resume
+        points, jobs and their events, the run) in one transaction, then its checkpoint and
+        resume-point files and the folders they leave empty. Returns how many branches,
+        checkpoints and files went (``dry_run``: would go; nothing is deleted). StoreError for
+        an unknown run; RunInUse while it is queued or running (or its job is), or when it is
+        one of a sweep's runs."""
+        self.get_run(run_id)
+        with transaction(self._db) as db:
+            run = db.execute("SELECT status, sweep_id FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if run is None:
+                raise StoreError(f"no run {run_id!r} in the store at {self.root}")
+            if Status(run["status"]) in OPEN:
+                raise RunInUse(
+                    f"run {run_id} is {run['status']}: cancel it first (its job in the "
+                    "dashboard, or Ctrl-C the `acc run` that trains it), then delete it"
+                )
+            if run["sweep_id"]:
+                raise RunInUse(
+                    f"run {run_id} is part of sweep {run['sweep_id']}: a sweep's runs are "
+                    "not deleted one by one"
+                )
+            job = db.execute(
+                "SELECT id, status FROM jobs WHERE run_id = ? AND status IN ('queued', 'running')",
+                (run_id,),
+            ).fetchone()
+            if job is not None:
+                raise RunInUse(
+                    f"run {run_id}'s job {job['id']} is {job['status']}: cancel it first, "
+                    "then delete the run"
+                )
+            files = self.checkpoints.files_of_run(run_id)
+            if dry_run:
+                count = "SELECT COUNT(*) FROM {} WHERE run_id = ?"
+                return {
+                    "branches": db.execute(count.format("branches"), (run_id,)).fetchone()[0],
+                    "checkpoints": db.execute(count.format("checkpoints"), (run_id,)).fetchone()[0],
+                    "files": sum(path.is_file() for path in files),
+                }
+            branches = "SELECT id FROM branches WHERE run_id = ?"
+            jobs = "SELECT id FROM jobs WHERE run_id = ? AND sweep_id IS NULL"
+            for table in ("losses", "evals", "resume_points"):
+                db.execute(f"DELETE FROM {table} WHERE branch_id IN ({branches})", (run_id,))
+            checkpoints = db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
+            deleted = {"checkpoints": checkpoints.rowcount}
+            deleted["branches"] = db.execute(
+                "DELETE FROM branches WHERE run_id = ?", (run_id,)
+            ).rowcount
+            db.execute(f"DELETE FROM job_events WHERE job_id IN ({jobs})", (run_id,))
+            db.execute("DELETE FROM jobs WHERE run_id = ? AND sweep_id IS NULL", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        deleted["files"] = self.checkpoints.remove_run_files(run_id, files)
+        return deleted
 
     # --- sweeps ------------------------------------------------------------------------------
 
@@ -413,6 +521,39 @@ class Store:
         return [{"step": r["step"], "metrics": json.loads(r["metrics"])} for r in rows]
 
 
+def parse_status(value: Status | str) -> Status:
+    """A status by its value; ValueError naming the valid ones otherwise."""
+    try:
+        return Status(value)
+    except ValueError:
+        valid = ", ".join(s.value for s in Status)
+        raise ValueError(f"unknown status {value!r}; one of: {valid}") from None
+
+
+def check_label(name: str | None = None, note: str | None = None) -> dict[str, str | None]:
+    """The given fields of a run's label as they are stored (None: not given, left out):
+    stripped, "" clears (NULL). ValueError for a name of more than MAX_NAME characters or
+    with control characters (line breaks included), or a note of more than MAX_NOTE
+    characters or with control characters other than line breaks and tabs."""
+    label: dict[str, str | None] = {}
+    fields = (("name", name, MAX_NAME, ""), ("note", note, MAX_NOTE, "\n\r\t"))
+    for key, value, limit, allowed in fields:
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"a run's {key} is text, not {type(value).__name__}")
+        value = value.strip()
+        if len(value) > limit:
+            raise ValueError(f"a run's {key} is at most {limit} characters, not {len(value)}")
+        controls = (c for c in value if unicodedata.category(c) in ("Cc", "Zl", "Zp"))
+        bad = next((c for c in controls if c not in allowed), None)
+        if bad is not None:
+            what = "line breaks or control characters" if key == "name" else "control characters"
+            raise ValueError(f"a run's {key} cannot hold {what} (found {bad!r})")
+        label[key] = value or None
+    return label
+
+
 def _this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -428,4 +569,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-__all__ = ["Checkpoint", "Store", "StoreError", "default_store_dir", "valid_id"]
+__all__ = [
+    "Checkpoint",
+    "RunInUse",
+    "Store",
+    "StoreError",
+    "check_label",
+    "default_store_dir",
+    "parse_status",
+    "valid_id",
+]

@@ -19,6 +19,7 @@ import torch
 from fastapi.testclient import TestClient
 from safetensors.torch import save_file
 
+from acc.jsonable import finite
 from acc.models import MODELS, FactorSlotAutoencoder
 from acc.runner import create_run, execute_run, run_recipe
 from acc.server import create_app
@@ -31,7 +32,6 @@ from acc.server.images import (
     traversal_grid,
 )
 from acc.server.inspector import dataset_view
-from acc.server.jsonable import finite
 from acc.store import Store
 
 METRICS = {

@@ -1,4 +1,4 @@
-"""``acc list``, ``acc run``, ``acc runs`` and ``acc show``."""
+"""``acc list``, ``acc run``, ``acc runs``, ``acc show``, ``acc label`` and ``acc delete``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Annotated
 
 import torch
 import typer
-from rich.table import Table
+from rich.markup import escape
+from rich.table import Column, Table
 
 from acc.cli.common import (
     USER_ERRORS,
@@ -58,8 +59,15 @@ from acc.runner import (
     split_config,
     validate_params,
 )
-from acc.store import Store, StoreError
+from acc.store import RunInUse, Store, StoreError, check_label, parse_status
 from acc.sweep import arms
+
+NameOption = Annotated[
+    str | None, typer.Option(help='a short name for the run ("" clears it)', metavar="TEXT")
+]
+NoteOption = Annotated[
+    str | None, typer.Option(help='a note on the run ("" clears it)', metavar="TEXT")
+]
 
 
 @app.command("list")
@@ -101,6 +109,8 @@ def run(
         str | None,
         typer.Option(help="finish an interrupted run: RUN_ID (see `acc runs`)", metavar="RUN_ID"),
     ] = None,
+    name: NameOption = None,
+    note: NoteOption = None,
 ) -> None:
     """Run a recipe (or resume a run) with live progress, then print the comparison table."""
     if threads:
@@ -108,10 +118,16 @@ def run(
     interrupt_on_signals()
     params = collect_params(param, steps, seeds, eval_every, optimizer, lr)
     check_json_path(json_path)
+    try:
+        check_label(name, note)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     results_store = read_store(store, to_write=True) if resume else open_store(store)
     try:
         if resume:
             run_id, branches = _prepare_resume(results_store, resume, recipe, params)
+            if name is not None or note is not None:
+                results_store.label_run(run_id, name=name, note=note)
         else:
             if recipe is None:
                 raise typer.BadParameter("name a recipe (see `acc list`), or --resume RUN_ID")
@@ -126,6 +142,8 @@ def run(
                 data_dir,
                 checkpoint_every=checkpoint_interval(checkpoint_every),
                 remote_device=bool(gpus_per_branch),
+                name=name,
+                note=note,
             )
     except NothingToResume as done:
         console.print(str(done))
@@ -193,15 +211,87 @@ def show(
 def runs(
     store: StoreOption = None,
     limit: Annotated[int, typer.Option(help="how many, newest first")] = 20,
+    recipe: Annotated[str | None, typer.Option(help="only this recipe's runs")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="only runs in this status (completed, interrupted, ...)")
+    ] = None,
+    search: Annotated[
+        str | None, typer.Option(help="only runs whose id, name or note holds this (any case)")
+    ] = None,
 ) -> None:
     """List past runs in the store (a sweep's runs name their sweep)."""
-    table = Table("run id", "recipe", "status", "sweep")
-    for row in read_store(store).list_runs(limit):
-        table.add_row(row["id"], row["recipe"], row["status"], row["sweep_id"] or "")
+    try:
+        wanted = None if status is None else parse_status(status)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    table = Table(
+        Column("run id", no_wrap=True),
+        Column("name", max_width=40, overflow="ellipsis"),
+        "recipe",
+        "status",
+        "sweep",
+    )
+    for row in read_store(store).list_runs(limit, recipe=recipe, status=wanted, search=search):
+        name = escape(row["name"] or "")
+        table.add_row(row["id"], name, row["recipe"], row["status"], row["sweep_id"] or "")
     console.print(table)
 
 
+@app.command()
+def label(
+    run_id: Annotated[str, typer.Argument(help="a run id (see `acc runs`)")],
+    name: NameOption = None,
+    note: NoteOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Name a run or write a note on it (what is not given stays as it is)."""
+    if name is None and note is None:
+        raise fail('give --name TEXT and/or --note TEXT ("" clears one)')
+    results_store = read_store(store, to_write=True)
+    try:
+        run = results_store.label_run(run_id, name=name, note=note)
+    except ValueError as exc:  # StoreError (no such run) included
+        raise fail(str(exc)) from None
+    console.print(f"run {run_id}")
+    console.print(f"  name: {escape(run['name'] or '(none)')}")
+    console.print(f"  note: {escape(run['note'] or '(none)')}")
+
+
+@app.command()
+def delete(
+    run_id: Annotated[str, typer.Argument(help="a run id (see `acc runs`)")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Delete a finished run: its records, jobs and checkpoint files. A queued or running run
+    is refused (cancel it first), and so is one of a sweep's runs."""
+    results_store = read_store(store, to_write=True)
+    try:
+        run = results_store.get_run(run_id)
+        planned = results_store.delete_run(run_id, dry_run=True)
+        if not yes:
+            named = f" ({run['name']})" if run["name"] else ""
+            typer.confirm(
+                f"delete run {run_id}{named}: {planned['branches']} branches, "
+                f"{planned['checkpoints']} checkpoints, {planned['files']} files?",
+                abort=True,
+            )
+        deleted = results_store.delete_run(run_id)
+    except RunInUse as exc:
+        raise fail(str(exc), code=1) from None
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    console.print(
+        f"deleted run {run_id}: {deleted['branches']} branches, "
+        f"{deleted['checkpoints']} checkpoints, {deleted['files']} files"
+    )
+
+
 def render_run(results: dict) -> None:
+    if results.get("name"):
+        console.print(f"[bold]{escape(results['name'])}[/bold]")
+    if results.get("note"):
+        console.print(escape(results["note"]))
     console.print(metrics_table(results))
     if (lists := list_metrics_table(results)) is not None:
         console.print(lists)

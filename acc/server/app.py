@@ -22,6 +22,7 @@ from acc.checkpoints import CheckpointDamaged, CheckpointError
 from acc.data import DataError
 from acc.eval_metric import EvalMetric
 from acc.executors import ExecutorError
+from acc.jsonable import finite
 from acc.recipes import recipe_registry
 from acc.recipes.base import condition_descriptions
 from acc.registry import RegistryError
@@ -31,11 +32,10 @@ from acc.server.guard import Guard
 from acc.server.images import ImageError
 from acc.server.inspector import DatasetCache, InspectError
 from acc.server.jobs import JobConflict, JobManager, JobNotFound, QueueFull
-from acc.server.jsonable import finite
 from acc.server.lease import StoreBusy
 from acc.server.schemas import RecipeList
 from acc.status import OPEN, Status
-from acc.store import Store, StoreError
+from acc.store import RunInUse, Store, StoreError
 from acc.sweep import SweepError, gating_params
 
 STATIC = Path(__file__).parent / "static"
@@ -118,6 +118,15 @@ def _add_page(app: FastAPI) -> None:
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        """Browsers ask for /favicon.ico whatever the page links: the same icon, not a 404."""
+        return FileResponse(
+            STATIC / "favicon.svg",
+            media_type="image/svg+xml",
+            headers={"Cache-Control": "max-age=86400"},
+        )
+
     @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
     def plotly() -> FileResponse:
         path = plotly_js()
@@ -189,6 +198,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     for exc_type, status in (
         (StoreError, 404),
+        (RunInUse, 409),  # a StoreError too: the handler of the closest class answers
         (CheckpointDamaged, 409),
         (CheckpointError, 404),
         (JobNotFound, 404),

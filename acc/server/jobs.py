@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from acc.executors import Executor, make_executor
+from acc.jsonable import finite
 from acc.results import build_results, build_sweep_results
 from acc.runner import (
     check_resumable,
@@ -33,7 +34,6 @@ from acc.runner import (
     split_config,
 )
 from acc.server.jobstore import JobStore
-from acc.server.jsonable import finite
 from acc.server.lease import StoreLease
 from acc.status import OPEN, Status
 from acc.store import Store, StoreError

@@ -11,7 +11,10 @@ import torch
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from acc.export import ExportFormat, export_name, export_zip, json_bytes
+from acc.jsonable import finite
 from acc.results import build_results
+from acc.series import run_series
 from acc.server.images import (
     filter_grid,
     first_filters,
@@ -26,10 +29,16 @@ from acc.server.inspector import (
     load_model,
     task_catalog,
 )
-from acc.server.jsonable import finite
 from acc.server.routes_jobs import manager_of
-from acc.server.schemas import EvaluateRequest, Evaluation, Job, RunSummary
-from acc.server.series import run_series
+from acc.server.schemas import (
+    EvaluateRequest,
+    Evaluation,
+    Job,
+    RunDeleted,
+    RunLabel,
+    RunSummary,
+)
+from acc.status import Status
 
 router = APIRouter(prefix="/api", tags=["runs"])
 NOT_FOUND = {404: {"description": "no such run or checkpoint in the store"}}
@@ -37,10 +46,19 @@ PNG = {"content": {"image/png": {}}, "description": "a PNG image"}
 
 
 @router.get("/runs", response_model=list[RunSummary])
-def list_runs(request: Request, limit: int = Query(100, ge=1, le=1000)) -> list[dict]:
+def list_runs(
+    request: Request,
+    limit: int = Query(100, ge=1, le=1000),
+    recipe: str | None = Query(None, max_length=100, description="only this recipe's runs"),
+    status: Status | None = Query(None, description="only runs in this status"),
+    q: str | None = Query(
+        None, max_length=200, description="only runs whose id, name or note holds this (any case)"
+    ),
+) -> list[dict]:
     manager = manager_of(request)
     jobs = manager.jobs.job_ids_by_run()
-    return [{**run, "job_id": jobs.get(run["id"])} for run in manager.store.list_runs(limit)]
+    runs = manager.store.list_runs(limit, recipe=recipe, status=status, search=q)
+    return [{**run, "job_id": jobs.get(run["id"])} for run in runs]
 
 
 @router.get("/runs/{run_id}", responses=NOT_FOUND)
@@ -50,6 +68,31 @@ def get_run(run_id: str, request: Request) -> dict:
     results = build_results(manager.store, run_id)
     results["job_id"] = manager.jobs.job_ids_by_run().get(run_id)
     return finite(results)
+
+
+@router.patch(
+    "/runs/{run_id}",
+    response_model=RunSummary,
+    responses={**NOT_FOUND, 422: {"description": "a name or note too long, or unknown fields"}},
+)
+def label_run(run_id: str, body: RunLabel, request: Request) -> dict:
+    """Name a run or write a note on it: the fields given change ("" or null clears one),
+    those left out stay as they are. Returns the run's summary."""
+    manager = manager_of(request)
+    given = {key: getattr(body, key) or "" for key in body.model_fields_set}
+    run = manager.store.label_run(run_id, **given)
+    return {**run, "job_id": manager.jobs.job_ids_by_run().get(run_id)}
+
+
+@router.delete(
+    "/runs/{run_id}",
+    response_model=RunDeleted,
+    responses={**NOT_FOUND, 409: {"description": "queued or running, or part of a sweep"}},
+)
+def delete_run(run_id: str, request: Request) -> dict:
+    """Delete a finished run: its records, its jobs and its checkpoint files. A queued or
+    running run is refused (cancel it first), and so is one of a sweep's runs."""
+    return {"deleted": run_id, **manager_of(request).store.delete_run(run_id)}
 
 
 @router.post(
@@ -68,6 +111,34 @@ def resume_run(run_id: str, request: Request) -> dict:
 def get_series(run_id: str, request: Request) -> dict:
     """Loss and periodic-metric curves per branch (condition and seed)."""
     return finite(run_series(manager_of(request).store, run_id))
+
+
+@router.get(
+    "/runs/{run_id}/export",
+    responses={
+        **NOT_FOUND,
+        200: {
+            "content": {"application/json": {}, "application/zip": {}},
+            "description": "the JSON file, or a zip of the CSV tables or TensorBoard logs",
+        },
+    },
+)
+def export_run(
+    run_id: str,
+    request: Request,
+    format: ExportFormat = Query(ExportFormat.json, description="json, csv or tensorboard"),
+) -> Response:
+    """A download of the run (as far as it got): ``<run_id>.json``, or ``<run_id>-csv.zip``
+    (final_metrics, losses, evals) or ``<run_id>-tensorboard.zip`` (one event log per branch)."""
+    store = manager_of(request).store
+    if format is ExportFormat.json:
+        body, media, name = json_bytes(store, run_id), "application/json", f"{run_id}.json"
+    else:
+        body, media = export_zip(store, run_id, format), "application/zip"
+        name = f"{export_name(run_id, format)}.zip"
+    return Response(
+        body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
 
 
 @router.get("/runs/{run_id}/checkpoints", responses=NOT_FOUND)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 
+from acc.jsonable import finite
 from acc.results import build_sweep_results
-from acc.server.jsonable import finite
 from acc.server.routes_jobs import manager_of, require_recipe
 from acc.server.schemas import Job, SweepRequest, SweepSummary
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from acc.server.jsonable import finite
+from acc.jsonable import finite
+from acc.store import MAX_NAME, MAX_NOTE, check_label
 
 
 def _all_finite(params: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +121,35 @@ class RecipeList(BaseModel):
 
 class RunSummary(SweepSummary):
     sweep_id: str | None = Field(None, description="the sweep this run is a setting of")
+    name: str | None = Field(None, description="the run's name, if it was given one")
+    note: str | None = Field(None, description="the run's note, if it has one")
+
+
+class RunLabel(BaseModel):
+    """A run's new name and/or note: a field given changes ("" or null clears it), a field
+    left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(
+        None, max_length=MAX_NAME, description="a short name (no line breaks or control characters)"
+    )
+    note: str | None = Field(
+        None, max_length=MAX_NOTE, description="free text (line breaks allowed)"
+    )
+
+    @field_validator("name", "note")
+    @classmethod
+    def _printable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        check_label(**{info.field_name: value})  # the store's rules: ValueError -> 422
+        return value
+
+
+class RunDeleted(BaseModel):
+    deleted: str = Field(description="the deleted run's id")
+    branches: int
+    checkpoints: int
+    files: int = Field(description="checkpoint and resume-point files removed from disk")
 
 
 class Evaluation(BaseModel):

@@ -9,9 +9,11 @@ from __future__ import annotations
 from acc.store import Store
 
 
-def run_series(store: Store, run_id: str) -> dict:
+def run_series(store: Store, run_id: str, final_point: bool = True) -> dict:
+    """Every branch's curves; ``final_point`` adds a completed branch's final metrics as its
+    curves' last point (for the charts; exports keep the evaluations as recorded)."""
     run = store.get_run(run_id)
-    branches = [_branch_series(store, b) for b in store.branches(run_id)]
+    branches = [_branch_series(store, b, final_point) for b in store.branches(run_id)]
     return {
         "run_id": run_id,
         "status": run["status"],
@@ -22,13 +24,15 @@ def run_series(store: Store, run_id: str) -> dict:
     }
 
 
-def _branch_series(store: Store, branch: dict) -> dict:
+def _branch_series(store: Store, branch: dict, final_point: bool) -> dict:
     losses: dict[str, dict[str, list]] = {}
     for row in store.losses(branch["id"]):
         series = losses.setdefault(row["task"], {"step": [], "value": []})
         series["step"].append(row["step"])
         series["value"].append(row["value"])
     evals = store.evals(branch["id"])
+    if final_point:
+        evals = _with_final_point(evals, branch)
     keys = sorted({k for e in evals for k, v in e["metrics"].items() if _is_number(v)})
     metrics = {
         k: [e["metrics"].get(k) if _is_number(e["metrics"].get(k)) else None for e in evals]
@@ -49,3 +53,15 @@ def _branch_series(store: Store, branch: dict) -> dict:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _with_final_point(evals: list[dict], branch: dict) -> list[dict]:
+    """A completed branch's final metrics as the curves' last point, when the periodic
+    evaluations stopped short of the final step (steps not a multiple of eval_every): the
+    final evaluation measures the same keys on the same test split. Only the periodic keys
+    are extended; final-only metrics (disentanglement) are not curves."""
+    final, steps = branch.get("metrics") or {}, branch["steps_done"]
+    if not evals or not final or branch["status"] != "completed" or evals[-1]["step"] >= steps:
+        return evals
+    periodic = {k for e in evals for k in e["metrics"]}
+    return [*evals, {"step": steps, "metrics": {k: v for k, v in final.items() if k in periodic}}]
