@@ -2,7 +2,16 @@
 server and an open page against training with neither.
 
     python bench/bench_server.py [--steps 2000] [--seeds 1 2] [--repeats 2] [--no-browser]
-                                 [--screenshot docs/dashboard.png]
+                                 [--screenshot docs/dashboard.png] [--mode job|cli|compare|all]
+                                 [--compare-runs 20]
+
+``--mode job`` (the default) measures a job started from the dashboard, as described below.
+``--mode cli``: the same recipe run by ``acc run`` in its own process, alone against with
+``acc serve`` and the page open on it (the page polls the store for a CLI run); speed is the
+branches' steps over their wall time, from the store. ``--mode compare``: ``--compare-runs``
+runs (all finished but one, which a CLI process trains) opened side by side in the page's
+comparison view: the time until every chart is drawn and the page's CPU while it follows the
+live one.
 
 Plain: the recipe runs in a spawned process with the same torch thread count a server
 worker gets, no server. Served: ``acc serve`` runs as its own process, the job is started
@@ -26,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -33,6 +43,7 @@ import httpx
 RECIPE = "gradient_gating_l0"
 TIMING = re.compile(r": (\d+) steps in ([\d.]+)s$")
 CHROMIUM = "/usr/bin/chromium"
+POLLING = "document.getElementById('live').textContent === 'polling'"
 
 
 def steps_per_second(log_lines: list[str]) -> float:
@@ -115,11 +126,12 @@ class Prober(threading.Thread):
 class CpuMeter(threading.Thread):
     """CPU seconds used by the server, its job worker, and the browser (this process's other
     descendants), read from /proc: what the dashboard takes from the machine, whatever the
-    machine's other load."""
+    machine's other load. ``cli_pid``: an ``acc run`` process (and its children), counted as
+    "cli" rather than as the browser."""
 
-    def __init__(self, server_pid: int) -> None:
+    def __init__(self, server_pid: int, cli_pid: int | None = None) -> None:
         super().__init__(daemon=True)
-        self.server_pid, self.stop = server_pid, threading.Event()
+        self.server_pid, self.cli_pid, self.stop = server_pid, cli_pid, threading.Event()
         self.used: dict[int, tuple[str, float]] = {}
         self.tick = os.sysconf("SC_CLK_TCK")
 
@@ -153,6 +165,8 @@ class CpuMeter(threading.Thread):
             return "server"
         if self.server_pid in chain:
             return "worker"
+        if self.cli_pid is not None and self.cli_pid in chain:
+            return "cli"
         return "browser" if os.getpid() in chain[1:] else None
 
     def totals(self) -> dict[str, float]:
@@ -299,6 +313,173 @@ def _screenshot(page, path: Path) -> None:
     print(f"screenshot written to {path}")
 
 
+# --- a CLI run, with and without the page polling it --------------------------------------------
+
+
+def cli_command(store: str, params: dict, threads: int) -> list[str]:
+    acc = Path(sys.executable).parent / "acc"
+    return [
+        str(acc), "run", RECIPE, "--steps", str(params["steps"]),
+        "--seeds", ",".join(map(str, params["seeds"])), "--eval-every", str(params["eval_every"]),
+        "--threads", str(threads), "--store", store,
+    ]  # fmt: skip
+
+
+def store_speed(store: str) -> float:
+    """Steps per second of the run's branches (their steps over their wall time)."""
+    from acc.store import Store
+
+    with closing(Store(store)) as s:
+        run = s.list_runs()[0]
+        branches = s.branches(run["id"])
+    if run["status"] != "completed":
+        raise RuntimeError(f"the CLI run ended {run['status']}")
+    return sum(b["steps_done"] for b in branches) / sum(
+        b["finished_at"] - b["started_at"] for b in branches
+    )
+
+
+def run_cli(params: dict, threads: int, page: bool, browser: bool) -> tuple[float, dict]:
+    """One ``acc run`` to completion; with ``page``: ``acc serve`` on the same store and the
+    page open on the run from its first step. Returns (steps/s, cores used while training)."""
+    with tempfile.TemporaryDirectory() as store:
+        server, url, cores = None, None, {}
+        if page:
+            server, url = start_server(store, threads)
+        cli = subprocess.Popen(cli_command(store, params, threads), stdout=subprocess.DEVNULL)
+        try:
+            run_id = _first_run(store)
+            meter = CpuMeter(server.pid if server else -1, cli.pid)
+            meter.start()
+            with _page(url, {"run_id": run_id}, page and browser) as tab:
+                if tab is not None:  # the page follows the run by polling the store
+                    tab.wait_for_function(POLLING)
+                meter.mark()
+                if cli.wait(timeout=3600):
+                    raise RuntimeError(f"acc run exited {cli.returncode}")
+                meter.stop.set()
+                meter.join()
+                cores = meter.cores()
+            return store_speed(store), cores
+        finally:
+            cli.kill()
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
+
+
+def _first_run(store: str, timeout: float = 120) -> str:
+    """The id of the run the CLI opened, once its first branch trains."""
+    from acc.store import Store
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (Path(store) / "acc.sqlite").exists():
+            try:
+                with closing(Store(store)) as s:
+                    runs = s.list_runs()
+                    if runs and any(b["steps_done"] > 0 for b in s.branches(runs[0]["id"])):
+                        return runs[0]["id"]
+            except Exception:  # noqa: BLE001 - the store is still being created
+                pass
+        time.sleep(0.2)
+    raise RuntimeError("the CLI run did not start training")
+
+
+def bench_cli(params: dict, threads: int, repeats: int, browser: bool) -> None:
+    alone, watched = [], []
+    for _ in range(repeats):
+        alone.append(run_cli(params, threads, page=False, browser=browser)[0])
+        print(f"  cli alone           {alone[-1]:8.1f} steps/s")
+        speed, cpu = run_cli(params, threads, page=True, browser=browser)
+        watched.append(speed)
+        print(
+            f"  cli + serve + page  {speed:8.1f} steps/s   (cores used while training: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()))
+            + ")"
+        )
+    ratio = statistics.median(watched) / statistics.median(alone)
+    print(
+        f"\nCLI run: alone {statistics.median(alone):.1f} steps/s, with the page polling it "
+        f"{statistics.median(watched):.1f} steps/s, ratio {ratio:.3f} (target >= 0.95)"
+    )
+
+
+# --- many runs compared -------------------------------------------------------------------------
+
+
+def bench_compare(n_runs: int, params: dict, threads: int, seconds: float = 30) -> None:
+    """``n_runs`` runs in the comparison view, one of them training (a CLI process)."""
+    from playwright.sync_api import sync_playwright
+
+    from acc.runner import create_run, execute_run
+    from acc.store import Store
+
+    small = {"steps": 200, "seeds": [1, 2], "eval_every": 50}
+    with tempfile.TemporaryDirectory() as store:
+        started = time.perf_counter()
+        with closing(Store(store)) as s:
+            finished = []
+            for i in range(n_runs - 1):
+                run_id = create_run(s, RECIPE, {**small, "temperature": 0.5 + i / 10}, "cpu")
+                execute_run(s, run_id)
+                finished.append(run_id)
+        print(f"  {n_runs - 1} finished runs made in {time.perf_counter() - started:.0f} s")
+        server, url = start_server(store, threads)
+        cli = subprocess.Popen(cli_command(store, params, threads), stdout=subprocess.DEVNULL)
+        try:
+            live = next(r for r in _runs_of(store) if r not in finished)
+            ids = [*finished, live]
+            meter = CpuMeter(server.pid, cli.pid)
+            meter.start()
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+                tab.goto(f"{url}/#compare={','.join(ids)}")
+                columns = 1 + 2 * n_runs  # the metric names and a column per run x condition
+                tab.wait_for_function(
+                    f"document.querySelectorAll('#compare-table thead th').length === {columns}"
+                    " && document.querySelectorAll('#compare-metrics .plot .main-svg').length > 0",
+                    timeout=120_000,
+                )
+                drawn = tab.evaluate("performance.now()") / 1000
+                traces = tab.evaluate(
+                    "[...document.querySelectorAll('#compare-view .plot')]"
+                    ".reduce((n, d) => n + d.data.length, 0)"
+                )
+                meter.mark()
+                time.sleep(seconds)
+                cores = meter.cores()
+                browser.close()
+            meter.stop.set()
+            print(
+                f"  {n_runs} runs compared: every chart drawn {drawn:.1f} s after the page opened "
+                f"({traces} traces); while one of them trains, for {seconds:.0f} s: "
+                + ", ".join(f"{k} {v:.2f} cores" for k, v in sorted(cores.items()))
+            )
+        finally:
+            cli.kill()
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def _runs_of(store: str, timeout: float = 120) -> list[str]:
+    _first_run(store, timeout)
+    from acc.store import Store
+
+    with closing(Store(store)) as s:
+        return [r["id"] for r in s.list_runs()]
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
+
+
 # --- report ------------------------------------------------------------------------------------
 
 
@@ -321,6 +502,8 @@ def main() -> None:
     )
     parser.add_argument("--no-browser", action="store_true", help="no real page, API only")
     parser.add_argument("--screenshot", type=Path, help="save the page after the last run")
+    parser.add_argument("--mode", choices=["job", "cli", "compare", "all"], default="job")
+    parser.add_argument("--compare-runs", type=int, default=20)
     args = parser.parse_args()
     params = {"steps": args.steps, "seeds": args.seeds, "eval_every": args.eval_every}
     browser = not args.no_browser and os.path.exists(CHROMIUM)
@@ -328,6 +511,15 @@ def main() -> None:
         f"{RECIPE} {params}, torch threads {args.threads}, {os.cpu_count()} CPUs, "
         f"page in Chromium: {browser}"
     )
+    if args.mode in ("cli", "all"):
+        bench_cli(params, args.threads, args.repeats, browser)
+    if args.mode in ("compare", "all"):
+        bench_compare(args.compare_runs, params, args.threads)
+    if args.mode in ("job", "all"):
+        bench_job(args, params, browser)
+
+
+def bench_job(args, params: dict, browser: bool) -> None:
 
     plain, served, samples = [], [], []
     for i in range(args.repeats):

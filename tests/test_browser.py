@@ -83,7 +83,7 @@ def test_the_live_loss_chart_draws_every_point_it_receives(page):
     must redraw them (issue 11, defect 1: it stopped at step 1,000 of 1,500 until a reload)."""
     run_from_the_form(page, steps=1500, seed=5, eval_every=0)
     drawn_to_the_end = """() => {
-        const div = document.getElementById('loss-chart');
+        const div = document.querySelector('#loss-chart .plot');
         return div.data && div.data.length >= 2 && div.data.every((trace, i) =>
             trace.x.length > 0 && trace.x[trace.x.length - 1] === 1500
             && div.calcdata[i].length === trace.x.length);

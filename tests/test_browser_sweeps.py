@@ -94,6 +94,12 @@ def test_a_sweep_fills_its_heatmap_and_opens_a_cells_run(page, tmp_path):
     assert page.locator("#run-view").is_hidden()
     assert len(page.evaluate(HEATMAPS)) == 1
 
+    # the ticked settings' runs open in the comparison view: the standard arm and every cell
+    page.click("#sweep-compare-btn")
+    page.wait_for_selector("#compare-table tbody tr")
+    assert page.locator("#sweep-view").is_hidden()
+    assert page.locator("#compare-table thead th").count() == 1 + 5
+
 
 def test_a_bad_axis_shows_the_servers_error_and_starts_nothing(page):
     before = len(page.evaluate(SWEEPS))

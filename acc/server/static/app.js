@@ -7,7 +7,7 @@
   const $ = id => document.getElementById(id);
   const FORM_PARAMS = ["steps", "seeds", "eval_every"];
   const state = {recipes: [], tasks: [], runId: null, jobId: null, series: null, results: null,
-                 live: {}, source: null, poll: null, renderTimer: null,
+                 live: {}, source: null, poll: null, renderTimer: null, picked: new Set(),
                  dirty: {loss: false, metrics: false}};
   // Live redraws are batched: at most one per RENDER_MS, and only of the charts whose data
   // changed, so an open page costs the training (on the same machine) next to nothing.
@@ -20,6 +20,25 @@
     .some(c => c.runs.length === 0 || c.runs.some(r => r.status !== "completed"));
 
   // --- the run form ------------------------------------------------------------------------
+
+  // What the researcher typed survives a reload (localStorage), per recipe.
+  const FORM_KEY = "acc.runForm";
+
+  function saveForm() {
+    const values = {};
+    for (const input of $("run-form").querySelectorAll("input[name], select[name]")) values[input.name] = input.value;
+    localStorage.setItem(FORM_KEY, JSON.stringify(values));
+  }
+
+  function restoreForm() {
+    const saved = JSON.parse(localStorage.getItem(FORM_KEY) || "null");
+    if (!saved || !state.recipes.some(r => r.name === saved.recipe)) return;
+    $("recipe").value = saved.recipe;
+    showRecipe();
+    for (const input of $("run-form").querySelectorAll("input[name], select[name]")) {
+      if (input.name !== "recipe" && input.name in saved) input.value = saved[input.name];
+    }
+  }
 
   function showRecipe() {
     const recipe = state.recipes.find(r => r.name === $("recipe").value);
@@ -87,13 +106,31 @@
     }
   }
 
+  // The parameters that set a run apart: those that differ from the recipe's defaults.
+  function paramSummary(recipeName, params, skip) {
+    const recipe = state.recipes.find(r => r.name === recipeName);
+    if (!recipe) return [];
+    const show = v => Array.isArray(v) ? v.join(",") : v;
+    return recipe.params.filter(p => !skip.includes(p.name) && p.name in params
+                                      && JSON.stringify(params[p.name]) !== JSON.stringify(p.default))
+      .map(p => `${p.name} ${show(params[p.name])}`);
+  }
+
   // --- lists -------------------------------------------------------------------------------
 
+  function runsQuery() {
+    const query = new URLSearchParams();
+    if ($("run-filter").value.trim()) query.set("q", $("run-filter").value.trim());
+    if ($("run-filter-recipe").value) query.set("recipe", $("run-filter-recipe").value);
+    if ($("run-filter-status").value) query.set("status", $("run-filter-status").value);
+    return query.toString() ? `/api/runs?${query}` : "/api/runs";
+  }
+
   async function refreshLists() {
-    const [jobs, runs, sweeps] = await Promise.all([ACC.api("/api/jobs"), ACC.api("/api/runs"),
+    const [jobs, runs, sweeps] = await Promise.all([ACC.api("/api/jobs"), ACC.api(runsQuery()),
                                                     ACC.api("/api/sweeps")]);
     const sweepId = ACC.currentSweep();
-    const key = JSON.stringify([jobs, runs, sweeps, state.runId, sweepId]);
+    const key = JSON.stringify([jobs, runs, sweeps, state.runId, sweepId, [...state.picked]]);
     if (key === state.listsKey) return;  // unchanged: leave the DOM alone
     state.listsKey = key;
     // a sweep's job has the sweep's id as its run id: it opens the sweep view
@@ -103,17 +140,34 @@
       el("button", {type: "button", class: "link", onclick: () => openJob(job)},
          job.sweep_id ? `${job.recipe} sweep` : job.recipe),
       " ", el("span", {class: `badge ${job.status}`}, job.cancel_requested ? "cancelling" : job.status),
+      el("div", {class: "muted params"}, paramSummary(job.recipe, job.params || {}, ["seeds"]).join(" · ")),
       ["queued", "running"].includes(job.status)
         ? el("button", {type: "button", class: "small", onclick: () => cancelJob(job.id)}, "cancel") : null)));
     if (!jobs.length) $("jobs").replaceChildren(el("li", {class: "muted"}, "no jobs yet"));
     $("runs").replaceChildren(...runs.map(run => el("li", {class: run.id === state.runId ? "selected" : ""},
-      el("button", {type: "button", class: "link", onclick: () => openRun(run.id), title: ACC.when(run.created_at)},
-         run.id), " ", el("span", {class: `badge ${run.status}`}, run.status),
+      el("input", {type: "checkbox", class: "pick", title: "select to compare", "data-run": run.id,
+                   checked: state.picked.has(run.id), onchange: event => pick(run.id, event.target.checked)}),
+      el("button", {type: "button", class: "link", onclick: () => openRun(run.id),
+                    title: `${run.id} · ${run.recipe} · ${ACC.when(run.created_at)}${run.note ? "\n" + run.note : ""}`},
+         run.name || run.id), " ", el("span", {class: `badge ${run.status}`}, run.status),
       run.sweep_id ? el("span", {class: "muted"}, " sweep")
         : run.job_id ? null : el("span", {class: "muted"}, " cli"))));
+    if (!runs.length) $("runs").replaceChildren(el("li", {class: "muted"}, "no runs match"));
+    showPicked();
     ACC.renderSweepList($("sweeps"), sweeps);
   }
   ACC.refreshLists = refreshLists;
+
+  // Runs ticked in the list, for the comparison view.
+  function pick(runId, on) {
+    if (on) state.picked.add(runId); else state.picked.delete(runId);
+    showPicked();
+  }
+
+  function showPicked() {
+    $("compare-btn").disabled = state.picked.size < 2;
+    $("compare-btn").textContent = `Compare ${state.picked.size || ""} selected`.replace("  ", " ");
+  }
 
   async function resumeRun() {
     const runId = state.runId;
@@ -122,6 +176,22 @@
       await ACC.api(`/api/runs/${runId}/resume`, {method: "POST"});
       await refreshLists();
       await openRun(runId);
+    } catch (err) {
+      $("run-error").textContent = err.message;
+    }
+  }
+
+  // Delete the open run (its rows and checkpoints) after the researcher confirms.
+  async function deleteRun() {
+    const runId = state.runId;
+    const label = state.results.name ? `"${state.results.name}" (${runId})` : runId;
+    if (!confirm(`Delete run ${label}, its branches, curves and checkpoints? This cannot be undone.`)) return;
+    try {
+      const out = await ACC.api(`/api/runs/${encodeURIComponent(runId)}`, {method: "DELETE"});
+      state.picked.delete(runId);
+      showEmpty(`Deleted run ${runId} (${out.branches} branches, ${out.checkpoints} checkpoints).`);
+      history.replaceState(null, "", "#");
+      await refreshLists();
     } catch (err) {
       $("run-error").textContent = err.message;
     }
@@ -142,10 +212,14 @@
     setLive("idle");
   }
 
+  // "live": the job's event stream; "polling": a run started elsewhere (the CLI), read from
+  // the store every POLL_MS.
   function setLive(text) {
     $("live").textContent = text;
-    $("live").className = `badge ${text === "live" ? "running" : "idle"}`;
+    $("live").className = `badge ${["live", "polling"].includes(text) ? "running" : "idle"}`;
   }
+  ACC.setLive = setLive;
+  const POLL_MS = 2000;
 
   // Hide the run view (a sweep is being shown instead).
   ACC.closeRun = function closeRun() {
@@ -154,38 +228,74 @@
     $("run-view").hidden = true;
   };
 
+  // Nothing to show but a message (a run that is not in the store, a deleted one).
+  function showEmpty(text) {
+    ACC.closeRun();
+    ACC.closeSweep();
+    ACC.closeCompare();
+    $("empty").textContent = text;
+    $("empty").hidden = false;
+    $("chart-controls").hidden = true;
+  }
+  ACC.showEmpty = showEmpty;
+
   async function openRun(runId) {
     ACC.closeSweep();
+    ACC.closeCompare();
     stopFollowing();
     state.runId = runId;
     state.live = {};
     history.replaceState(null, "", `#run=${encodeURIComponent(runId)}`);
-    const [results, series] = await Promise.all([ACC.api(`/api/runs/${runId}`),
-                                                 ACC.api(`/api/runs/${runId}/series`)]);
+    let results, series;
+    try {
+      [results, series] = await Promise.all([ACC.api(`/api/runs/${encodeURIComponent(runId)}`),
+                                             ACC.api(`/api/runs/${encodeURIComponent(runId)}/series`)]);
+    } catch (err) {
+      if (state.runId === runId) showEmpty(`No run "${runId}" to show: ${err.message}`);
+      return;
+    }
     if (state.runId !== runId) return;
     Object.assign(state, {results, series, jobId: results.job_id});
     $("empty").hidden = true;
     $("run-view").hidden = false;
+    $("chart-controls").hidden = false;
     $("log").textContent = "";
     renderAll();
     refreshCheckpoints();
     document.querySelectorAll("#runs li, #jobs li").forEach(li => li.classList.remove("selected"));
     if (isOpen(results.status) && results.job_id) follow(results.job_id);
-    else if (isOpen(results.status)) state.poll = setInterval(pollRun, 2000);
+    else if (isOpen(results.status)) { state.poll = setInterval(pollRun, POLL_MS); setLive("polling"); }
+    showLogNote();
   }
   ACC.openRun = openRun;
 
+  // The log panel streams a page-started job's log lines; say where the others' logs are.
+  function showLogNote() {
+    const {results} = state;
+    const streaming = Boolean(state.source);
+    $("log").hidden = !streaming && !$("log").textContent;
+    $("log-note").textContent = streaming ? ""
+      : !results.job_id ? "This run was started from the CLI: its log is in the terminal that runs it "
+                          + `(this page reads its progress from the store every ${POLL_MS / 1000} s).`
+      : isOpen(results.status) ? "" : "Log lines stream here while a job started from this page runs.";
+  }
+
+  const SHOWN = ["steps", "seeds", "eval_every", "batch_size", "lr", "optimizer", "device"];
+
   function renderAll() {
-    const {results, series} = state;
+    const {results} = state;
     $("run-title").textContent = results.run_id;
-    $("run-status").textContent = results.status;
-    $("run-status").className = `badge ${results.status}`;
+    showStatus(results.status);
     const c = results.config;
-    $("run-config").textContent = `${results.recipe} · steps ${c.steps} · seeds ${c.seeds.join(", ")} · `
-      + `eval every ${c.eval_every} · batch ${c.batch_size} · lr ${c.lr} · ${c.optimizer} · ${c.device}`;
+    $("run-config").textContent = [`${results.recipe} · steps ${c.steps} · seeds ${c.seeds.join(", ")} · `
+      + `eval every ${c.eval_every} · batch ${c.batch_size} · lr ${c.lr} · ${c.optimizer} · ${c.device}`,
+      ...paramSummary(results.recipe, c, SHOWN)].join(" · ");
     $("run-error").textContent = results.error || "";
     $("cancel-btn").hidden = !(state.jobId && isOpen(results.status));
     $("resume-btn").hidden = !isResumable(results);
+    $("delete-btn").hidden = isOpen(results.status);
+    ACC.renderRunLabel(results, state.runId);
+    ACC.renderExportLinks($("export-links"), state.runId);
     renderLive();
     const finished = !isOpen(results.status);
     $("comparison-section").hidden = !finished && !Object.values(results.conditions).some(x => x.runs.some(r => r.metrics && Object.keys(r.metrics).length));
@@ -194,15 +304,21 @@
     ACC.renderPictures($("pictures"), $("picture-seed"), results);
   }
 
+  function showStatus(status) {
+    $("run-status").textContent = status;
+    $("run-status").className = `badge ${status}`;
+  }
+
   function renderLive(dirty) {
     const {series} = state;
     ACC.renderBranches($("branches"), series, state.live);
     const running = series.branches.find(b => b.status === "running");
     $("training-now").textContent = running
       ? `training now: ${running.condition} · seed ${running.seed} (step ${running.steps_done})` : "";
-    if (!dirty || dirty.loss) ACC.renderLoss($("loss-chart"), series);
-    if (!dirty || dirty.metrics) ACC.renderMetrics($("metric-charts"), series);
+    if (!dirty || dirty.loss) ACC.renderLoss($("loss-chart"), series, () => renderLive());
+    if (!dirty || dirty.metrics) ACC.renderMetrics($("metric-charts"), series, () => renderLive());
   }
+  ACC.redrawRun = () => { if (state.runId && state.series) renderLive(); };
 
   function scheduleRender(what) {
     if (what) state.dirty[what] = true;
@@ -233,6 +349,16 @@
     refreshCheckpoints();
   }
 
+  // The store's curves of the run: a finished branch's final metrics are its last point.
+  async function refreshSeries() {
+    const runId = state.runId;
+    const series = await ACC.api(`/api/runs/${runId}/series`);
+    if (state.runId !== runId) return;
+    state.series = series;
+    scheduleRender("loss");
+    scheduleRender("metrics");
+  }
+
   async function pollRun() {
     const runId = state.runId;
     const [results, series] = await Promise.all([ACC.api(`/api/runs/${runId}`),
@@ -240,7 +366,7 @@
     if (state.runId !== runId) return;
     Object.assign(state, {results, series});
     renderAll();
-    if (!isOpen(results.status)) { stopFollowing(); refreshCheckpoints(); refreshLists(); }
+    if (!isOpen(results.status)) { stopFollowing(); showLogNote(); refreshCheckpoints(); refreshLists(); }
   }
 
   // --- the live event stream ---------------------------------------------------------------
@@ -312,6 +438,12 @@
       b.error = ev.error || null;
       if (ev.steps !== undefined) b.steps_done = ev.steps;
       if (ev.from_step !== undefined) b.steps_done = ev.from_step;  // a resumed branch
+      if (ev.state === "running" && state.results.status === "queued") {
+        state.results.status = "running";  // the run has started; its row says so soon
+        showStatus("running");
+        refreshResults().catch(() => {});
+      }
+      if (ev.state === "completed") refreshSeries().catch(() => {});
     } else if (ev.type === "health") {
       const b = branchOf(ev.condition, ev.seed);
       b.health = Object.assign({}, b.health, ev.health);
@@ -328,6 +460,8 @@
       state.results = ev.results;
       stopFollowing();
       renderAll();
+      showLogNote();
+      refreshSeries().catch(() => {});
       refreshCheckpoints();
       refreshLists();
       return;
@@ -345,17 +479,31 @@
     state.tasks = tasks;
     metrics.forEach(m => { ACC.metrics[m.key] = m; });
     $("recipe").replaceChildren(...state.recipes.map(r => el("option", {value: r.name}, r.name)));
-    $("recipe").addEventListener("change", showRecipe);
+    $("recipe").addEventListener("change", () => { showRecipe(); saveForm(); });
+    $("run-form").addEventListener("input", saveForm);
     $("run-form").addEventListener("submit", submitRun);
+    $("run-filter-recipe").replaceChildren(el("option", {value: ""}, "any recipe"),
+      ...state.recipes.map(r => el("option", {value: r.name}, r.name)));
+    $("run-filter-status").replaceChildren(el("option", {value: ""}, "any status"),
+      ...statuses.values.map(s => el("option", {value: s}, s)));
+    for (const id of ["run-filter", "run-filter-recipe", "run-filter-status"]) {
+      $(id).addEventListener("input", () => refreshLists().catch(() => {}));
+    }
+    $("compare-btn").addEventListener("click", () => ACC.openCompare([...state.picked]));
+    $("delete-btn").addEventListener("click", deleteRun);
+    ACC.initChartControls(() => { ACC.redrawRun(); ACC.redrawCompare(); });
     $("cancel-btn").addEventListener("click", () => state.jobId && cancelJob(state.jobId));
     $("resume-btn").addEventListener("click", resumeRun);
     $("picture-seed").addEventListener("change", () => ACC.renderPictures($("pictures"), $("picture-seed"), state.results));
     showRecipe();
+    restoreForm();
     ACC.initSweeps(state.recipes);
     await refreshLists();
     setInterval(() => refreshLists().catch(() => {}), 3000);
     const match = location.hash.match(/^#run=(.+)$/);
     if (match) openRun(decodeURIComponent(match[1])).catch(() => {});
+    const compare = location.hash.match(/^#compare=(.+)$/);
+    if (compare) ACC.openCompare(decodeURIComponent(compare[1]).split(",").filter(Boolean));
     const sweep = location.hash.match(/^#sweep=(.+)$/);
     if (sweep) ACC.openSweep(decodeURIComponent(sweep[1]));
     document.body.dataset.ready = "true";  // the form holds the recipe's defaults from now on

@@ -1,63 +1,135 @@
-// Charts: the loss curve per branch and the periodic metrics per condition (mean ± std over
-// seeds). Redrawn with Plotly.react and a fixed uirevision, so live updates keep the
-// researcher's zoom, pan and legend choices.
+// Charts: the loss curves and the periodic metrics, for one run (per branch / per condition)
+// or for several runs compared (per run and condition). Redrawn with Plotly.react and a fixed
+// uirevision, so live updates keep the researcher's zoom, pan and legend choices.
+//
+// The chart options (EMA smoothing, log or linear y per chart, individual seeds instead of the
+// band, linked x-axes) are the researcher's and are kept across reloads (localStorage).
 "use strict";
 
 (function () {
+  const el = ACC.el;
   const PREFERRED = ["weight_cosine_sim", "activation_sparsity", "effective_rank",
                      "sparsity_variance", "dead_units", "kl", "active_units"];
   const CONFIG = {displaylogo: false, responsive: true,
                   modeBarButtonsToRemove: ["select2d", "lasso2d"]};
+  const DASHES = ["solid", "dot", "dash", "longdash", "dashdot"];
+  const OPTIONS_KEY = "acc.chartOptions";
 
-  function layout(title, runId, extra) {
+  ACC.chartOptions = Object.assign({smoothing: 0, seeds: false, linkX: true, log: {loss: true}},
+                                   JSON.parse(localStorage.getItem(OPTIONS_KEY) || "{}"));
+  ACC.saveChartOptions = () => localStorage.setItem(OPTIONS_KEY, JSON.stringify(ACC.chartOptions));
+
+  // TensorBoard's smoothing: an exponential moving average, debiased so that the first
+  // points are not pulled towards zero. weight 0 = the raw values.
+  ACC.smooth = function smooth(values, weight) {
+    if (!weight) return values;
+    let last = 0, norm = 0;
+    return values.map(v => {
+      if (typeof v !== "number" || !isFinite(v)) return v;
+      last = last * weight + (1 - weight) * v;
+      norm = norm * weight + (1 - weight);
+      return last / norm;
+    });
+  };
+
+  // Condition colour, lighter or darker per seed, so the seeds of a condition stay one family.
+  ACC.seedShade = function seedShade(hex, index) {
+    const n = parseInt(hex.slice(1), 16);
+    const f = [0, 0.35, -0.3, 0.55, -0.45][index % 5];
+    const mix = c => Math.round(f >= 0 ? c + (255 - c) * f : c * (1 + f));
+    return `rgb(${mix(n >> 16)}, ${mix((n >> 8) & 255)}, ${mix(n & 255)})`;
+  };
+
+  function layout(uirevision, steps, logY, extra) {
     return Object.assign({
-      title: {text: title, font: {size: 13}, x: 0.01, xanchor: "left"}, uirevision: runId,
-      height: 270, margin: {l: 55, r: 10, t: 48, b: 40}, xaxis: {title: {text: "step"}},
-      legend: {orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom",
-               font: {size: 11}},
-      hovermode: "x unified",
-      paper_bgcolor: "#fff", plot_bgcolor: "#fafafa",
+      uirevision, height: 250, margin: {l: 55, r: 10, t: 8, b: 40},
+      xaxis: Object.assign({title: {text: "step"}}, steps ? {range: [0, steps]} : {}),
+      yaxis: {type: logY ? "log" : "linear"},
+      showlegend: true, legend: {orientation: "h", x: 0, y: -0.22, yanchor: "top", font: {size: 11}},
+      hovermode: "x unified", paper_bgcolor: "#fff", plot_bgcolor: "#fafafa",
     }, extra || {});
   }
 
-  ACC.renderLoss = function renderLoss(div, series) {
+  // A chart's box: an HTML title (never hidden behind the legend, it wraps when long), a
+  // log/linear toggle, and the plot. Reused across redraws; returns the plot's div.
+  ACC.chartBox = function chartBox(container, key, title, onScale) {
+    let box = container.querySelector(`:scope > [data-metric="${CSS.escape(key)}"]`);
+    if (!box) {
+      const toggle = el("button", {type: "button", class: "scale", title: "log or linear y-axis",
+        onclick: () => { ACC.chartOptions.log[key] = !ACC.chartOptions.log[key];
+                         ACC.saveChartOptions(); onScale(); }});
+      box = el("div", {class: "chart-box", "data-metric": key},
+               el("div", {class: "chart-title"}, el("span", {class: "text"}), toggle),
+               el("div", {class: "plot"}));
+      container.append(box);
+    }
+    box.querySelector(".chart-title .text").textContent = title;
+    box.querySelector(".chart-title .scale").textContent = ACC.chartOptions.log[key] ? "log y" : "linear y";
+    box.querySelector(".empty")?.remove();
+    return box.querySelector(".plot");
+  };
+
+  function showEmpty(container, text) {
+    if (container.querySelector(":scope > p.muted")?.textContent === text) return;
+    container.querySelectorAll(".plot").forEach(div => Plotly.purge(div));
+    container.replaceChildren(el("p", {class: "muted"}, text));
+  }
+
+  function draw(div, traces, layoutObject) {
+    const points = traces.reduce((n, t) => n + t.x.length, 0);
+    // The traces' arrays grow in place as points arrive, and Plotly.react compares arrays by
+    // identity: datarevision (the number of points) tells it the data changed.
+    Plotly.react(div, traces, Object.assign(layoutObject, {datarevision: points}), CONFIG);
+    ACC.linkX(div);
+  }
+
+  ACC.drawChart = (div, traces, uirevision, steps, logY) => draw(div, traces, layout(uirevision, steps, logY));
+
+  // --- one run -------------------------------------------------------------------------------
+
+  // Per branch and task: colour by condition (shaded per seed), dash by task.
+  ACC.renderLoss = function renderLoss(container, series, redraw) {
     const traces = [];
-    const dashes = ["solid", "dot", "dash", "longdash", "dashdot"];
+    const tasks = [...new Set(series.branches.flatMap(b => Object.keys(b.losses)))];
+    const smoothing = ACC.chartOptions.smoothing;
     for (const b of series.branches) {
       const seedIndex = series.seeds ? Math.max(0, series.seeds.indexOf(b.seed)) : 0;
+      const color = ACC.seedShade(ACC.conditionColor(series.conditions, b.condition), seedIndex);
       for (const [task, points] of Object.entries(b.losses)) {
+        const name = `${b.condition} · seed ${b.seed}` + (tasks.length > 1 ? ` · ${task}` : "");
+        const dash = DASHES[tasks.indexOf(task) % DASHES.length];
+        if (smoothing) {
+          traces.push({x: points.step, y: points.value, type: "scatter", mode: "lines",
+                       line: {color, width: 1, dash}, opacity: 0.25, legendgroup: name,
+                       showlegend: false, hoverinfo: "skip"});
+        }
         traces.push({
-          x: points.step, y: points.value, type: "scatter",
-          mode: points.step.length < 20 ? "lines+markers" : "lines",
-          name: `${b.condition} · seed ${b.seed}` + (Object.keys(b.losses).length > 1 ? ` · ${task}` : ""),
-          legendgroup: b.condition,
-          line: {color: ACC.conditionColor(series.conditions, b.condition), width: 1.6,
-                 dash: dashes[seedIndex % dashes.length]},
+          x: points.step, y: ACC.smooth(points.value, smoothing), type: "scatter",
+          mode: points.step.length < 20 ? "lines+markers" : "lines", name, legendgroup: name,
+          line: {color, width: 1.6, dash}, hoverlabel: {namelength: -1},
         });
       }
     }
-    // The traces' arrays grow in place as points arrive, and Plotly.react compares arrays by
-    // identity: datarevision (the number of points) tells it the data changed.
-    const points = traces.reduce((n, t) => n + t.x.length, 0);
-    Plotly.react(div, traces, layout("training loss per branch", series.run_id,
-                                     {yaxis: {title: {text: "loss"}, type: "log"},
-                                      datarevision: points}), CONFIG);
+    if (!traces.length) return showEmpty(container, "No training losses yet (they appear as the first branch trains).");
+    const div = ACC.chartBox(container, "loss", "training loss per branch" + (smoothing ? ` (smoothed ${smoothing})` : ""), redraw);
+    draw(div, traces, layout(series.run_id, series.steps, ACC.chartOptions.log.loss));
   };
 
-  ACC.metricKeys = function metricKeys(series) {
+  ACC.metricKeys = function metricKeys(seriesList) {
     const keys = new Set();
-    for (const b of series.branches) Object.keys(b.evals.metrics).forEach(k => keys.add(k));
+    for (const series of [].concat(seriesList)) {
+      for (const b of series.branches) Object.keys(b.evals.metrics).forEach(k => keys.add(k));
+    }
     const rank = k => { const i = PREFERRED.indexOf(k.split("[")[0]); return i < 0 ? 99 : i; };
     return [...keys].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
   };
 
-  // Mean and sample std (ddof = 1) over the seeds of one condition, step by step.
-  ACC.aggregate = function aggregate(branches, key) {
+  // Mean and sample std (ddof = 1) over the curves ({step, value}) of one group, step by step.
+  ACC.aggregateCurves = function aggregateCurves(curves) {
     const byStep = new Map();
-    for (const b of branches) {
-      const values = b.evals.metrics[key] || [];
-      b.evals.step.forEach((step, i) => {
-        const v = values[i];
+    for (const curve of curves) {
+      curve.step.forEach((step, i) => {
+        const v = curve.value[i];
         if (typeof v !== "number") return;
         if (!byStep.has(step)) byStep.set(step, []);
         byStep.get(step).push(v);
@@ -75,52 +147,105 @@
     return out;
   };
 
-  function metricTraces(series, key) {
-    const traces = [];
-    for (const condition of series.conditions) {
-      const branches = series.branches.filter(b => b.condition === condition);
-      const agg = ACC.aggregate(branches, key);
-      if (!agg.step.length) continue;
-      const color = ACC.conditionColor(series.conditions, condition);
-      const seeds = Math.max(...agg.n);
-      if (agg.std.some(s => s !== null)) {
-        const upper = agg.mean.map((m, i) => agg.std[i] === null ? m : m + agg.std[i]);
-        const lower = agg.mean.map((m, i) => agg.std[i] === null ? m : m - agg.std[i]);
-        traces.push({x: agg.step, y: upper, mode: "lines", line: {width: 0}, showlegend: false,
-                     hoverinfo: "skip", legendgroup: condition, type: "scatter"});
-        traces.push({x: agg.step, y: lower, mode: "lines", line: {width: 0}, fill: "tonexty",
-                     fillcolor: ACC.rgba(color, 0.18), showlegend: false, hoverinfo: "skip",
-                     legendgroup: condition, type: "scatter"});
-      }
-      traces.push({x: agg.step, y: agg.mean, type: "scatter", mode: "lines+markers",
-                   name: `${condition} (n=${seeds} seed${seeds === 1 ? "" : "s"})`,
-                   legendgroup: condition, line: {color, width: 2}, marker: {size: 4},
-                   customdata: agg.std.map(s => ACC.fmt(s)),
-                   hovertemplate: "%{y:.4g} ± %{customdata}"});
+  const evalCurve = (b, key) => ({step: b.evals.step, value: b.evals.metrics[key] || []});
+  ACC.aggregate = (branches, key) => ACC.aggregateCurves(branches.map(b => evalCurve(b, key)));
+
+  // Traces of one group (a condition, or a run's condition): its seeds' lines, or its mean
+  // with a ±1 std band. ``curves``: one {step, value, seed} per branch.
+  function groupTraces(name, color, curves, options) {
+    options = options || {};
+    const smoothing = options.smoothing || 0;
+    if (options.seeds) {
+      return curves.filter(c => c.step.length).map((c, i) => ({
+        x: c.step, y: ACC.smooth(c.value, smoothing), type: "scatter", mode: "lines+markers",
+        name: `${name} · seed ${c.seed}`, legendgroup: name, marker: {size: 3},
+        line: {color: ACC.seedShade(color, i), width: 1.5, dash: options.dash},
+        hoverlabel: {namelength: -1}}));
     }
+    const agg = ACC.aggregateCurves(curves);
+    if (!agg.step.length) return [];
+    const mean = ACC.smooth(agg.mean, smoothing);
+    const traces = [];
+    const seeds = Math.max(...agg.n);
+    if (agg.std.some(s => s !== null)) {
+      const upper = mean.map((m, i) => agg.std[i] === null ? m : m + agg.std[i]);
+      const lower = mean.map((m, i) => agg.std[i] === null ? m : m - agg.std[i]);
+      traces.push({x: agg.step, y: upper, mode: "lines", line: {width: 0}, showlegend: false,
+                   hoverinfo: "skip", legendgroup: name, type: "scatter"});
+      traces.push({x: agg.step, y: lower, mode: "lines", line: {width: 0}, fill: "tonexty",
+                   fillcolor: ACC.rgba(color, 0.18), showlegend: false, hoverinfo: "skip",
+                   legendgroup: name, type: "scatter"});
+    }
+    traces.push({x: agg.step, y: mean, type: "scatter", mode: agg.step.length < 60 ? "lines+markers" : "lines",
+                 name: `${name} (n=${seeds} seed${seeds === 1 ? "" : "s"})`,
+                 legendgroup: name, line: {color, width: 2, dash: options.dash}, marker: {size: 4},
+                 customdata: agg.std.map(s => ACC.fmt(s)), hoverlabel: {namelength: -1},
+                 hovertemplate: "%{y:.4g} ± %{customdata}"});
     return traces;
   }
+  ACC.groupTraces = groupTraces;
 
-  ACC.renderMetrics = function renderMetrics(container, series) {
+  function metricTitle(key) {
+    const info = ACC.metricInfo(key);
+    const hint = info.better === null ? "" : info.better ? " (higher is better)" : " (lower is better)";
+    return `${info.label}${hint}`;
+  }
+  ACC.metricTitle = metricTitle;
+
+  ACC.renderMetrics = function renderMetrics(container, series, redraw) {
     const keys = ACC.metricKeys(series);
-    if (!keys.length) {
-      if (!container.querySelector(".muted")) {
-        container.replaceChildren(ACC.el("p", {class: "muted"},
-          "No periodic evaluations yet (they appear every eval_every steps)."));
-      }
-      return;
-    }
+    if (!keys.length) return showEmpty(container, "No periodic evaluations yet (they appear every eval_every steps).");
     container.querySelector(":scope > p.muted")?.remove();
+    const options = {seeds: ACC.chartOptions.seeds};
     for (const key of keys) {
-      let div = container.querySelector(`[data-metric="${CSS.escape(key)}"]`);
-      if (!div) {
-        div = ACC.el("div", {class: "chart small", "data-metric": key});
-        container.append(div);
-      }
-      const info = ACC.metricInfo(key);
-      const hint = info.better === null ? "" : info.better ? " (higher is better)" : " (lower is better)";
-      Plotly.react(div, metricTraces(series, key),
-                   layout(`${info.label}${hint}`, series.run_id), CONFIG);
+      const traces = series.conditions.flatMap(condition => groupTraces(condition,
+        ACC.conditionColor(series.conditions, condition),
+        series.branches.filter(b => b.condition === condition)
+          .map(b => Object.assign(evalCurve(b, key), {seed: b.seed})), options));
+      const div = ACC.chartBox(container, key, metricTitle(key), redraw);
+      draw(div, traces, layout(series.run_id, series.steps, ACC.chartOptions.log[key]));
     }
+  };
+
+  // --- linked x-axes -------------------------------------------------------------------------
+
+  // Zooming or panning one chart's step axis moves every other chart on the page with it.
+  ACC.linkX = function linkX(div) {
+    if (div.dataset.linked) return;
+    div.dataset.linked = "true";
+    div.on("plotly_relayout", change => {
+      if (!ACC.chartOptions.linkX || ACC.linkX.busy) return;
+      const update = {};
+      if (change["xaxis.autorange"]) update["xaxis.autorange"] = true;
+      else if ("xaxis.range[0]" in change) {
+        update["xaxis.range"] = [change["xaxis.range[0]"], change["xaxis.range[1]"]];
+      } else if (change["xaxis.range"]) update["xaxis.range"] = change["xaxis.range"];
+      else return;
+      ACC.linkX.busy = true;
+      const others = [...document.querySelectorAll(".plot.js-plotly-plot")]
+        .filter(d => d !== div && d.offsetParent !== null);
+      Promise.all(others.map(d => Plotly.relayout(d, update)))
+        .finally(() => { ACC.linkX.busy = false; });
+    });
+  };
+
+  // The toolbar above the charts: smoothing slider, individual seeds, linked x-axes.
+  ACC.initChartControls = function initChartControls(onChange) {
+    const $ = id => document.getElementById(id);
+    const o = ACC.chartOptions;
+    const show = () => { $("smoothing-value").textContent = o.smoothing.toFixed(2); };
+    $("smoothing").value = o.smoothing;
+    $("show-seeds").checked = o.seeds;
+    $("link-x").checked = o.linkX;
+    show();
+    const changed = () => {
+      o.smoothing = Number($("smoothing").value);
+      o.seeds = $("show-seeds").checked;
+      o.linkX = $("link-x").checked;
+      ACC.saveChartOptions();
+      show();
+      onChange();
+    };
+    ["smoothing", "show-seeds", "link-x"].forEach(id => $(id).addEventListener("input", changed));
   };
 })();

@@ -11,8 +11,11 @@
     const rows = series.branches.map(b => {
       const key = `${b.condition}|${b.seed}`;
       const l = live[key] || {};
-      const losses = Object.values(b.losses);
-      const last = losses.length ? losses[0].value[losses[0].value.length - 1] : null;
+      // every training loss of the branch (a VAE has two), by task when more than one
+      const losses = Object.entries(b.losses).filter(([, s]) => s.value.length);
+      const lastOf = s => s.value[s.value.length - 1];
+      const last = losses.length === 1 ? ACC.fmt(lastOf(losses[0][1]))
+        : losses.map(([task, s]) => `${task} ${ACC.fmt(lastOf(s))}`).join(" · ") || "–";
       const total = l.to_step || series.steps || 0;
       const pct = total ? Math.min(100, 100 * b.steps_done / total) : 0;
       return el("tr", {class: b.status === "running" ? "active" : ""},
@@ -20,11 +23,12 @@
                                  style: `background:${ACC.conditionColor(series.conditions, b.condition)}`}),
            b.condition),
         el("td", {}, b.seed),
-        el("td", {}, el("span", {class: `badge ${b.status}`}, b.status === "running" ? "training" : b.status)),
+        el("td", {title: b.error || ""}, el("span", {class: `badge ${b.status}`}, b.status === "running" ? "training" : b.status),
+           b.status === "failed" && b.error ? el("div", {class: "error small-text"}, b.error) : null),
         el("td", {}, el("div", {class: "bar"}, el("div", {style: `width:${pct}%`})),
            `${b.steps_done} / ${total}`),
         el("td", {}, l.steps_per_second ? l.steps_per_second.toFixed(0) : "–"),
-        el("td", {title: b.error || ""}, b.error ? `error: ${b.error}` : ACC.fmt(last)),
+        el("td", {}, last),
         el("td", {}, Object.entries(b.health || {}).map(([task, h]) =>
           el("span", {class: `badge ${h}`, title: `${task}: ${h}`}, `${task} ${h}`))));
     });
@@ -126,9 +130,15 @@
     list.replaceChildren(...(children.get("") || []).map(node));
   };
 
-  function paramInput(param, info) {
-    if (param.name === "layer_name") {  // default: the first layer with a weight matrix
-      const preferred = info.weight_layers[0];
+  // The layer the run's recipe measured with this task type, else the first weight layer.
+  function defaultLayer(info, taskName) {
+    const used = (info.metadata.tasks || []).find(t => t.type === taskName && t.layer_name);
+    return used && info.layers.includes(used.layer_name) ? used.layer_name : info.weight_layers[0];
+  }
+
+  function paramInput(param, info, taskName) {
+    if (param.name === "layer_name") {
+      const preferred = defaultLayer(info, taskName);
       return el("select", {name: param.name}, info.layers.map(l =>
         el("option", {value: l, selected: l === preferred}, info.weight_layers.includes(l) ? `${l} (weights)` : l)));
     }
@@ -161,7 +171,7 @@
     const showParams = () => {
       const task = tasks.find(t => t.name === taskSelect.value);
       paramBox.replaceChildren(el("p", {class: "muted"}, task.description),
-        ...task.params.map(p => el("label", {}, `${p.name} `, paramInput(p, info))));
+        ...task.params.map(p => el("label", {}, `${p.name} `, paramInput(p, info, task.name))));
     };
     taskSelect.addEventListener("change", showParams);
     form.addEventListener("submit", async event => {
@@ -184,5 +194,37 @@
       el("p", {class: "muted"}, `gating: ${meta.gating ? JSON.stringify(meta.gating) : "none"}`),
       form);
     showParams();
+  };
+
+  // The run's name and note: edited in place, saved when the field loses focus.
+  ACC.renderRunLabel = function renderRunLabel(results, runId) {
+    const name = document.getElementById("run-name"), note = document.getElementById("run-note");
+    const status = document.getElementById("label-status");
+    if (name.dataset.run !== runId || document.activeElement !== name) name.value = results.name || "";
+    if (note.dataset.run !== runId || document.activeElement !== note) note.value = results.note || "";
+    name.dataset.run = note.dataset.run = runId;
+    const save = async field => {
+      if (field.value === (results[field.name] || "")) return;
+      status.textContent = "saving…";
+      try {
+        await ACC.api(`/api/runs/${encodeURIComponent(runId)}`,
+                      {method: "PATCH", body: {[field.name]: field.value}});
+        results[field.name] = field.value;
+        status.textContent = "saved";
+        ACC.refreshLists().catch(() => {});
+      } catch (err) {
+        status.textContent = err.message;
+      }
+    };
+    name.onchange = () => save(name);
+    note.onchange = () => save(note);
+  };
+
+  // Download links: the run's numbers as JSON, CSV (zip) or a TensorBoard log (zip).
+  ACC.renderExportLinks = function renderExportLinks(box, runId) {
+    const link = (format, text) => el("a", {href: `/api/runs/${encodeURIComponent(runId)}/export?format=${format}`,
+                                             download: "", class: "button-link", "data-format": format}, text);
+    box.replaceChildren("Export: ", link("json", "JSON"), " ", link("csv", "CSV"), " ",
+                        link("tensorboard", "TensorBoard"));
   };
 })();

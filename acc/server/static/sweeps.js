@@ -117,6 +117,8 @@
 
   async function openSweep(sweepId) {
     ACC.closeRun();
+    ACC.closeCompare();
+    $("chart-controls").hidden = true;
     stopPolling();
     Object.assign(state, {sweepId, results: null, key: null});
     history.replaceState(null, "", `#sweep=${encodeURIComponent(sweepId)}`);
@@ -469,12 +471,16 @@
               meanStd(cell, key));
   }
 
+  // The settings' runs, each with its standard arm and its cells; ticked ones (or all) open
+  // side by side in the comparison view.
   function renderSettings(table, results) {
-    const head = el("tr", {}, ["setting", "run", "status", "standard (completed seeds)", "cells (completed seeds)"]
+    const head = el("tr", {}, ["", "setting", "run", "status", "standard (completed seeds)", "cells (completed seeds)"]
       .map(h => el("th", {}, h)));
     const rows = results.settings.map(s => {
       const cells = results.cells.filter(c => c.setting === s.id);
       return el("tr", {"data-setting": s.id},
+        el("td", {}, el("input", {type: "checkbox", class: "pick", "data-run": s.run_id, checked: true,
+                                  "aria-label": `compare ${s.id}`})),
         el("th", {}, s.id),
         el("td", {}, el("button", {type: "button", class: "link",
                                    onclick: () => ACC.openRun(s.run_id).catch(() => {})}, s.run_id)),
@@ -487,6 +493,11 @@
     table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
   }
 
+  function compareSettings() {
+    const ids = [...$("sweep-settings").querySelectorAll("input.pick:checked")].map(i => i.dataset.run);
+    ACC.openCompare(ids);
+  }
+
   // --- start (called by app.js once the recipes are known) ----------------------------------
 
   ACC.initSweeps = function initSweeps(recipes) {
@@ -495,6 +506,7 @@
     $("s-recipe").addEventListener("change", showSweepRecipe);
     $("sweep-form").addEventListener("submit", submitSweep);
     $("sweep-resume-btn").addEventListener("click", resumeSweep);
+    $("sweep-compare-btn").addEventListener("click", compareSettings);
     $("sweep-metric").addEventListener("change", () => { state.metric = $("sweep-metric").value; renderCharts(); });
     showSweepRecipe();
   };

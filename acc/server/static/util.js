@@ -1,8 +1,11 @@
 // Small shared helpers: DOM building (text only, never innerHTML), fetch, formatting.
 "use strict";
 
-const ACC = window.ACC = {metrics: {}, palette: ["#1f77b4", "#d62728", "#2ca02c", "#9467bd",
-                                                  "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]};
+// The palette: conditions of a run take the first colours, runs compared one colour each.
+const ACC = window.ACC = {metrics: {}, palette: [
+  "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+  "#bcbd22", "#7f7f7f", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd",
+  "#e6550d", "#31a354", "#756bb1", "#636363"]};
 
 ACC.el = function el(tag, attrs, ...children) {
   const node = document.createElement(tag);

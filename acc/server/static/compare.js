@@ -1,0 +1,154 @@
+// The comparison view: two or more runs side by side (of one recipe, or of recipes that share
+// metric keys). Loss and metric curves overlaid (mean ± std per run and condition; colour =
+// run, dash = condition) and one final-metrics table with a column per run × condition.
+// Deep link: #compare=ID1,ID2. Runs that are still training are re-read every POLL_MS.
+"use strict";
+
+(function () {
+  const el = ACC.el;
+  const $ = id => document.getElementById(id);
+  const POLL_MS = 3000;
+  const DASHES = ["solid", "dash", "dot", "dashdot", "longdash"];
+  const state = {ids: [], runs: [], poll: null};
+
+  const label = run => run.results.name || run.id;
+  const colorOf = i => ACC.palette[i % ACC.palette.length];
+
+  ACC.closeCompare = function closeCompare() {
+    if (state.poll) clearInterval(state.poll);
+    state.poll = null;
+    state.ids = [];
+    $("compare-view").hidden = true;
+  };
+
+  ACC.openCompare = async function openCompare(ids) {
+    ids = [...new Set(ids)];
+    ACC.closeRun();
+    ACC.closeSweep();
+    ACC.closeCompare();
+    state.ids = ids;
+    state.runs = [];
+    history.replaceState(null, "", `#compare=${ids.map(encodeURIComponent).join(",")}`);
+    $("empty").hidden = true;
+    $("compare-view").hidden = false;
+    $("chart-controls").hidden = false;
+    $("compare-count").textContent = ids.length;
+    await load(ids);
+    if (state.ids !== ids) return;
+    const open = state.runs.some(r => ACC.openStatuses.includes(r.results.status));
+    if (open) {
+      state.poll = setInterval(() => load(ids).catch(() => {}), POLL_MS);
+      ACC.setLive("polling");
+    }
+  };
+
+  // Results and curves of every run; a run that cannot be read is named, the rest shown.
+  // Later reads (polling) fetch only the runs that are still open: finished runs do not change.
+  async function load(ids) {
+    const known = new Map(state.runs.map(r => [r.id, r]));
+    const finished = id => known.has(id) && !ACC.openStatuses.includes(known.get(id).results.status);
+    const read = id => finished(id) ? Promise.resolve(known.get(id))
+      : Promise.all([ACC.api(`/api/runs/${encodeURIComponent(id)}`),
+                     ACC.api(`/api/runs/${encodeURIComponent(id)}/series`)])
+        .then(([results, series]) => ({id, results, series}));
+    const settled = await Promise.allSettled(ids.map(read));
+    if (state.ids !== ids) return;
+    state.runs = settled.filter(s => s.status === "fulfilled").map(s => s.value);
+    const missing = settled.map((s, i) => s.status === "rejected" ? `${ids[i]}: ${s.reason.message}` : null)
+      .filter(Boolean);
+    $("compare-error").textContent = missing.length ? `Not shown: ${missing.join("; ")}` : "";
+    if (ids.length < 2) $("compare-error").textContent += " Pick two or more runs to compare.";
+    render();
+    if (state.poll && !state.runs.some(r => ACC.openStatuses.includes(r.results.status))) {
+      clearInterval(state.poll);
+      state.poll = null;
+      ACC.setLive("idle");
+    }
+  }
+
+  ACC.redrawCompare = () => { if (state.ids.length && !$("compare-view").hidden) render(); };
+
+  function render() {
+    renderRunTable();
+    renderLoss();
+    renderMetrics();
+    renderTable();
+  }
+
+  function renderRunTable() {
+    const head = el("tr", {}, ["", "run", "recipe", "status", "steps", "seeds", "note", ""].map(h => el("th", {}, h)));
+    const rows = state.runs.map((run, i) => el("tr", {"data-run": run.id},
+      el("td", {}, el("span", {class: "swatch", style: `background:${colorOf(i)}`})),
+      el("td", {}, el("button", {type: "button", class: "link", onclick: () => ACC.openRun(run.id)}, label(run))),
+      el("td", {}, run.results.recipe),
+      el("td", {}, el("span", {class: `badge ${run.results.status}`}, run.results.status)),
+      el("td", {}, run.results.config.steps), el("td", {}, run.results.config.seeds.join(", ")),
+      el("td", {class: "muted"}, run.results.note || ""),
+      el("td", {}, el("button", {type: "button", class: "small", title: "leave this run out",
+                                 onclick: () => ACC.openCompare(state.ids.filter(id => id !== run.id))}, "remove"))));
+    $("compare-runs").replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
+  }
+
+  // Each run's conditions as groups of curves: one {step, value, seed} per branch.
+  function groups(curveOf) {
+    return state.runs.flatMap((run, i) => run.series.conditions.map((condition, j) => ({
+      name: `${label(run)} · ${condition}`, color: colorOf(i), dash: DASHES[j % DASHES.length],
+      curves: run.series.branches.filter(b => b.condition === condition)
+        .map(b => Object.assign(curveOf(b), {seed: b.seed})).filter(c => c.step.length),
+    })));
+  }
+
+  const maxSteps = () => Math.max(0, ...state.runs.map(r => r.series.steps || 0));
+  const uirevision = () => state.ids.join(",");
+
+  function renderLoss() {
+    const container = $("compare-loss");
+    const tasks = [...new Set(state.runs.flatMap(r => r.series.branches.flatMap(b => Object.keys(b.losses))))];
+    const options = {seeds: ACC.chartOptions.seeds, smoothing: ACC.chartOptions.smoothing};
+    const traces = tasks.flatMap(task => groups(b => b.losses[task] || {step: [], value: []})
+      .flatMap(g => ACC.groupTraces(tasks.length > 1 ? `${g.name} · ${task}` : g.name, g.color, g.curves,
+                                    Object.assign({dash: g.dash}, options))));
+    if (!traces.length) {
+      container.replaceChildren(el("p", {class: "muted"}, "No training losses yet."));
+      return;
+    }
+    container.querySelector(":scope > p.muted")?.remove();
+    const div = ACC.chartBox(container, "loss", "training loss", ACC.redrawCompare);
+    ACC.drawChart(div, traces, uirevision(), maxSteps(), ACC.chartOptions.log.loss);
+  }
+
+  function renderMetrics() {
+    const container = $("compare-metrics");
+    const keys = ACC.metricKeys(state.runs.map(r => r.series));
+    if (!keys.length) {
+      container.replaceChildren(el("p", {class: "muted"}, "No periodic evaluations in these runs."));
+      return;
+    }
+    container.querySelector(":scope > p.muted")?.remove();
+    for (const key of keys) {
+      const traces = groups(b => ({step: b.evals.step, value: b.evals.metrics[key] || []}))
+        .flatMap(g => ACC.groupTraces(g.name, g.color, g.curves, {dash: g.dash, seeds: ACC.chartOptions.seeds}));
+      const div = ACC.chartBox(container, key, ACC.metricTitle(key), ACC.redrawCompare);
+      ACC.drawChart(div, traces, uirevision(), maxSteps(), ACC.chartOptions.log[key]);
+    }
+  }
+
+  // One row per metric any of the runs has, a column per run × condition.
+  function renderTable() {
+    const columns = state.runs.flatMap((run, i) => Object.keys(run.results.conditions)
+      .map(condition => ({run, i, condition, c: run.results.conditions[condition]})));
+    const keys = new Set(columns.flatMap(col => Object.keys(col.c.mean)));
+    const head = el("tr", {}, el("th", {}, "metric"), columns.map(col => el("th", {"data-run": col.run.id},
+      el("span", {class: "swatch", style: `background:${colorOf(col.i)}`}), `${label(col.run)} · ${col.condition}`,
+      el("span", {class: "muted"}, ` (n=${col.c.runs.filter(r => r.status === "completed").length})`))));
+    const rows = ACC.metricKeys({branches: [{evals: {metrics: Object.fromEntries([...keys].map(k => [k, 1]))}}]})
+      .map(key => el("tr", {"data-metric": key},
+        el("th", {title: ACC.metricInfo(key).label}, key),
+        columns.map(col => {
+          const mean = col.c.mean[key], std = col.c.std ? col.c.std[key] : null;
+          if (Array.isArray(mean)) return el("td", {}, `[${mean.map(v => ACC.fmt(v, 3)).join(", ")}]`);
+          return el("td", {}, std === null || std === undefined ? ACC.fmt(mean) : `${ACC.fmt(mean)} ± ${ACC.fmt(std)}`);
+        })));
+    $("compare-table").replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
+  }
+})();

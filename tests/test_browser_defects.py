@@ -1,0 +1,149 @@
+"""The dashboard's defects found by trying it as a researcher would (issue 11, defects 3, 4 and
+6-10), each checked in headless Chromium against a real server and real runs.
+
+Runs are made through the store (fast, no page needed) and then opened by their deep link,
+except where the defect is about a run started from the page.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from acc.runner import create_run, execute_run
+from acc.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+def open_run(page, run_id: str) -> None:
+    page.goto(page.url.split("#")[0] + f"#run={run_id}")
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_function(
+        f"document.querySelector('#run-title').textContent === {run_id!r}", timeout=30_000
+    )
+
+
+def boxes_overlap(a: dict, b: dict) -> bool:
+    return not (
+        a["x"] + a["width"] <= b["x"]
+        or b["x"] + b["width"] <= a["x"]
+        or a["y"] + a["height"] <= b["y"]
+        or b["y"] + b["height"] <= a["y"]
+    )
+
+
+def test_a_finished_level2_run_reads_correctly(page, tmp_path):
+    store = Store(tmp_path / "store")
+    params = {"steps": 25, "seeds": [1], "eval_every": 10, "temperature": 0.5, "latent_dim": 8}
+    run_id = create_run(store, "gradient_gating_l2", params, "cpu")
+    execute_run(store, run_id)
+    open_run(page, run_id)
+    page.wait_for_function(
+        "document.querySelectorAll('#metric-charts .main-svg').length > 0", timeout=30_000
+    )
+
+    # defect 7: the two losses of a branch differ in colour or dash; hover names are whole;
+    # the branch table's last loss names both
+    traces = page.evaluate(
+        """() => document.querySelector('#loss-chart .plot').data.filter(t => t.name).map(t => ({
+            name: t.name, style: t.line.color + '/' + t.line.dash,
+            whole: (t.hoverlabel || {}).namelength === -1}))"""
+    )
+    gated = [t for t in traces if t["name"].startswith("gated")]
+    assert len(gated) == 2, traces
+    assert gated[0]["style"] != gated[1]["style"], gated
+    assert all(t["whole"] for t in traces), traces
+    last_loss = page.locator("#branches tbody tr").first.locator("td").nth(5).inner_text()
+    assert "reconstruction" in last_loss and "kl" in last_loss, last_loss
+
+    # defect 9: evaluated at 0, 10, 20; the final metrics (step 25) are the last point
+    last_x = page.evaluate(
+        """() => [...document.querySelectorAll('#metric-charts [data-metric]')].map(div =>
+            Math.max(...div.querySelector('.plot').data.flatMap(t => t.x)))"""
+    )
+    assert last_x and all(x == 25 for x in last_x), last_x
+
+    # defect 4: no chart title hidden behind its legend
+    for chart in page.locator("#metric-charts [data-metric]").all():
+        title = chart.locator(".chart-title, .gtitle").first.bounding_box()
+        legend = chart.locator(".legend").first.bounding_box()
+        assert title and legend and not boxes_overlap(title, legend), chart.inner_text()
+
+    # defect 8: the header names the parameters that differ from the recipe's defaults
+    config = page.locator("#run-config").inner_text()
+    assert "temperature 0.5" in config and "latent_dim 8" in config, config
+
+    # defect 6: the inspector's layer defaults to the layer the recipe measured with the task
+    page.locator("#ckpt-tree button", has_text="gated").first.click()
+    page.wait_for_selector("#inspector form")
+    page.select_option("#inspector select[name=task]", "ActivationSparsityTask")
+    assert page.locator("#inspector select[name=layer_name]").input_value() == "encoder.relu1"
+    page.select_option("#inspector select[name=task]", "EffectiveRankTask")
+    assert page.locator("#inspector select[name=layer_name]").input_value() == "encoder.conv1"
+
+
+def test_a_cli_run_is_followed_by_polling_and_says_so(page, tmp_path, long_cli_run):
+    """Defect 10: a CLI run's badge said 'idle' and its log panel was an empty bar."""
+    _, store = long_cli_run(tmp_path / "store")
+    open_run(page, store.list_runs()[0]["id"])
+    page.wait_for_function("document.querySelector('#live').textContent === 'polling'")
+    assert "terminal" in page.locator("#log-section").inner_text()  # where its log is
+
+
+def test_a_run_started_from_the_page_reads_correctly_live_and_cancelled(page):
+    page.click("#new-run details summary")  # More parameters
+    page.fill("#extra-params input[name=temperature]", "0.5")
+    page.fill("#p-steps", "100000")
+    page.fill("#p-seeds", "3")
+    page.fill("#p-eval_every", "0")
+    page.click("#run-btn")
+    page.wait_for_selector("#branches .badge.running", timeout=60_000)  # a branch trains
+
+    # defect 3: the header says running (the jobs list did; the header said queued)
+    page.wait_for_function(
+        "document.querySelector('#run-status').textContent === 'running'", timeout=5_000
+    )
+    # defect 8: the header and the jobs list name the non-default parameter
+    assert "temperature 0.5" in page.locator("#run-config").inner_text()
+    assert "temperature 0.5" in page.locator("#jobs li").first.inner_text()
+
+    # defect 10: a cancelled branch shows its last loss, not "error: cancelled"
+    page.wait_for_function(
+        "document.querySelector('#branches tbody tr td:nth-child(6)').textContent.match(/\\d/)"
+    )
+    page.click("#cancel-btn")
+    page.wait_for_function(
+        "document.querySelector('#run-status').textContent === 'cancelled'", timeout=60_000
+    )
+    first = page.locator("#branches tbody tr").first
+    assert first.locator(".badge.cancelled").count() == 1
+    last_loss = first.locator("td").nth(5).inner_text()
+    assert "error" not in last_loss and any(c.isdigit() for c in last_loss), last_loss
+
+
+def test_unknown_run_reload_and_favicon(page):
+    """Defect 10: an unknown run said nothing, a reload lost the form, the favicon was a 404."""
+    page.goto(page.url.split("#")[0] + "#run=no-such-run")
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_function("document.querySelector('#empty').textContent.includes('no-such-run')")
+    assert "No run" in page.locator("#empty").inner_text()
+
+    page.select_option("#recipe", "gradient_gating_l1")
+    page.fill("#p-steps", "77")
+    page.fill("#p-seeds", "5,6")
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    assert page.locator("#recipe").input_value() == "gradient_gating_l1"
+    assert page.locator("#p-steps").input_value() == "77"
+    assert page.locator("#p-seeds").input_value() == "5,6"
+
+    icon = page.evaluate(
+        """async () => {
+            const link = document.querySelector('link[rel=icon]');
+            const a = await fetch(link.href), b = await fetch('/favicon.ico');
+            return [a.status, a.headers.get('content-type'), b.status];
+        }"""
+    )
+    assert icon[0] == 200 and icon[1].startswith("image/") and icon[2] == 200, icon
