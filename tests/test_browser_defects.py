@@ -7,9 +7,12 @@ except where the defect is about a run started from the page.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from acc.runner import create_run, execute_run
+from acc.server.jobs import JobManager
 from acc.store import Store
 
 pytestmark = pytest.mark.slow
@@ -91,7 +94,16 @@ def test_a_cli_run_is_followed_by_polling_and_says_so(page, tmp_path, long_cli_r
     assert "terminal" in page.locator("#log-section").inner_text()  # where its log is
 
 
-def test_a_run_started_from_the_page_reads_correctly_live_and_cancelled(page):
+def test_a_run_started_from_the_page_reads_correctly_live_and_cancelled(page, monkeypatch):
+    # Executors that take a while to start (worker processes, a Ray cluster): the job says
+    # running well before its run does, which is when the header used to stick at "queued".
+    make_executor = JobManager._make_executor
+
+    def slow_to_start(self):
+        time.sleep(2)
+        return make_executor(self)
+
+    monkeypatch.setattr(JobManager, "_make_executor", slow_to_start)
     page.click("#new-run details summary")  # More parameters
     page.fill("#extra-params input[name=temperature]", "0.5")
     page.fill("#p-steps", "100000")
