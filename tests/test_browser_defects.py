@@ -120,6 +120,15 @@ def test_a_run_started_from_the_page_reads_correctly_live_and_cancelled(page, mo
     assert "temperature 0.5" in page.locator("#run-config").inner_text()
     assert "temperature 0.5" in page.locator("#jobs li").first.inner_text()
 
+    # the live loss curve gets every recorded point: on a 100,000-step run one per 20 steps
+    # (the store's density), not one per 50-step read-back window
+    page.wait_for_function(
+        """() => { const t = document.querySelector('#loss-chart .plot')?.data?.[0];
+                   return t && t.x.length >= 5 && t.x.slice(-4).every((x, i, a) =>
+                       i === 0 || x - a[i - 1] === 20); }""",
+        timeout=30_000,
+    )
+
     # defect 10: a cancelled branch shows its last loss, not "error: cancelled"
     page.wait_for_function(
         "document.querySelector('#branches tbody tr td:nth-child(6)').textContent.match(/\\d/)"

@@ -406,12 +406,16 @@
     }
   }
 
-  function addLosses(b, step, losses) {
-    for (const [task, value] of Object.entries(losses)) {
+  // A step event's loss points ({step: [...], losses: {task: [...]}}: one per step on short
+  // runs), as the store records them; replayed points are skipped.
+  function addLosses(b, step, points) {
+    for (const [task, values] of Object.entries(points.losses)) {
       const s = b.losses[task] || (b.losses[task] = {step: [], value: []});
-      if (s.step.length && step <= s.step[s.step.length - 1]) continue;
-      s.step.push(step);
-      s.value.push(value);
+      points.step.forEach((at, i) => {
+        if (s.step.length && at <= s.step[s.step.length - 1]) return;
+        s.step.push(at);
+        s.value.push(values[i]);
+      });
     }
     b.steps_done = Math.max(b.steps_done, step);
   }
@@ -421,7 +425,8 @@
     const live = state.live[key] || (state.live[key] = {});
     if (ev.type === "step") {
       const b = branchOf(ev.condition, ev.seed);
-      addLosses(b, ev.step, ev.losses);
+      addLosses(b, ev.step, ev.points || {step: [ev.step], losses: Object.fromEntries(
+        Object.entries(ev.losses).map(([task, value]) => [task, [value]]))});
       if (ev.health) b.health = ev.health;
       live.steps_per_second = ev.steps_per_second;
       scheduleRender("loss");

@@ -42,10 +42,12 @@
 
   function layout(uirevision, steps, logY, extra) {
     return Object.assign({
-      uirevision, height: 250, margin: {l: 55, r: 10, t: 8, b: 40},
-      xaxis: Object.assign({title: {text: "step"}}, steps ? {range: [0, steps]} : {}),
-      yaxis: {type: logY ? "log" : "linear"},
-      showlegend: true, legend: {orientation: "h", x: 0, y: -0.22, yanchor: "top", font: {size: 11}},
+      // x is the training step on every chart (the section titles say so); the legend sits
+      // under the tick labels, where it can never cover the title or the curves
+      uirevision, height: 250, margin: {l: 55, r: 10, t: 8, b: 30},
+      xaxis: Object.assign({automargin: true}, steps ? {range: [0, steps]} : {}),
+      yaxis: {type: logY ? "log" : "linear", automargin: true},
+      showlegend: true, legend: {orientation: "h", x: 0, y: -0.12, yanchor: "top", font: {size: 11}},
       hovermode: "x unified", paper_bgcolor: "#fff", plot_bgcolor: "#fafafa",
     }, extra || {});
   }
