@@ -368,8 +368,8 @@ def run_cli(params: dict, threads: int, page: bool, browser: bool) -> tuple[floa
                 server.wait(timeout=30)
 
 
-def _first_run(store: str, timeout: float = 120) -> str:
-    """The id of the run the CLI opened, once its first branch trains."""
+def _first_run(store: str, known: frozenset[str] = frozenset(), timeout: float = 120) -> str:
+    """The id of the run the CLI opened (one not in ``known``), once a branch of it trains."""
     from acc.store import Store
 
     deadline = time.time() + timeout
@@ -377,9 +377,11 @@ def _first_run(store: str, timeout: float = 120) -> str:
         if (Path(store) / "acc.sqlite").exists():
             try:
                 with closing(Store(store)) as s:
-                    runs = s.list_runs()
-                    if runs and any(b["steps_done"] > 0 for b in s.branches(runs[0]["id"])):
-                        return runs[0]["id"]
+                    for run in s.list_runs():
+                        if run["id"] not in known and any(
+                            b["steps_done"] > 0 for b in s.branches(run["id"])
+                        ):
+                            return run["id"]
             except Exception:  # noqa: BLE001 - the store is still being created
                 pass
         time.sleep(0.2)
@@ -428,7 +430,7 @@ def bench_compare(n_runs: int, params: dict, threads: int, seconds: float = 30) 
         server, url = start_server(store, threads)
         cli = subprocess.Popen(cli_command(store, params, threads), stdout=subprocess.DEVNULL)
         try:
-            live = next(r for r in _runs_of(store) if r not in finished)
+            live = _first_run(store, frozenset(finished))
             ids = [*finished, live]
             meter = CpuMeter(server.pid, cli.pid)
             meter.start()
@@ -461,14 +463,6 @@ def bench_compare(n_runs: int, params: dict, threads: int, seconds: float = 30) 
             cli.kill()
             server.terminate()
             server.wait(timeout=30)
-
-
-def _runs_of(store: str, timeout: float = 120) -> list[str]:
-    _first_run(store, timeout)
-    from acc.store import Store
-
-    with closing(Store(store)) as s:
-        return [r["id"] for r in s.list_runs()]
 
 
 CHROMIUM_ARGS = [

@@ -56,6 +56,10 @@ def test_run_a_recipe_and_compare_the_conditions(page, tmp_path):
         "document.querySelectorAll('#loss-chart .scatterlayer .trace').length >= 2"
     )
     assert page.locator('#metric-charts [data-metric="weight_cosine_sim"] .main-svg').count() >= 1
+    assert "yet" not in page.locator("#loss-chart").inner_text()  # no stale "no losses yet"
+    # a page-started job's log lines were shown; not the note meant for CLI runs
+    assert "steps in" in page.locator("#log").inner_text()
+    assert "CLI" not in page.locator("#log-note").inner_text()
     # filters and reconstructions of both conditions are real images
     page.wait_for_function(
         "[...document.querySelectorAll('#pictures img')]"

@@ -274,7 +274,7 @@
     const {results} = state;
     const streaming = Boolean(state.source);
     $("log").hidden = !streaming && !$("log").textContent;
-    $("log-note").textContent = streaming ? ""
+    $("log-note").textContent = streaming || $("log").textContent ? ""
       : !results.job_id ? "This run was started from the CLI: its log is in the terminal that runs it "
                           + `(this page reads its progress from the store every ${POLL_MS / 1000} s).`
       : isOpen(results.status) ? "" : "Log lines stream here while a job started from this page runs.";
@@ -364,8 +364,10 @@
     const [results, series] = await Promise.all([ACC.api(`/api/runs/${runId}`),
                                                  ACC.api(`/api/runs/${runId}/series`)]);
     if (state.runId !== runId) return;
+    // the header, tables and pictures change only when a branch ends: redraw them then
+    const changed = JSON.stringify(results) !== JSON.stringify(state.results);
     Object.assign(state, {results, series});
-    renderAll();
+    if (changed) renderAll(); else renderLive();
     if (!isOpen(results.status)) { stopFollowing(); showLogNote(); refreshCheckpoints(); refreshLists(); }
   }
 
@@ -462,7 +464,7 @@
       if (ev.status === "running") refreshResults();  // the queued run has started
       refreshLists();
     } else if (ev.type === "final") {
-      state.results = ev.results;
+      state.results = Object.assign({job_id: state.jobId}, ev.results);
       stopFollowing();
       renderAll();
       showLogNote();

@@ -55,6 +55,7 @@
   // A chart's box: an HTML title (never hidden behind the legend, it wraps when long), a
   // log/linear toggle, and the plot. Reused across redraws; returns the plot's div.
   ACC.chartBox = function chartBox(container, key, title, onScale) {
+    container.querySelector(":scope > p.muted")?.remove();  // "nothing yet": there is now
     let box = container.querySelector(`:scope > [data-metric="${CSS.escape(key)}"]`);
     if (!box) {
       const toggle = el("button", {type: "button", class: "scale", title: "log or linear y-axis",
@@ -197,7 +198,6 @@
   ACC.renderMetrics = function renderMetrics(container, series, redraw) {
     const keys = ACC.metricKeys(series);
     if (!keys.length) return showEmpty(container, "No periodic evaluations yet (they appear every eval_every steps).");
-    container.querySelector(":scope > p.muted")?.remove();
     const options = {seeds: ACC.chartOptions.seeds};
     for (const key of keys) {
       const traces = series.conditions.flatMap(condition => groupTraces(condition,

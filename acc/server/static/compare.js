@@ -112,7 +112,6 @@
       container.replaceChildren(el("p", {class: "muted"}, "No training losses yet."));
       return;
     }
-    container.querySelector(":scope > p.muted")?.remove();
     const div = ACC.chartBox(container, "loss", "training loss", ACC.redrawCompare);
     ACC.drawChart(div, traces, uirevision(), maxSteps(), ACC.chartOptions.log.loss);
   }
@@ -124,7 +123,6 @@
       container.replaceChildren(el("p", {class: "muted"}, "No periodic evaluations in these runs."));
       return;
     }
-    container.querySelector(":scope > p.muted")?.remove();
     for (const key of keys) {
       const traces = groups(b => ({step: b.evals.step, value: b.evals.metrics[key] || []}))
         .flatMap(g => ACC.groupTraces(g.name, g.color, g.curves, {dash: g.dash, seeds: ACC.chartOptions.seeds}));
