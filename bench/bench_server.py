@@ -43,6 +43,8 @@ import httpx
 RECIPE = "gradient_gating_l0"
 TIMING = re.compile(r": (\d+) steps in ([\d.]+)s$")
 CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking"]  # fmt: skip
 POLLING = "document.getElementById('live').textContent === 'polling'"
 
 
@@ -273,16 +275,7 @@ class _page:
         from playwright.sync_api import sync_playwright
 
         self.playwright = sync_playwright().start()
-        self.browser = self.playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-            ],
-        )
+        self.browser = self.playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = self.browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{self.url}/#run={self.job['run_id']}")
         return page
@@ -463,15 +456,6 @@ def bench_compare(n_runs: int, params: dict, threads: int, seconds: float = 30) 
             cli.kill()
             server.terminate()
             server.wait(timeout=30)
-
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-]
 
 
 # --- report ------------------------------------------------------------------------------------
