@@ -72,6 +72,7 @@
     return box.querySelector(".plot");
   };
 
+  ACC.showEmptyCharts = showEmpty;
   function showEmpty(container, text) {
     if (container.querySelector(":scope > p.muted")?.textContent === text) return;
     container.querySelectorAll(".plot").forEach(div => Plotly.purge(div));
@@ -118,13 +119,19 @@
     draw(div, traces, layout(series.run_id, series.steps, ACC.chartOptions.log.loss));
   };
 
+  // Metric keys in the order the page shows them: the plan's main metrics first.
+  ACC.sortMetricKeys = function sortMetricKeys(keys) {
+    const rank = k => { const i = PREFERRED.indexOf(k.split("[")[0]); return i < 0 ? 99 : i; };
+    return [...keys].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  };
+
+  // Every periodic metric of one run's series, or of several.
   ACC.metricKeys = function metricKeys(seriesList) {
     const keys = new Set();
     for (const series of [].concat(seriesList)) {
       for (const b of series.branches) Object.keys(b.evals.metrics).forEach(k => keys.add(k));
     }
-    const rank = k => { const i = PREFERRED.indexOf(k.split("[")[0]); return i < 0 ? 99 : i; };
-    return [...keys].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    return ACC.sortMetricKeys(keys);
   };
 
   // Mean and sample std (ddof = 1) over the curves ({step, value}) of one group, step by step.

@@ -108,10 +108,7 @@
     const traces = tasks.flatMap(task => groups(b => b.losses[task] || {step: [], value: []})
       .flatMap(g => ACC.groupTraces(tasks.length > 1 ? `${g.name} · ${task}` : g.name, g.color, g.curves,
                                     Object.assign({dash: g.dash}, options))));
-    if (!traces.length) {
-      container.replaceChildren(el("p", {class: "muted"}, "No training losses yet."));
-      return;
-    }
+    if (!traces.length) return ACC.showEmptyCharts(container, "No training losses yet.");
     const div = ACC.chartBox(container, "loss", "training loss", ACC.redrawCompare);
     ACC.drawChart(div, traces, uirevision(), maxSteps(), ACC.chartOptions.log.loss);
   }
@@ -119,10 +116,7 @@
   function renderMetrics() {
     const container = $("compare-metrics");
     const keys = ACC.metricKeys(state.runs.map(r => r.series));
-    if (!keys.length) {
-      container.replaceChildren(el("p", {class: "muted"}, "No periodic evaluations in these runs."));
-      return;
-    }
+    if (!keys.length) return ACC.showEmptyCharts(container, "No periodic evaluations in these runs.");
     for (const key of keys) {
       const traces = groups(b => ({step: b.evals.step, value: b.evals.metrics[key] || []}))
         .flatMap(g => ACC.groupTraces(g.name, g.color, g.curves, {dash: g.dash, seeds: ACC.chartOptions.seeds}));
@@ -135,18 +129,12 @@
   function renderTable() {
     const columns = state.runs.flatMap((run, i) => Object.keys(run.results.conditions)
       .map(condition => ({run, i, condition, c: run.results.conditions[condition]})));
-    const keys = new Set(columns.flatMap(col => Object.keys(col.c.mean)));
     const head = el("tr", {}, el("th", {}, "metric"), columns.map(col => el("th", {"data-run": col.run.id},
       el("span", {class: "swatch", style: `background:${colorOf(col.i)}`}), `${label(col.run)} · ${col.condition}`,
       el("span", {class: "muted"}, ` (n=${col.c.runs.filter(r => r.status === "completed").length})`))));
-    const rows = ACC.metricKeys({branches: [{evals: {metrics: Object.fromEntries([...keys].map(k => [k, 1]))}}]})
-      .map(key => el("tr", {"data-metric": key},
-        el("th", {title: ACC.metricInfo(key).label}, key),
-        columns.map(col => {
-          const mean = col.c.mean[key], std = col.c.std ? col.c.std[key] : null;
-          if (Array.isArray(mean)) return el("td", {}, `[${mean.map(v => ACC.fmt(v, 3)).join(", ")}]`);
-          return el("td", {}, std === null || std === undefined ? ACC.fmt(mean) : `${ACC.fmt(mean)} ± ${ACC.fmt(std)}`);
-        })));
+    const rows = ACC.finalMetricKeys(columns.map(col => col.c)).map(key => el("tr", {"data-metric": key},
+      el("th", {title: ACC.metricInfo(key).label}, key),
+      columns.map(col => el("td", {}, ACC.meanStdText(col.c, key)))));
     $("compare-table").replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
   }
 })();

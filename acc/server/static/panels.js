@@ -35,11 +35,17 @@
     table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
   };
 
-  function metricKeysOf(results) {
-    const keys = new Set();
-    for (const c of Object.values(results.conditions)) Object.keys(c.mean).forEach(k => keys.add(k));
-    return ACC.metricKeys({branches: [{evals: {metrics: Object.fromEntries([...keys].map(k => [k, 1]))}}]});
-  }
+  // Every final metric of some runs' conditions, in the page's order.
+  ACC.finalMetricKeys = function finalMetricKeys(conditions) {
+    return ACC.sortMetricKeys(new Set(conditions.flatMap(c => Object.keys(c.mean))));
+  };
+
+  // One condition's final value of a metric as a table cell's text: mean ± std over seeds.
+  ACC.meanStdText = function meanStdText(c, key) {
+    const mean = (c.mean || {})[key], std = (c.std || {})[key];
+    if (Array.isArray(mean)) return `[${mean.map(v => ACC.fmt(v, 3)).join(", ")}]`;
+    return std === null || std === undefined ? ACC.fmt(mean) : `${ACC.fmt(mean)} ± ${ACC.fmt(std)}`;
+  };
 
   // The star's rule is the server's (acc/best.py, shared with the CLI): not on a tie, and with
   // two or more seeds only beyond the combined standard deviation.
@@ -52,18 +58,13 @@
     const seeds = name => results.conditions[name].runs.filter(r => r.status === "completed").length;
     const head = el("tr", {}, el("th", {}, "metric"),
       names.map(n => el("th", {"data-condition": n}, `${n} (n=${seeds(n)})`)));
-    const rows = metricKeysOf(results).map(key => {
+    const rows = ACC.finalMetricKeys(Object.values(results.conditions)).map(key => {
       const best = bestCondition(results, key);
       const info = ACC.metricInfo(key);
       return el("tr", {"data-metric": key},
         el("th", {title: info.label}, key, el("span", {class: "muted"}, ` ${info.label}`)),
-        names.map(n => {
-          const c = results.conditions[n];
-          const mean = c.mean[key], std = c.std ? c.std[key] : null;
-          if (Array.isArray(mean)) return el("td", {}, `[${mean.map(v => ACC.fmt(v, 3)).join(", ")}]`);
-          const text = std === null || std === undefined ? ACC.fmt(mean) : `${ACC.fmt(mean)} ± ${ACC.fmt(std)}`;
-          return el("td", {class: n === best ? "best" : ""}, text, n === best ? " ★" : "");
-        }));
+        names.map(n => el("td", {class: n === best ? "best" : ""},
+                          ACC.meanStdText(results.conditions[n], key), n === best ? " ★" : "")));
     });
     table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
   };

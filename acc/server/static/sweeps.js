@@ -276,10 +276,7 @@
     return wanted ? "✓" : "✗";
   }
 
-  function meanStd(stats, metric) {
-    const mean = (stats.mean || {})[metric], std = (stats.std || {})[metric];
-    return typeof std === "number" ? `${ACC.fmt(mean)} ± ${ACC.fmt(std)}` : ACC.fmt(mean);
-  }
+  const meanStd = ACC.meanStdText;
 
   function hoverText(row, metric) {
     const c = comparisonOf(row, metric);
