@@ -26,7 +26,7 @@ from acc.eval_metric import EvalMetric
 from acc.gradient_gating import AttachedGating, attach_competitive_gating
 from acc.loss_health import Health, assess
 from acc.recipes import Recipe, recipe_registry
-from acc.recipes.base import Condition, Gating, RecipeParams
+from acc.recipes.base import Condition, Gating, RecipeParams, experiment_conditions
 from acc.status import Status
 from acc.tasks.base import Task
 from acc.trainer import (
@@ -99,7 +99,13 @@ def run_branch(spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | N
     model = recipe.build_model(p, **condition.model_overrides).to(device)
     model.load_state_dict(bytes_to_tensors(spec.root)[0])
     gating = (
-        attach_competitive_gating(model, condition.gating.temperature, condition.gating.layers)
+        attach_competitive_gating(
+            model,
+            condition.gating.temperature,
+            condition.gating.layers,
+            control=condition.gating.control,
+            seed=spec.seed,
+        )
         if condition.gating
         else None
     )
@@ -175,7 +181,7 @@ def _tag(spec: BranchSpec) -> dict:
 
 
 def _condition(recipe: Recipe, p: RecipeParams, name: str) -> Condition:
-    conditions = {c.name: c for c in recipe.conditions(p)}
+    conditions = {c.name: c for c in experiment_conditions(recipe, p)}
     if name not in conditions:
         raise ValueError(
             f"recipe {recipe.name} has no condition {name!r}; its conditions: "

@@ -8,6 +8,11 @@ A forward hook on a module registers a tensor hook on the module's output ``a``
     scale       = (1 - gate_strength) + gate_strength * mask
     grad_a     <- grad_a * scale                (broadcast over the other dimensions)
 
+``temperature`` is a number > 0, or ``"entropy:H"`` (0 < H < 1): then every step finds the T
+at which the mask's normalised entropy is H, so its selectivity is set whatever the scale of
+the layer's activations. The control ``"shuffled"`` permutes the scale's channels at random
+every step: the same distribution of gradient scales, unrelated to which channel fired.
+
 Nothing else changes: the loss, the architecture and the Trainer never know the hooks exist.
 The gates also keep their own statistics (how far from uniform the mask is), on the device.
 """
@@ -15,6 +20,7 @@ The gates also keep their own statistics (how far from uniform the mask is), on 
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -22,26 +28,68 @@ import torch
 from torch import nn
 
 MODES = ("batch", "sample")
+CONTROLS = ("shuffled",)
+ENTROPY_PREFIX = "entropy:"
+# the search for an entropy target's T: GRID points of log(1 / T) over LOG_U_RANGE
+ENTROPY_GRID, LOG_U_RANGE = 128, (-4.0, 12.0)
 
 
 class GatingError(ValueError):
     """A gating configuration that cannot be applied."""
 
 
+def parse_temperature(value) -> float | str:
+    """A fixed temperature (a finite number > 0, also given as text) as a float, or a target
+    entropy ``"entropy:H"`` (0 < H < 1) in one spelling; anything else is a GatingError."""
+    valid = f"a number > 0 or {ENTROPY_PREFIX}H with 0 < H < 1 (e.g. {ENTROPY_PREFIX}0.5)"
+    if isinstance(value, str) and value.strip().lower().startswith(ENTROPY_PREFIX):
+        try:
+            target = float(value.strip()[len(ENTROPY_PREFIX) :])
+        except ValueError:
+            raise GatingError(f"temperature must be {valid}, got {value!r}") from None
+        if not 0.0 < target < 1.0:  # also refuses NaN
+            raise GatingError(f"an entropy target must be in (0, 1), got {value!r}")
+        return f"{ENTROPY_PREFIX}{target!r}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise GatingError(f"temperature must be {valid}, got {value!r}")
+    try:
+        t = float(value)
+    except ValueError:
+        raise GatingError(f"temperature must be {valid}, got {value!r}") from None
+    if not math.isfinite(t) or t <= 0:
+        raise GatingError(f"temperature must be {valid}, got {value!r}")
+    return t
+
+
+def target_entropy(temperature: float | str) -> float | None:
+    """H of ``"entropy:H"``; None for a fixed temperature."""
+    if isinstance(temperature, str) and temperature.startswith(ENTROPY_PREFIX):
+        return float(temperature[len(ENTROPY_PREFIX) :])
+    return None
+
+
 @dataclass(frozen=True)
 class GateConfig:
     gate_strength: float = 1.0
-    temperature: float = 1.0
+    temperature: float | str = 1.0  # a number > 0, or "entropy:H" (see target_entropy)
     mode: Literal["batch", "sample"] = "batch"
+    control: Literal["shuffled"] | None = None
 
     def __post_init__(self) -> None:
-        t, s = self.temperature, self.gate_strength
-        if not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
-            raise GatingError(f"temperature must be a finite number > 0, got {t!r}")
-        if not isinstance(s, (int, float)) or not 0.0 <= s <= 1.0:
+        object.__setattr__(self, "temperature", parse_temperature(self.temperature))
+        s = self.gate_strength
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= s <= 1.0:
             raise GatingError(f"gate_strength must be in [0, 1], got {s!r}")
         if self.mode not in MODES:
             raise GatingError(f"unknown mode {self.mode!r}; valid modes: {', '.join(MODES)}")
+        if self.control is not None and self.control not in CONTROLS:
+            raise GatingError(
+                f"unknown control {self.control!r}; valid controls: {', '.join(CONTROLS)}"
+            )
+
+    @property
+    def target_entropy(self) -> float | None:
+        return target_entropy(self.temperature)
 
 
 def gate_probabilities(a: torch.Tensor, config: GateConfig) -> torch.Tensor:
@@ -50,13 +98,56 @@ def gate_probabilities(a: torch.Tensor, config: GateConfig) -> torch.Tensor:
         raise GatingError(f"gating needs outputs shaped [B, C, ...], got shape {tuple(a.shape)}")
     spatial = tuple(range(2, a.dim()))
     dims = (0, *spatial) if config.mode == "batch" else spatial
+    target = config.target_entropy
+    # strength / T, with strength = mean |a| over dims: [C] (batch) or [B, C] (sample)
+    divisor = 1.0 if target is not None else config.temperature
     if dims:
         count = math.prod(a.shape[d] for d in dims)
-        # strength / T, with strength = mean |a| over dims: [C] (batch) or [B, C] (sample)
-        logits = torch.linalg.vector_norm(a, ord=1, dim=dims) * (1.0 / (count * config.temperature))
+        logits = torch.linalg.vector_norm(a, ord=1, dim=dims) * (1.0 / (count * divisor))
     else:
-        logits = a.abs() * (1.0 / config.temperature)  # per-sample, no spatial dims: [B, C]
+        logits = a.abs() * (1.0 / divisor)  # per-sample, no spatial dims: [B, C]
+    if target is not None:
+        return probabilities_at_entropy(logits, target)
     return torch.softmax(logits, dim=-1)
+
+
+_LOG_U_GRID: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _log_u_grid(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The search's points log(1 / T) and 1 / T, made once per device and dtype."""
+    key = (str(device), dtype)
+    if key not in _LOG_U_GRID:
+        log_u = torch.linspace(*LOG_U_RANGE, ENTROPY_GRID, device=device, dtype=dtype)
+        _LOG_U_GRID[key] = (log_u, log_u.exp())
+    return _LOG_U_GRID[key]
+
+
+def probabilities_at_entropy(strength: torch.Tensor, target: float) -> torch.Tensor:
+    """softmax(strength / T) over channels with T set, per row, so that the normalised entropy
+    is ``target``, with fixed work and no host sync: the entropy at GRID points of log(1 / T)
+    at once, the pair of neighbours that brackets the target, and linear interpolation inside
+    that bracket (one round of a GRID-ary bisection; the entropy matches the target to 0.003,
+    tests/test_gate_controls.py).
+
+    Strengths are first shifted and scaled to [-1, 0] per row, so one bracket (1 / T from e^-4
+    to e^12 in those units) fits every layer whatever its activations' scale; equal strengths
+    give the uniform mask (entropy 1). With z = u x <= 0 and max z = 0, the entropy is
+    log S - u (sum e^z x) / S with S = sum e^z: no overflow, no logsumexp needed."""
+    channels = strength.shape[-1]
+    rows = strength.reshape(-1, channels)  # [R, C]: R = 1 (mode batch) or B (mode sample)
+    low, high = torch.aminmax(rows, dim=-1, keepdim=True)
+    x = (rows - high).div_((high - low).clamp_min_(1e-12))  # [R, C] in [-1, 0]
+    log_u, u = _log_u_grid(x.device, x.dtype)  # [K]
+    e = torch.exp(x.unsqueeze(1) * u.unsqueeze(-1))  # [R, K, C]
+    total = e.sum(dim=-1)  # [R, K]
+    entropy = total.log() - u * torch.matmul(e, x.unsqueeze(-1)).squeeze(-1) / total  # nats
+    goal = target * math.log(channels)
+    above = (entropy > goal).sum(dim=-1, keepdim=True).clamp_(1, ENTROPY_GRID - 1)  # [R, 1]
+    first, second = entropy.gather(-1, above - 1), entropy.gather(-1, above)
+    fraction = ((first - goal) / (first - second).clamp_min(1e-12)).clamp_(0.0, 1.0)
+    chosen = log_u[above - 1] + fraction * (log_u[1] - log_u[0])  # [R, 1]
+    return torch.softmax(x * chosen.exp(), dim=-1).reshape(strength.shape)
 
 
 def scale_from_probabilities(p: torch.Tensor, config: GateConfig, dims: int) -> torch.Tensor:
@@ -120,15 +211,48 @@ class GateWindow:
         self.__dict__.update(state)
 
 
+class ShuffleDraws:
+    """The shuffled control's random channel orders: one permutation per step (mode sample:
+    per image), from a generator seeded by the branch's seed and the layer's name, so every
+    seed draws its own and a resumed branch draws on exactly as before (its state is saved)."""
+
+    def __init__(self, seed: int, layer: str) -> None:
+        self.seed = (seed * 1_000_003 + zlib.crc32(layer.encode())) % 2**63
+        self.generator: torch.Generator | None = None  # made on the activations' device
+        self.pending: torch.Tensor | None = None  # a restored state, set once it exists
+
+    def permute_channels(self, scale: torch.Tensor) -> torch.Tensor:
+        """``scale`` [1 or B, C, 1, ...] with each row's channels in a random order."""
+        if self.generator is None:
+            self.generator = torch.Generator(device=scale.device).manual_seed(self.seed)
+            if self.pending is not None:
+                self.generator.set_state(self.pending)
+        rows = scale.reshape(scale.shape[0], scale.shape[1])  # [R, C]
+        keys = torch.rand(rows.shape, generator=self.generator, device=scale.device)
+        return rows.gather(-1, keys.argsort(dim=-1)).reshape(scale.shape)
+
+    def state_dict(self) -> dict:
+        generator = self.generator
+        return {"state": generator.get_state() if generator is not None else self.pending}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pending = state["state"]
+        if self.generator is not None and self.pending is not None:
+            self.generator.set_state(self.pending)
+
+
 class CompetitiveGradientGating:
     """Gating on one module: a forward hook that attaches the gradient-scaling tensor hook,
     and keeps the gate's statistics (``GateWindow``) on the way."""
 
-    def __init__(self, module: nn.Module, config: GateConfig, name: str = "") -> None:
+    def __init__(
+        self, module: nn.Module, config: GateConfig, name: str = "", seed: int = 0
+    ) -> None:
         self.module, self.config, self.name = module, config, name
         self._handle = module.register_forward_hook(self._on_forward)
         self.window = GateWindow()
         self._channels = 0
+        self.shuffle = ShuffleDraws(seed, name) if config.control == "shuffled" else None
 
     def _on_forward(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
         if not isinstance(output, torch.Tensor) or not output.requires_grad:
@@ -137,17 +261,25 @@ class CompetitiveGradientGating:
         self.window.add(p)  # before p is turned into the scale in place
         self._channels = p.shape[-1]
         scale = scale_from_probabilities(p, self.config, output.dim())
+        if self.shuffle is not None:
+            scale = self.shuffle.permute_channels(scale)
         output.register_hook(lambda grad: grad * scale)
 
     def read_statistics(self) -> list[float] | None:
         return self.window.read(self._channels) if self._channels else self.window.last
 
     def state_dict(self) -> dict:
-        return {**self.window.state_dict(), "channels": self._channels}
+        state = {**self.window.state_dict(), "channels": self._channels}
+        if self.shuffle is not None:
+            state["shuffle"] = self.shuffle.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         state = dict(state)
         self._channels = int(state.pop("channels"))
+        shuffle = state.pop("shuffle", None)
+        if self.shuffle is not None and shuffle is not None:
+            self.shuffle.load_state_dict(shuffle)
         self.window.load_state_dict(state)
 
     def remove(self) -> None:
@@ -156,7 +288,8 @@ class CompetitiveGradientGating:
             self._handle = None
 
     def describe(self) -> dict:
-        return {"layer": self.name, "module": type(self.module).__name__, **asdict(self.config)}
+        config = {k: v for k, v in asdict(self.config).items() if k != "control" or v}
+        return {"layer": self.name, "module": type(self.module).__name__, **config}
 
 
 class AttachedGating:
@@ -191,13 +324,18 @@ def layer_names(model: nn.Module) -> list[str]:
 
 
 def attach_competitive_gating(
-    model: nn.Module, temperature: float = 1.0, layer_configs: dict[str, dict] | None = None
+    model: nn.Module,
+    temperature: float | str = 1.0,
+    layer_configs: dict[str, dict] | None = None,
+    control: str | None = None,
+    seed: int = 0,
 ) -> AttachedGating:
     """Attach gating to the named layers of ``model``.
 
     ``layer_configs`` maps a layer name (as in ``model.named_modules()``) to
     ``{"gate_strength": ..., "temperature": ..., "mode": "batch" | "sample"}``; a missing
-    ``temperature`` falls back to the ``temperature`` argument.
+    ``temperature`` falls back to the ``temperature`` argument. ``control="shuffled"`` gives
+    every layer the shuffled control, its draws seeded by ``seed`` (the branch's seed).
     """
     if not layer_configs:
         raise GatingError(f"no layers to gate; valid layer names: {', '.join(layer_names(model))}")
@@ -214,7 +352,10 @@ def attach_competitive_gating(
                 f"unknown gating option(s) {sorted(unknown)} for layer {name!r}; "
                 "valid: gate_strength, temperature, mode"
             )
-        configs[name] = GateConfig(**{"temperature": temperature, **options})
+        configs[name] = GateConfig(**{"temperature": temperature, "control": control, **options})
     return AttachedGating(
-        {name: CompetitiveGradientGating(modules[name], cfg, name) for name, cfg in configs.items()}
+        {
+            name: CompetitiveGradientGating(modules[name], cfg, name, seed)
+            for name, cfg in configs.items()
+        }
     )

@@ -12,15 +12,24 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
 
 from acc.recipes import Recipe
-from acc.recipes.base import Condition, RecipeParams
+from acc.recipes.base import (
+    Condition,
+    RecipeParams,
+    experiment_conditions,
+    experiment_hypotheses,
+)
 from acc.stats import Hypothesis
 
-NOT_AXES = ("seeds",)  # replicates, not parameters to sweep: use --seeds
+# replicates and added conditions, not parameters to sweep
+NOT_AXES = {
+    "seeds": "give the replicates with --seeds (or --num-seeds)",
+    "controls": "give control conditions with -p controls=shuffled (every cell gets them)",
+}
 MAX_BRANCHES = 1000  # more than this needs --yes
 
 
@@ -109,7 +118,7 @@ def _check_names(recipe: type[Recipe], grid: dict, zipped: dict) -> None:
     known = list(recipe.Params.model_fields)
     for name in [*grid, *zipped]:
         if name in NOT_AXES:
-            raise SweepError(f"{name} is not an axis: give the replicates with --seeds")
+            raise SweepError(f"{name} is not an axis: {NOT_AXES[name]}")
         if name not in known:
             raise SweepError(
                 f"unknown parameter {name!r} for {recipe.name}; its parameters: {', '.join(known)}"
@@ -136,11 +145,11 @@ def arms(recipe: Recipe, p: RecipeParams, cells: list[dict] | None) -> list[Arm]
     """The conditions a run trains: the recipe's own, or (with cells) its ungated conditions
     plus each gated condition at each cell, named ``gated[temperature=0.3,...]``."""
     if not cells:
-        return [Arm(c.name, c, p) for c in recipe.conditions(p)]
-    out = [Arm(c.name, c, p) for c in recipe.conditions(p) if c.gating is None]
+        return [Arm(c.name, c, p) for c in experiment_conditions(recipe, p)]
+    out = [Arm(c.name, c, p) for c in experiment_conditions(recipe, p) if c.gating is None]
     for cell in cells:
         at_cell = type(p)(**{**p.model_dump(), **cell})
-        for c in recipe.conditions(at_cell):
+        for c in experiment_conditions(recipe, at_cell):
             if c.gating is not None:
                 out.append(Arm(f"{c.name}[{label(cell)}]", c, at_cell))
     return out
@@ -148,25 +157,16 @@ def arms(recipe: Recipe, p: RecipeParams, cells: list[dict] | None) -> list[Arm]
 
 def cell_hypotheses(recipe: Recipe, p: RecipeParams, cells: list[dict]) -> list[Hypothesis]:
     """Each recipe hypothesis whose treatment is gated, once per cell (paired with the same
-    control, which is not gated)."""
-    gated = {c.name for c in recipe.conditions(p) if c.gating is not None}
+    control: the setting's ungated one, or a gated control such as shuffled at the same cell)."""
+    gated = {c.name for c in experiment_conditions(recipe, p) if c.gating is not None}
     out = []
-    for h in recipe.hypotheses:
+    for h in experiment_hypotheses(recipe, p):
         if h.treatment not in gated:
             out.append(h)
             continue
         for cell in cells:
-            out.append(
-                Hypothesis(
-                    h.metric,
-                    h.expect,
-                    f"{h.treatment}[{label(cell)}]",
-                    h.control,
-                    h.minus,
-                    h.name,
-                    h.statement,
-                )  # fmt: skip
-            )
+            control = f"{h.control}[{label(cell)}]" if h.control in gated else h.control
+            out.append(replace(h, treatment=f"{h.treatment}[{label(cell)}]", control=control))
     return out
 
 

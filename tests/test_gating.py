@@ -163,9 +163,9 @@ def test_no_hook_fires_without_grad():
 @pytest.mark.parametrize(
     "config,message",
     [
-        ({"temperature": 0.0}, "temperature must be a finite number > 0"),
-        ({"temperature": -1.0}, "temperature must be a finite number > 0"),
-        ({"temperature": float("nan")}, "temperature must be a finite number > 0"),
+        ({"temperature": 0.0}, "temperature must be a number > 0 or entropy:H"),
+        ({"temperature": -1.0}, "temperature must be a number > 0 or entropy:H"),
+        ({"temperature": float("nan")}, "temperature must be a number > 0 or entropy:H"),
         ({"gate_strength": 1.5}, "gate_strength must be in [0, 1]"),
         ({"gate_strength": -0.1}, "gate_strength must be in [0, 1]"),
         ({"mode": "channel"}, "unknown mode 'channel'; valid modes: batch, sample"),

@@ -131,7 +131,7 @@ def _interrupted_run(store: Store) -> str:
         (["--steps", "7"], "steps: the run has 5, you asked for 7"),
         (["-p", "temperature=2"], "temperature: the run has 1.0, you asked for 2.0"),
         (["--seeds", "1,2"], "seeds: the run has [1], you asked for [1, 2]"),
-        (["-p", "temperature=0"], "temperature: Input should be greater than 0"),
+        (["-p", "temperature=0"], "temperature: temperature must be a number > 0 or entropy:H"),
     ],
 )
 def test_resuming_with_other_parameters_is_refused_naming_them(store, extra, message):

@@ -122,8 +122,8 @@ def test_results_json_has_the_design_fields(swept):
     [
         (["--grid", "colour=red,blue"], "unknown parameter 'colour' for gradient_gating_l0; its "
                                         "parameters: steps, seeds"),
-        (["--grid", "temperature=0.5,0"], "axis temperature: value 0 is invalid: Input should "
-                                          "be greater than 0"),
+        (["--grid", "temperature=0.5,0"], "axis temperature: value 0 is invalid: temperature "
+                                          "must be a number > 0"),
         (["--zip", "optimizer=adam,sgd", "--zip", "lr=0.1"], "optimizer has 2, lr has 1"),
         (["--grid", "temperature="], "axis temperature has no values"),
         (["--grid", "seeds=1,2"], "seeds is not an axis"),

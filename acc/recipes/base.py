@@ -10,13 +10,15 @@ and ``acc.branch.run_branch`` trains one branch wherever an executor puts it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic_core import PydanticCustomError
 from torch import nn
 
 from acc.data import Dataset
+from acc.gradient_gating import CONTROLS, GatingError, parse_temperature
 from acc.stats import Hypothesis
 from acc.tasks.base import Task
 
@@ -24,6 +26,31 @@ GATING = {"gating": True}  # marks a parameter that only the gated conditions us
 MAX_STEPS = 10**9  # steps per branch: beyond any real run, and far from integer overflow
 MAX_SEEDS = 1_000  # seeds per run: each one is a paired replicate of every condition
 Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # what SQLite's INTEGER holds
+
+
+def _temperature(value):
+    try:
+        return parse_temperature(value)
+    except GatingError as exc:  # said as it is, without pydantic's "Value error, " prefix
+        raise PydanticCustomError("temperature", str(exc)) from None
+
+
+# A gate's temperature: a number > 0, or "entropy:H" (0 < H < 1) for a mask whose normalised
+# entropy is H at every step (acc.gradient_gating.probabilities_at_entropy).
+Temperature = Annotated[
+    float | str,
+    BeforeValidator(_temperature),
+    WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}]}),
+]
+
+
+def temperature_field(default: float | str = 1.0):
+    return Field(
+        default,
+        description="softmax temperature of the gate (> 0), or entropy:H (0 < H < 1) to set "
+        "the mask's normalised entropy to H at every step",
+        json_schema_extra=GATING,
+    )
 
 
 class RecipeParams(BaseModel):
@@ -48,6 +75,26 @@ class RecipeParams(BaseModel):
     batch_size: int = Field(128, ge=1, description="images per training step")
     lr: float = Field(1e-3, gt=0, description="learning rate")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="adam or sgd")
+    controls: list[str] = Field(
+        [],
+        description="control conditions added beside the recipe's own: shuffled (the gate's "
+        "scales in a random channel order every step, compared with gated)",
+    )
+
+    @field_validator("controls", mode="before")
+    @classmethod
+    def _known_controls(cls, value):
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, list):
+            raise ValueError(f"controls is a list of names ({', '.join(CONTROLS)})")
+        names = [n.strip() if isinstance(n, str) else n for n in names]
+        for name in names:
+            if name not in CONTROLS:
+                valid = ", ".join(CONTROLS)
+                raise PydanticCustomError("control", f"unknown control {name!r}; valid: {valid}")
+        if len(set(names)) != len(names):
+            raise ValueError("controls must be distinct")
+        return [n for n in names if n]
 
     @field_validator("seeds")
     @classmethod
@@ -63,9 +110,10 @@ class Gating:
     its options (``gate_strength``, ``mode``, optionally its own ``temperature``); ``labels``
     name the layers in metric keys (``gate_entropy[conv1]``) when there are several."""
 
-    temperature: float
+    temperature: float | str
     layers: dict[str, dict]
     labels: dict[str, str] = field(default_factory=dict)
+    control: str | None = None  # "shuffled": the control of DESIGN.md, not competition
 
     def metric_label(self, layer: str) -> str | None:
         return None if len(self.layers) == 1 else self.labels.get(layer, layer)
@@ -105,6 +153,45 @@ class Recipe:
         raise NotImplementedError
 
 
+SHUFFLED = "shuffled"
+
+
+def experiment_conditions(recipe: Recipe, p: RecipeParams) -> list[Condition]:
+    """The recipe's conditions, then the controls ``p.controls`` asks for: ``shuffled`` is
+    the ``gated`` condition with its scales' channel order shuffled every step (same
+    distribution of gradient scales, unrelated to which channel fired)."""
+    conditions = recipe.conditions(p)
+    gated = next((c for c in conditions if c.name == "gated" and c.gating), None)
+    if SHUFFLED in p.controls and gated is not None:
+        conditions.append(
+            Condition(
+                SHUFFLED,
+                f"control: {gated.description}, with the scales' channel order shuffled every step",
+                gating=replace(gated.gating, control=SHUFFLED),
+                model_overrides=gated.model_overrides,
+            )
+        )
+    return conditions
+
+
+def experiment_hypotheses(recipe: Recipe, p: RecipeParams) -> list[Hypothesis]:
+    """The recipe's hypotheses, and with the shuffled control each "gated vs standard" one
+    again as "gated vs shuffled": does *which* channel fired matter, beyond the rescaling?"""
+    rows = list(recipe.hypotheses)
+    if SHUFFLED in p.controls:
+        rows += [
+            replace(
+                h,
+                control=SHUFFLED,
+                name=f"{h.key}: gated vs shuffled" if h.name else None,
+                statement=h.statement.replace("standard", SHUFFLED) if h.statement else None,
+            )
+            for h in recipe.hypotheses
+            if h.treatment == "gated" and h.control == "standard"
+        ]
+    return rows
+
+
 def condition_descriptions(recipe: Recipe, p: RecipeParams) -> dict[str, str]:
     """``{name: description}`` in the recipe's order (what the store and the page show)."""
-    return {c.name: c.description for c in recipe.conditions(p)}
+    return {c.name: c.description for c in experiment_conditions(recipe, p)}

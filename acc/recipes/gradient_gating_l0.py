@@ -14,7 +14,15 @@ from pydantic import Field
 
 from acc.data import Dataset
 from acc.models import LinearAutoencoder
-from acc.recipes.base import GATING, Condition, Gating, Recipe, RecipeParams
+from acc.recipes.base import (
+    GATING,
+    Condition,
+    Gating,
+    Recipe,
+    RecipeParams,
+    Temperature,
+    temperature_field,
+)
 from acc.stats import Hypothesis
 from acc.tasks.activation_sparsity import ActivationSparsityTask
 from acc.tasks.base import Task
@@ -27,9 +35,7 @@ from acc.tasks.weight_norm_concentration import WeightNormConcentrationTask
 
 class L0Params(RecipeParams):
     hidden_dim: int = Field(64, ge=2, description="hidden units of the linear autoencoder")
-    temperature: float = Field(
-        1.0, gt=0, description="softmax temperature of the gate", json_schema_extra=GATING
-    )
+    temperature: Temperature = temperature_field()
     gate_strength: float = Field(
         1.0, ge=0, le=1, description="0 = no gating, 1 = full mask", json_schema_extra=GATING
     )

@@ -20,7 +20,15 @@ from pydantic import Field
 from acc.data import Dataset
 from acc.models import ConvAutoencoder
 from acc.models.conv_blocks import CONV_LAYERS
-from acc.recipes.base import GATING, Condition, Gating, Recipe, RecipeParams
+from acc.recipes.base import (
+    GATING,
+    Condition,
+    Gating,
+    Recipe,
+    RecipeParams,
+    Temperature,
+    temperature_field,
+)
 from acc.stats import Hypothesis
 from acc.tasks.activation_sparsity import ActivationSparsityTask
 from acc.tasks.base import Task
@@ -37,9 +45,7 @@ GATED_LABELS = {conv: label for label, (conv, _) in CONV_LAYERS.items()}  # for 
 class ConvGatingParams(RecipeParams):
     """The depth-tapered gate of levels 1 and 2: one temperature, a strength per conv."""
 
-    temperature: float = Field(
-        1.0, gt=0, description="softmax temperature of the gate", json_schema_extra=GATING
-    )
+    temperature: Temperature = temperature_field()
     gate_conv1: float = Field(
         1.0, ge=0, le=1, description="gate strength on conv1 (near input)", json_schema_extra=GATING
     )
