@@ -1,17 +1,32 @@
 """The results JSON of DESIGN.md, built from the store (so it is the same from CLI and API).
 
 ``comparisons`` is a list: each row names its metric and both sides (``a`` vs ``b``, paired
-by seed), so recipes with any number of conditions report the same way."""
+by seed), so recipes with any number of conditions report the same way. Rows are computed
+from the stored per-seed metrics whenever results are read, then adjusted as a family (a run:
+Holm over its rows; a sweep: Benjamini-Hochberg per metric and (a, b) pair, acc.decisions),
+so a store written before the adjustment existed reads with adjusted verdicts too. ``deltas``
+and ``correction`` re-read a run or sweep with other choices than those stored with it."""
 
 from __future__ import annotations
 
 from acc.best import best_conditions
+from acc.decisions import (
+    RUN_CORRECTION,
+    SWEEP_CORRECTION,
+    adjust,
+    base_metric,
+    check_correction,
+    check_deltas,
+    with_deltas,
+)
 from acc.stats import Hypothesis, compare, mean_std
 from acc.store import Store
 from acc.sweep import label
 
 
-def build_results(store: Store, run_id: str) -> dict:
+def build_results(
+    store: Store, run_id: str, deltas: dict | None = None, correction: str | None = None
+) -> dict:
     run = store.get_run(run_id)
     branches = store.branches(run_id)
     conditions: dict[str, dict] = {}
@@ -35,7 +50,7 @@ def build_results(store: Store, run_id: str) -> dict:
         }
         for name, entry in conditions.items()
     }
-    comparisons = [compare(Hypothesis(**spec), per_seed) for spec in run["hypotheses"]]
+    comparisons = _comparisons(run, per_seed, deltas, correction)
     seeds = {name: {**entry, "n": len(per_seed[name])} for name, entry in conditions.items()}
     return {
         "recipe": run["recipe"],
@@ -49,6 +64,16 @@ def build_results(store: Store, run_id: str) -> dict:
         "comparisons": comparisons,
         "best": best_conditions(seeds),  # metric -> the condition that earns a star
     }
+
+
+def _comparisons(run: dict, per_seed: dict, deltas, correction) -> list[dict]:
+    """The run's rows as one family: each stored hypothesis (with the delta stored with it,
+    or the metric's default for runs from before deltas), adjusted with the run's correction."""
+    hypotheses = [Hypothesis(**spec) for spec in run["hypotheses"]]
+    hypotheses = with_deltas(hypotheses, check_deltas(deltas, hypotheses))
+    stored = run["config"].get("correction", RUN_CORRECTION)
+    rows = [compare(h, per_seed) for h in hypotheses]
+    return adjust(rows, f"run {run['id']}", check_correction(correction, stored))
 
 
 def _run_entry(store: Store, branch: dict) -> dict:
@@ -84,14 +109,17 @@ def _summarise(runs: list[dict]) -> tuple[dict, dict]:
     return mean, std
 
 
-def build_sweep_results(store: Store, sweep_id: str) -> dict:
+def build_sweep_results(
+    store: Store, sweep_id: str, deltas: dict | None = None, correction: str | None = None
+) -> dict:
     """The sweep results JSON of DESIGN.md: per setting its standard runs, per cell its gated
     runs paired with them (mean, std, comparisons with ``a`` named as the recipe names it)."""
     sweep = store.get_sweep(sweep_id)
     spec, settings, cells = sweep["spec"], [], []
+    correction = check_correction(correction, spec.get("correction", SWEEP_CORRECTION))
     params_of = {s["id"]: s["params"] for s in spec["settings"]}
     for run in store.sweep_runs(sweep_id):
-        results = build_results(store, run["id"])
+        results = build_results(store, run["id"], deltas)
         standard = results["conditions"].get("standard", {"runs": [], "mean": {}, "std": {}})
         settings.append(
             {
@@ -111,6 +139,7 @@ def build_sweep_results(store: Store, sweep_id: str) -> dict:
             }
         )
         cells += _cells(results, run["setting"], spec.get("cells") or [])
+    _adjust_heatmaps(sweep_id, settings, cells, correction)
     return {
         "sweep_id": sweep_id,
         "recipe": sweep["recipe"],
@@ -122,6 +151,20 @@ def build_sweep_results(store: Store, sweep_id: str) -> dict:
         "settings": settings,
         "cells": cells,
     }
+
+
+def _adjust_heatmaps(sweep_id: str, settings: list, cells: list, correction: str) -> None:
+    """One family per metric and (a, b) pair across every cell and setting (one heatmap):
+    ``a`` and ``b`` without their cell labels, so "gated vs standard" and "gated vs shuffled"
+    are separate families whatever the cells."""
+    families: dict[tuple, list[dict]] = {}
+    for row in [c for s in settings for c in s["comparisons"]] + [
+        c for cell in cells for c in cell["comparisons"]
+    ]:
+        key = (row["metric"], base_metric(row["a"]), base_metric(row["b"]))
+        families.setdefault(key, []).append(row)
+    for (metric, a, b), rows in families.items():
+        adjust(rows, f"sweep {sweep_id}: {metric}, {a} vs {b}", correction)
 
 
 def _cells(results: dict, setting: str, cells: list[dict]) -> list[dict]:

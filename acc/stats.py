@@ -1,18 +1,36 @@
-"""Statistics over seeds: mean ± sample std per condition, paired 95% intervals, verdicts.
+"""Statistics over seeds: mean ± sample std per condition, and per hypothesis one comparison
+row (DESIGN.md "Statistics over seeds" and "Decisions over many hypotheses").
 
 For a hypothesis "gated < standard" on a metric, the paired differences are
-d_s = gated_s - standard_s over seeds s; the 95% interval is mean(d) ± t(0.975, n-1) · sd(d)/√n.
-Verdict: "supported" where the interval excludes 0 on the hypothesised side, "contradicted"
-where it excludes 0 on the other side, else "inconclusive". With n < 2 there is no interval.
+d_s = gated_s - standard_s over seeds s. A row holds their mean and sd, the t intervals (95%,
+and 90% for equivalence), the two-sided paired t-test's p-value, whether the effect is smaller
+than the smallest effect of interest ``delta`` (two one-sided tests), the smallest effect the
+design detects (``mde80``) and the seeds that would detect ``delta`` (``seeds_needed``).
+``verdict`` is decided on the adjusted p-value: a row on its own is a family of one, and
+``acc.decisions.adjust`` re-decides a family's rows together.
+
+Every number comes from scipy.stats or statsmodels, imported inside the functions: importing
+them costs every worker process seconds, and workers never compare.
+
+Degenerate inputs give numbers, never NaN (JSON has none): with n < 2 there is no interval,
+p-value or power; a difference with zero spread (sd 0, e.g. a gate of strength 0, bit-identical
+to standard) is exactly known: p = 1 if its mean is 0 else 0, its intervals are the point,
+it is equivalent when |mean| < delta, mde80 is 0 and 2 seeds suffice.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Literal
 
-SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+SUPPORTED, CONTRADICTED = "supported", "contradicted"
+EQUIVALENT, INCONCLUSIVE = "equivalent", "inconclusive"
+VERDICTS = (SUPPORTED, CONTRADICTED, EQUIVALENT, INCONCLUSIVE)
+ALPHA = 0.05  # every test, interval and power calculation is at 5%
+POWER = 0.8  # mde80 and seeds_needed: 80% power
 
 
 @dataclass(frozen=True)
@@ -20,7 +38,8 @@ class Hypothesis:
     """``treatment`` has a lower/higher ``metric`` than ``control``, paired by seed.
 
     With ``minus`` set, the compared per-run value is ``metric - minus`` (a difference of
-    differences, e.g. whether gating changes conv1 more than conv2).
+    differences, e.g. whether gating changes conv1 more than conv2). ``delta`` is the smallest
+    effect of interest in the metric's units (None: the metric's default, acc.decisions).
     """
 
     metric: str
@@ -30,6 +49,7 @@ class Hypothesis:
     minus: str | None = None
     name: str | None = None  # the comparison key; defaults to ``metric``
     statement: str | None = None  # how the README/table says it; defaults to "gated < standard"
+    delta: float | None = None
 
     @property
     def key(self) -> str:
@@ -62,23 +82,136 @@ def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return mean, math.sqrt(var)
 
 
-def paired_comparison(diffs: list[float], expect: Literal["lower", "higher"]) -> dict:
-    """Mean paired difference, its t-based 95% interval and the verdict."""
+def paired_comparison(
+    diffs: list[float], expect: Literal["lower", "higher"], delta: float | None = None
+) -> dict:
+    """Every statistic of one hypothesis' paired differences, decided as a family of one."""
     mean, sd = mean_std(diffs)
-    result = {"n": len(diffs), "mean_diff": mean, "ci95": None, "verdict": INCONCLUSIVE}
-    if sd is None:
-        return result
-    from scipy import stats as scipy_stats  # here: importing it costs every worker 0.5 s
+    n = len(diffs)
+    row = {
+        "n": n,
+        "mean_diff": mean,
+        "sd_diff": sd,
+        "ci95": None,
+        "ci90": None,
+        "p_value": None,
+        "p_adjusted": None,
+        "adjustment": "none",
+        "family": None,
+        "family_size": 0,
+        "delta": delta,
+        "equivalent": False,
+        "mde80": None,
+        "seeds_needed": None,
+        "verdict": INCONCLUSIVE,
+        "verdict_unadjusted": INCONCLUSIVE,
+        "verdict_note": None,
+    }
+    if sd is not None:
+        row["ci95"] = t_interval(mean, sd, n, 0.95)
+        row["ci90"] = t_interval(mean, sd, n, 0.90)
+        row["p_value"] = row["p_adjusted"] = p_value(diffs, mean, sd)
+        row["family_size"] = 1
+        row["verdict_unadjusted"] = interval_verdict(row["ci95"], expect)
+        row["mde80"] = mde80(sd, n)
+        if delta is not None:
+            row["equivalent"] = equivalent(diffs, mean, sd, delta)
+            row["seeds_needed"] = seeds_needed(sd, delta)
+    decide(row, expect)
+    return row
 
-    half = scipy_stats.t.ppf(0.975, len(diffs) - 1) * sd / math.sqrt(len(diffs))
-    low, high = mean - half, mean + half
-    result["ci95"] = [low, high]
-    below, above = high < 0, low > 0
-    if (expect == "lower" and below) or (expect == "higher" and above):
-        result["verdict"] = SUPPORTED
-    elif (expect == "lower" and above) or (expect == "higher" and below):
-        result["verdict"] = CONTRADICTED
-    return result
+
+def t_interval(mean: float, sd: float, n: int, level: float) -> list[float]:
+    """mean ± t((1 + level) / 2, n - 1) · sd / √n."""
+    from scipy import stats as scipy_stats
+
+    half = float(scipy_stats.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
+    return [mean - half, mean + half]
+
+
+def p_value(diffs: list[float], mean: float, sd: float) -> float:
+    """Two-sided one-sample t-test of mean(d) = 0 (= the paired t-test of a vs b)."""
+    if sd == 0:
+        return 1.0 if mean == 0 else 0.0  # exactly known; scipy would answer NaN
+    from scipy import stats as scipy_stats
+
+    return float(scipy_stats.ttest_1samp(diffs, 0.0).pvalue)
+
+
+def interval_verdict(ci95: list[float], expect: str) -> str:
+    """The rule before multiplicity was taken into account: the 95% interval excludes 0."""
+    low, high = ci95
+    if (expect == "lower" and high < 0) or (expect == "higher" and low > 0):
+        return SUPPORTED
+    if (expect == "lower" and low > 0) or (expect == "higher" and high < 0):
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def equivalent(diffs: list[float], mean: float, sd: float, delta: float) -> bool:
+    """Two one-sided t-tests at 5% (statsmodels' TOST) that mean(d) lies in (-delta, delta):
+    the same as the 90% interval lying inside it."""
+    if sd == 0:
+        return abs(mean) < delta
+    from statsmodels.stats.weightstats import DescrStatsW
+
+    p, _, _ = DescrStatsW(diffs).ttost_mean(-delta, delta)
+    return bool(p < ALPHA)
+
+
+def mde80(sd: float, n: int) -> float:
+    """The smallest |mean(d)| detected with 80% power at 5% (two-sided paired t, n seeds)."""
+    return sd * _detectable_effect_size(n)
+
+
+@lru_cache(maxsize=64)  # one root-finding per seed count, not per row
+def _detectable_effect_size(n: int) -> float:
+    from statsmodels.stats.power import TTestPower
+
+    return float(TTestPower().solve_power(nobs=n, alpha=ALPHA, power=POWER))
+
+
+def seeds_needed(sd: float, delta: float) -> int | None:
+    """Seeds at which an effect of ``delta`` is detected with 80% power given this sd (at
+    least 2, the fewest with an interval); None where the solver finds no answer."""
+    if sd == 0:
+        return 2
+    from statsmodels.stats.power import TTestPower
+
+    analysis, effect = TTestPower(), delta / sd
+    if analysis.power(effect_size=effect, nobs=2, alpha=ALPHA) >= POWER:
+        return 2  # the solver cannot bracket a root below its lower bound
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # non-convergence is reported as NaN: None below
+        n = analysis.solve_power(effect_size=effect, alpha=ALPHA, power=POWER)
+    return math.ceil(n) if math.isfinite(n) else None
+
+
+def decide(row: dict, expect: str) -> None:
+    """The verdict from the adjusted p-value: supported / contradicted at p_adjusted < 0.05 by
+    the sign of the mean difference, else equivalent (TOST), else inconclusive with a note
+    saying what the data do exclude and how many seeds would decide."""
+    p, mean = row["p_adjusted"], row["mean_diff"]
+    if p is not None and p < ALPHA:
+        wanted = mean < 0 if expect == "lower" else mean > 0
+        row["verdict"] = SUPPORTED if wanted else CONTRADICTED
+    elif row["equivalent"]:
+        row["verdict"] = EQUIVALENT
+    else:
+        row["verdict"] = INCONCLUSIVE
+    row["verdict_note"] = inconclusive_note(row) if row["verdict"] == INCONCLUSIVE else None
+
+
+def inconclusive_note(row: dict) -> str:
+    """What an inconclusive row still says: effects beyond the 90% interval's reach are
+    excluded (at 5% each side), and ``seeds_needed`` seeds would detect ``delta``."""
+    if row["ci90"] is None:
+        return "needs ≥ 2 seeds" if row["n"] else "no paired seeds"
+    reach = max(abs(row["ci90"][0]), abs(row["ci90"][1]))
+    parts = [f"excludes |d| > {reach:.2g}"]
+    if row["seeds_needed"] is not None and row["seeds_needed"] > row["n"]:
+        parts.append(f"needs {row['seeds_needed']:,} seeds")
+    return "; ".join(parts)
 
 
 def compare(hypothesis: Hypothesis, runs_by_condition: dict[str, dict[int, dict]]) -> dict:
@@ -89,15 +222,15 @@ def compare(hypothesis: Hypothesis, runs_by_condition: dict[str, dict[int, dict]
     diffs = []
     for seed in sorted(set(treated) & set(control)):
         t, c = hypothesis.value(treated[seed]), hypothesis.value(control[seed])
-        if t is not None and c is not None:
-            diffs.append(t - c)
+        if t is not None and c is not None and math.isfinite(t - c):
+            diffs.append(t - c)  # a diverged seed (NaN, inf) has no difference to count
     out = {
         "metric": hypothesis.key,
         "a": hypothesis.treatment,
         "b": hypothesis.control,
         "direction": hypothesis.expect,
         "hypothesis": hypothesis.text,
-        **paired_comparison(diffs, hypothesis.expect),
+        **paired_comparison(diffs, hypothesis.expect, hypothesis.delta),
     }
     if hypothesis.minus:
         out["definition"] = (

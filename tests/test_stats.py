@@ -1,4 +1,5 @@
-"""Seed statistics: mean/std, paired t intervals and verdicts, against hand-computed values."""
+"""Seed statistics: mean/std, paired t intervals and verdicts, against hand-computed values
+(p-values, families, equivalence and power: test_stats_decisions.py)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,17 @@ def test_interval_spanning_zero_is_inconclusive():
 
 def test_one_seed_has_no_interval():
     out = paired_comparison([-3.0], "lower")
-    assert out == {"n": 1, "mean_diff": -3.0, "ci95": None, "verdict": "inconclusive"}
+    assert {k: out[k] for k in ("n", "mean_diff", "ci95", "verdict")} == {
+        "n": 1,
+        "mean_diff": -3.0,
+        "ci95": None,
+        "verdict": "inconclusive",
+    }
+    assert (
+        out["p_value"] is None
+        and out["mde80"] is None
+        and out["verdict_unadjusted"] == ("inconclusive")
+    )
 
 
 def test_compare_pairs_by_seed_and_supports_difference_of_differences():
