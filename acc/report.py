@@ -7,7 +7,12 @@ from rich.table import Table
 
 from acc.eval_metric import split_key
 
-VERDICT_STYLE = {"supported": "green", "contradicted": "red", "inconclusive": "yellow"}
+VERDICT_STYLE = {
+    "supported": "green",
+    "contradicted": "red",
+    "equivalent": "cyan",
+    "inconclusive": "yellow",
+}
 
 
 def fmt(value: float | None, std: float | None = None) -> str:
@@ -47,26 +52,92 @@ def metrics_table(results: dict) -> Table:
 
 
 def comparison_table(results: dict) -> Table:
-    table = Table(title="Hypotheses (paired by seed, 95% t interval of the mean difference)")
-    table.add_column("metric", no_wrap=True)
-    table.add_column("hypothesis")
-    table.add_column("mean diff", justify="right", no_wrap=True)
-    table.add_column("95% CI", no_wrap=True)
+    """One row per hypothesis: the paired difference and its 95% interval, the p-value
+    adjusted over the family, delta and the verdict; an inconclusive verdict says beneath it
+    what the data still exclude and how many seeds would decide (acc.stats). Two-line cells
+    keep it readable at 100 columns."""
+    rows = results["comparisons"]
+    table = Table(title=f"Hypotheses (paired by seed; {family_text(rows)})")
+    table.add_column("hypothesis", ratio=3, overflow="fold")
+    table.add_column("a − b, 95% CI", justify="right", no_wrap=True)
     table.add_column("n", justify="right")
-    table.add_column("verdict", no_wrap=True)
-    for row in results["comparisons"]:
+    table.add_column("p adj.", justify="right", no_wrap=True)
+    table.add_column("δ", justify="right", no_wrap=True)
+    table.add_column("verdict", ratio=2, min_width=12)
+    for row in rows:
         ci = row["ci95"]
-        ci_text = f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "– (needs ≥ 2 seeds)"
-        style = VERDICT_STYLE.get(row["verdict"], "")
         table.add_row(
-            escape(row["metric"]),
-            escape(row["hypothesis"]),
-            fmt(row["mean_diff"]),
-            ci_text,
+            f"{escape(row['metric'])}\n[dim]{escape(row['hypothesis'])}[/dim]",
+            f"{fmt(row['mean_diff'])}\n[dim]" + (f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "–"),
             str(row["n"]),
+            p_text(row.get("p_adjusted")),
+            fmt(row.get("delta")),
+            verdict_text(row),
+        )
+    return table
+
+
+def family_text(rows: list[dict]) -> str:
+    """How the rows' p-values were adjusted, said once for the table."""
+    tested = max((row.get("family_size") or 0 for row in rows), default=0)
+    method = rows[0].get("adjustment", "none") if rows else "none"
+    if method == "none":
+        return "p unadjusted; δ = smallest effect of interest"
+    return f"p adjusted with {method} over {tested} tests; δ = smallest effect of interest"
+
+
+def p_text(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def verdict_text(row: dict) -> str:
+    style = VERDICT_STYLE.get(row["verdict"], "")
+    text = f"[{style}]{row['verdict']}[/{style}]"
+    if row.get("verdict_note"):
+        text += f"\n[dim]{escape(row['verdict_note'])}[/dim]"
+    return text
+
+
+POWER_FIELDS = ("metric", "hypothesis", "n", "mean_diff", "sd_diff", "delta", "mde80")
+POWER_FIELDS += ("seeds_needed", "p_adjusted", "verdict")
+
+
+def power_rows(results: dict) -> list[dict]:
+    """Per hypothesis what ``acc power`` reports: the smallest effect detectable now (80%
+    power, 5%, two-sided paired t with the observed sd of d) and the seeds that would detect
+    delta."""
+    return [{k: row.get(k) for k in POWER_FIELDS} for row in results["comparisons"]]
+
+
+def power_table(results: dict) -> Table:
+    table = Table(
+        title=f"Power of run {results['run_id']} (80% power at 5%, two-sided paired t, "
+        "sd of the observed differences)"
+    )
+    table.add_column("hypothesis", ratio=1, overflow="fold")
+    for column in ("n", "mean diff", "sd of d", "δ", "mde80 now", "seeds for δ"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    for row in power_rows(results):
+        style = VERDICT_STYLE.get(row["verdict"], "")
+        seeds = row["seeds_needed"]
+        table.add_row(
+            f"{escape(row['metric'])}\n[dim]{escape(row['hypothesis'])}[/dim]",
+            str(row["n"]),
+            short(row["mean_diff"]),
+            short(row["sd_diff"]),
+            short(row["delta"]),
+            short(row["mde80"]),
+            "–" if seeds is None else f"{seeds:,}",
             f"[{style}]{row['verdict']}[/{style}]",
         )
     return table
+
+
+def short(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
 
 
 def list_metrics_table(results: dict) -> Table | None:

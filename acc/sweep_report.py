@@ -1,6 +1,8 @@
 """A sweep's results for the terminal: per hypothesis and setting, a grid of cells (first
 gating axis down, the others across) with the mean paired difference, its 95% interval and a
-verdict mark; the cell that best serves each hypothesis; and where the gate's mask collapses."""
+verdict mark; the cell that best serves each hypothesis; and where the gate's mask collapses.
+Marks are the adjusted verdicts: each heatmap (a metric and an (a, b) pair across every cell
+and setting) is one family (acc.decisions)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,12 @@ from rich.table import Table
 
 from acc.report import fmt, metric_order
 
-MARKS = {"supported": "[green]✓[/green]", "contradicted": "[red]✗[/red]", "inconclusive": "·"}
+MARKS = {
+    "supported": "[green]✓[/green]",
+    "contradicted": "[red]✗[/red]",
+    "equivalent": "[cyan]=[/cyan]",
+    "inconclusive": "·",
+}
 
 
 def sweep_tables(results: dict) -> list:
@@ -21,7 +28,8 @@ def sweep_tables(results: dict) -> list:
         f"{len(results['seeds'])} seed(s)"
     ]
     if not cells:
-        return [*out, settings_table(results)]
+        return [*out, legend(results), settings_table(results)]
+    out.append(legend(results))
     for metric in _metrics(cells):
         for setting in results["settings"]:
             out.append(
@@ -41,6 +49,22 @@ def sweep_tables(results: dict) -> list:
     if results.get("error"):
         out.append(f"[red]sweep {results['status']}: {results['error']}[/red]")
     return out
+
+
+def legend(results: dict) -> str:
+    """What the marks mean and how the p-values behind them were adjusted."""
+    rows = [c for s in results["settings"] for c in s.get("comparisons", [])]
+    rows += [c for cell in results["cells"] for c in cell["comparisons"]]
+    method = rows[0].get("adjustment", "none") if rows else "none"
+    how = (
+        "p unadjusted"
+        if method == "none"
+        else f"p adjusted with {method} per metric and pair across every cell and setting"
+    )
+    return (
+        f"[dim]{MARKS['supported']} supported  {MARKS['contradicted']} contradicted  "
+        f"{MARKS['equivalent']} equivalent (|a − b| < δ)  · inconclusive  ({how})[/dim]"
+    )
 
 
 def settings_table(results: dict) -> Table:

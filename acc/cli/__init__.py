@@ -2,12 +2,12 @@
 
 ``common`` holds the app, the options several commands share and small helpers; each other
 module registers its commands on import: ``runs`` (list, run, runs, show), ``sweeps`` (sweep,
-sweeps), ``serve``, ``data`` (data factors) and ``export``.
+sweeps), ``power``, ``serve``, ``data`` (data factors) and ``export``.
 """
 
 from __future__ import annotations
 
-from acc.cli import data, export, runs, serve, sweeps  # noqa: F401 - registers the commands
+from acc.cli import data, export, power, runs, serve, sweeps  # noqa: F401 - registers the commands
 from acc.cli.common import app
 
 __all__ = ["app"]

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from acc.data import DataError
+from acc.decisions import CORRECTIONS, DecisionError, check_correction, parse_deltas
 from acc.executors import Executor, ExecutorError, default_executor, make_executor
 from acc.progress import ProgressDisplay
 from acc.registry import RegistryError
@@ -48,6 +49,22 @@ LrOption = Annotated[float | None, typer.Option(help="learning rate")]
 ParamOption = Annotated[
     list[str] | None,
     typer.Option("--param", "-p", help="any other recipe parameter, KEY=VALUE (repeatable)"),
+]
+DeltaOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--delta",
+        help="smallest effect of interest, in the metric's units: METRIC=VALUE, METRIC a base "
+        "name (weight_cosine_sim) or a full key (weight_cosine_sim[conv1]) (repeatable)",
+        metavar="METRIC=VALUE",
+    ),
+]
+CorrectionOption = Annotated[
+    str | None,
+    typer.Option(
+        help=f"multiple-testing correction: {', '.join(CORRECTIONS)} "
+        "[default: holm over a run's hypotheses, fdr_bh per heatmap of a sweep]"
+    ),
 ]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda")]
 DataDirOption = Annotated[
@@ -180,6 +197,15 @@ def collect_params(param, steps, seeds, eval_every, optimizer, lr) -> dict:
         if value is not None:
             params[key] = value
     return params
+
+
+def decision_options(delta: list[str] | None, correction: str | None) -> tuple[dict, str | None]:
+    """``--delta`` and ``--correction`` parsed and checked (exit 2 with what is valid); the
+    delta keys are checked against the recipe's hypotheses where the run is opened or read."""
+    try:
+        return parse_deltas(delta or []), check_correction(correction, None)
+    except DecisionError as exc:
+        raise fail(str(exc)) from None
 
 
 def checkpoint_interval(checkpoint_every: int | None) -> int:

@@ -13,7 +13,9 @@ from rich.table import Column, Table
 from acc.cli.common import (
     USER_ERRORS,
     CheckpointEveryOption,
+    CorrectionOption,
     DataDirOption,
+    DeltaOption,
     DeviceOption,
     EvalEveryOption,
     ExecutorOption,
@@ -34,6 +36,7 @@ from acc.cli.common import (
     checkpoint_interval,
     collect_params,
     console,
+    decision_options,
     fail,
     interrupt_on_signals,
     open_store,
@@ -41,6 +44,7 @@ from acc.cli.common import (
     render_sweep,
     train_and_report,
 )
+from acc.decisions import DecisionError
 from acc.recipes import recipe_registry
 from acc.report import (
     branches_table,
@@ -111,12 +115,20 @@ def run(
     ] = None,
     name: NameOption = None,
     note: NoteOption = None,
+    delta: DeltaOption = None,
+    correction: CorrectionOption = None,
 ) -> None:
     """Run a recipe (or resume a run) with live progress, then print the comparison table."""
     if threads:
         torch.set_num_threads(threads)
     interrupt_on_signals()
     params = collect_params(param, steps, seeds, eval_every, optimizer, lr)
+    deltas, correction = decision_options(delta, correction)
+    if resume and (deltas or correction):
+        raise fail(
+            "a resumed run keeps the --delta and --correction it started with; read it with "
+            f"others (nothing retrains): acc show {resume} --delta ... --correction ..."
+        )
     check_json_path(json_path)
     try:
         check_label(name, note)
@@ -144,6 +156,8 @@ def run(
                 remote_device=bool(gpus_per_branch),
                 name=name,
                 note=note,
+                deltas=deltas,
+                correction=correction,
             )
     except NothingToResume as done:
         console.print(str(done))
@@ -189,22 +203,32 @@ def show(
     run_id: Annotated[str, typer.Argument(help="a run or sweep id (see `acc runs`, `acc sweeps`)")],
     as_json: Annotated[bool, typer.Option("--json", help="print the results JSON")] = False,
     store: StoreOption = None,
+    delta: DeltaOption = None,
+    correction: CorrectionOption = None,
 ) -> None:
-    """Print a past run's (or sweep's) tables, or its results JSON."""
+    """Print a past run's (or sweep's) tables, or its results JSON; --delta and --correction
+    re-decide its hypotheses from the stored per-seed metrics (nothing retrains)."""
+    deltas, correction = decision_options(delta, correction)
     results_store = read_store(store)
     try:
-        results = build_results(results_store, run_id)
-        render = render_run
-    except StoreError:
-        try:
-            results = build_sweep_results(results_store, run_id)
-            render = render_sweep
-        except StoreError:
-            raise fail(f"no run or sweep {run_id!r} in the store at {results_store.root}") from None
+        results, render = read_results(results_store, run_id, deltas, correction)
+    except DecisionError as exc:
+        raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(results, indent=2))
     else:
         render(results)
+
+
+def read_results(store: Store, run_id: str, deltas: dict, correction: str | None):
+    """A run's results JSON and its renderer, or a sweep's; a clear exit for an unknown id."""
+    try:
+        return build_results(store, run_id, deltas, correction), render_run
+    except StoreError:
+        try:
+            return build_sweep_results(store, run_id, deltas, correction), render_sweep
+        except StoreError:
+            raise fail(f"no run or sweep {run_id!r} in the store at {store.root}") from None
 
 
 @app.command()

@@ -11,7 +11,9 @@ from rich.table import Table
 from acc.cli.common import (
     USER_ERRORS,
     CheckpointEveryOption,
+    CorrectionOption,
     DataDirOption,
+    DeltaOption,
     DeviceOption,
     EvalEveryOption,
     ExecutorOption,
@@ -32,6 +34,7 @@ from acc.cli.common import (
     checkpoint_interval,
     collect_params,
     console,
+    decision_options,
     fail,
     interrupt_on_signals,
     open_store,
@@ -89,6 +92,8 @@ def sweep(
     resume: Annotated[
         str | None, typer.Option(help="finish an interrupted sweep", metavar="SWEEP_ID")
     ] = None,
+    delta: DeltaOption = None,
+    correction: CorrectionOption = None,
 ) -> None:
     """Sweep a recipe's parameters: --grid axes multiply, --zip axes advance together. Gating
     parameters make cells of the gated condition; others make settings with their own
@@ -96,6 +101,12 @@ def sweep(
     if threads:
         torch.set_num_threads(threads)
     interrupt_on_signals()
+    deltas, correction = decision_options(delta, correction)
+    if resume and (deltas or correction):
+        raise fail(
+            "a resumed sweep keeps the --delta and --correction it started with; read it with "
+            f"others (nothing retrains): acc show {resume} --delta ... --correction ..."
+        )
     check_json_path(json_path)
     results_store = read_store(store, to_write=True) if resume else open_store(store)
     try:
@@ -115,6 +126,8 @@ def sweep(
                 checkpoint_interval(checkpoint_every),
                 remote_device=bool(gpus_per_branch),
                 max_branches=None if yes else 1000,
+                deltas=deltas,
+                correction=correction,
             )
             branches = plan.branches
         pool = build_executor(executor, workers, branches, threads, ray_address, gpus_per_branch)

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from acc.checkpoints import CheckpointDamaged, CheckpointError
 from acc.data import DataError
+from acc.decisions import DecisionError
 from acc.eval_metric import EvalMetric
 from acc.executors import ExecutorError
 from acc.jsonable import finite
@@ -205,6 +206,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         (ResumeError, 409),
         (NothingToResume, 409),
         (SweepError, 422),
+        (DecisionError, 422),
         (RegistryError, 404),
         (FileNotFoundError, 404),
         (JobConflict, 409),

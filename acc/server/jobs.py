@@ -147,8 +147,11 @@ class JobManager:
 
     # --- operations --------------------------------------------------------------------------
 
-    def submit(self, recipe: str, params: dict) -> dict:
-        """Validate and queue. Raises RegistryError / ParamsError / DataError on bad input."""
+    def submit(
+        self, recipe: str, params: dict, deltas: dict | None = None, correction: str | None = None
+    ) -> dict:
+        """Validate and queue. Raises RegistryError / ParamsError / DataError / DecisionError
+        on bad input."""
         self._check_queue()
         run_id = create_run(
             self.store,
@@ -158,11 +161,22 @@ class JobManager:
             self.data_dir,
             queued=True,
             remote_device=bool(self.gpus_per_branch),
+            deltas=deltas,
+            correction=correction,
         )
         return self._queue(run_id, recipe, params, resume=False)
 
-    def submit_sweep(self, recipe: str, params: dict, grid: dict, zipped: dict, yes: bool) -> dict:
-        """Validate, expand and queue a sweep (SweepError / ParamsError on bad axes)."""
+    def submit_sweep(
+        self,
+        recipe: str,
+        params: dict,
+        grid: dict,
+        zipped: dict,
+        yes: bool,
+        deltas: dict | None = None,
+        correction: str | None = None,
+    ) -> dict:
+        """Validate, expand and queue a sweep (SweepError / ParamsError / DecisionError)."""
         self._check_queue()
         plan = prepare_sweep(
             recipe,
@@ -173,6 +187,8 @@ class JobManager:
             self.data_dir,
             remote_device=bool(self.gpus_per_branch),
             max_branches=None if yes else MAX_BRANCHES,
+            deltas=deltas,
+            correction=correction,
         )
         sweep_id = open_sweep(self.store, plan, queued=True)
         spec = {"params": params, "grid": grid, "zip": zipped}

@@ -38,7 +38,7 @@ def manager_of(request: Request) -> JobManager:
 def start_job(body: JobRequest, request: Request) -> dict:
     """Queue a recipe run; its branches train in worker processes. Answers at once (202)."""
     require_recipe(body.recipe)
-    return manager_of(request).submit(body.recipe, body.params)
+    return manager_of(request).submit(body.recipe, body.params, body.deltas, body.correction)
 
 
 def require_recipe(name: str) -> None:

@@ -26,7 +26,9 @@ NOT_FOUND = {404: {"description": "no such sweep in the store"}}
 def start_sweep(body: SweepRequest, request: Request) -> dict:
     """Validate and queue a sweep: ``grid`` axes multiply, ``zip`` axes advance together."""
     require_recipe(body.recipe)
-    return manager_of(request).submit_sweep(body.recipe, body.params, body.grid, body.zip, body.yes)
+    return manager_of(request).submit_sweep(
+        body.recipe, body.params, body.grid, body.zip, body.yes, body.deltas, body.correction
+    )
 
 
 @router.get("", response_model=list[SweepSummary])

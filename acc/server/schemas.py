@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from acc.decisions import check_correction, check_delta
 from acc.jsonable import finite
 from acc.store import MAX_NAME, MAX_NOTE, check_label
 
@@ -19,6 +20,27 @@ def _all_finite(params: dict[str, Any]) -> dict[str, Any]:
     if finite(params) != params:
         raise ValueError("numbers must be finite (no NaN or Infinity)")
     return params
+
+
+def _deltas(deltas: dict[str, Any]) -> dict[str, float]:
+    """Each a finite number > 0 (the keys are checked against the recipe when the run opens)."""
+    return {key: check_delta(key, value) for key, value in deltas.items()}
+
+
+def _correction(name: str | None) -> str | None:
+    return check_correction(name, None)
+
+
+DELTAS_FIELD = Field(
+    default_factory=dict,
+    description="smallest effect of interest per metric, in its units, e.g. "
+    '{"weight_cosine_sim": 0.005, "effective_rank[conv1]": 2} (default: the metric\'s own)',
+)
+CORRECTION_FIELD = Field(
+    None,
+    description="multiple-testing correction: holm, bonferroni, fdr_bh or none "
+    "(default: holm over a run's hypotheses, fdr_bh per heatmap of a sweep)",
+)
 
 
 class JobRequest(BaseModel):
@@ -32,8 +54,12 @@ class JobRequest(BaseModel):
         description="recipe parameters, e.g. "
         '{"steps": 2000, "seeds": [42, 123], "eval_every": 200}',
     )
+    deltas: dict[str, Any] = DELTAS_FIELD
+    correction: str | None = CORRECTION_FIELD
 
     _finite = field_validator("params")(_all_finite)
+    _delta = field_validator("deltas")(_deltas)
+    _method = field_validator("correction")(_correction)
 
 
 class SweepRequest(BaseModel):
@@ -50,8 +76,12 @@ class SweepRequest(BaseModel):
         default_factory=dict, description='axes that advance together, e.g. {"lr": [0.1, 1]}'
     )
     yes: bool = Field(False, description="start even a sweep of more than 1,000 branches")
+    deltas: dict[str, Any] = DELTAS_FIELD
+    correction: str | None = CORRECTION_FIELD
 
     _finite = field_validator("params", "grid", "zip")(_all_finite)
+    _delta = field_validator("deltas")(_deltas)
+    _method = field_validator("correction")(_correction)
 
 
 class SweepSummary(BaseModel):
