@@ -28,6 +28,7 @@ from acc.stats import Hypothesis
 # replicates and added conditions, not parameters to sweep
 NOT_AXES = {
     "seeds": "give the replicates with --seeds (or --num-seeds)",
+    "num_seeds": "give the replicates with --num-seeds (or --seeds)",
     "controls": "give control conditions with -p controls=shuffled (every cell gets them)",
 }
 MAX_BRANCHES = 1000  # more than this needs --yes

@@ -13,7 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from torch import nn
 
@@ -25,6 +33,9 @@ from acc.tasks.base import Task
 GATING = {"gating": True}  # marks a parameter that only the gated conditions use (sweeps)
 MAX_STEPS = 10**9  # steps per branch: beyond any real run, and far from integer overflow
 MAX_SEEDS = 1_000  # seeds per run: each one is a paired replicate of every condition
+# The seeds `--num-seeds N` takes, in order: the plan's three, then 1000, 1001, 1002, ... (so
+# a run with more seeds extends one with fewer, and every researcher's "10 seeds" are the same)
+SEED_LIST = (42, 123, 456, *range(1000, 1000 + MAX_SEEDS - 3))
 Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # what SQLite's INTEGER holds
 
 
@@ -81,6 +92,24 @@ class RecipeParams(BaseModel):
         "scales in a random channel order every step, compared with gated)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _num_seeds(cls, data):
+        """``num_seeds: N`` stands for the first N seeds of SEED_LIST (never beside seeds)."""
+        if not isinstance(data, dict) or "num_seeds" not in data:
+            return data
+        data = dict(data)
+        n = data.pop("num_seeds")
+        if "seeds" in data:
+            raise PydanticCustomError(
+                "num_seeds", "give seeds (a list) or num_seeds (a count), not both"
+            )
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SEEDS:
+            raise PydanticCustomError(
+                "num_seeds", f"num_seeds must be a whole number from 1 to {MAX_SEEDS}, got {n!r}"
+            )
+        return {**data, "seeds": list(SEED_LIST[:n])}
+
     @field_validator("controls", mode="before")
     @classmethod
     def _known_controls(cls, value):
@@ -88,6 +117,7 @@ class RecipeParams(BaseModel):
         if not isinstance(names, list):
             raise ValueError(f"controls is a list of names ({', '.join(CONTROLS)})")
         names = [n.strip() if isinstance(n, str) else n for n in names]
+        names = [n for n in names if n != ""]  # "" (an empty form field) is no control
         for name in names:
             if name not in CONTROLS:
                 valid = ", ".join(CONTROLS)

@@ -77,8 +77,12 @@
     const params = {};
     params.steps = wholeNumber("p-steps", "Steps per branch");
     params.eval_every = wholeNumber("p-eval_every", "Evaluate every (steps)");
-    params.seeds = $("p-seeds").value.split(",").map(s => s.trim()).filter(Boolean)
-      .map(s => parseValue(s, "integer"));
+    if ($("p-num_seeds").value.trim() !== "" || $("p-num_seeds").validity.badInput) {
+      params.num_seeds = wholeNumber("p-num_seeds", "First N seeds");  // the server checks 1..1000
+    } else {
+      params.seeds = $("p-seeds").value.split(",").map(s => s.trim()).filter(Boolean)
+        .map(s => parseValue(s, "integer"));
+    }
     for (const input of $("extra-params").querySelectorAll("input, select")) {
       if (["integer", "number"].includes(input.dataset.type) && input.value.trim() === "") {
         throw new Error(`${input.name}: enter a number`);
