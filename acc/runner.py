@@ -30,6 +30,7 @@ from acc.executors import Executor
 from acc.executors.inline import InlineExecutor
 from acc.plan import plan_run
 from acc.recipes import Recipe, RecipeParams, recipe_registry
+from acc.recipes.base import experiment_hypotheses
 from acc.recorder import EventSink, RunRecorder
 from acc.results import build_results, build_sweep_results
 from acc.status import Status
@@ -228,7 +229,7 @@ def _open_run(
 ) -> str:
     cells = settings.get("cells")
     run_arms = arms(recipe, p, cells)
-    hypotheses = cell_hypotheses(recipe, p, cells) if cells else recipe.hypotheses
+    hypotheses = cell_hypotheses(recipe, p, cells) if cells else experiment_hypotheses(recipe, p)
     # deltas resolved now and stored with each hypothesis: later defaults change no old run
     hypotheses = with_deltas(hypotheses, settings.get("deltas"), getattr(recipe, "deltas", None))
     return store.create_run(

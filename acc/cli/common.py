@@ -41,6 +41,13 @@ StepsOption = Annotated[
     int | None, typer.Option(help="training steps per branch; 0 evaluates the untrained models")
 ]
 SeedsOption = Annotated[str | None, typer.Option(help="comma-separated seeds, e.g. 42,123,456")]
+NumSeedsOption = Annotated[
+    int | None,
+    typer.Option(
+        help="the first N seeds of ACC's fixed list (42, 123, 456, then 1000, 1001, ...); "
+        "instead of --seeds"
+    ),
+]
 EvalEveryOption = Annotated[
     int | None, typer.Option(help="steps between periodic evaluations (0 = off)")
 ]
@@ -184,9 +191,11 @@ def parse_params(pairs: list[str]) -> dict:
     return params
 
 
-def collect_params(param, steps, seeds, eval_every, optimizer, lr) -> dict:
+def collect_params(param, steps, seeds, eval_every, optimizer, lr, num_seeds=None) -> dict:
     """Recipe parameters given on the command line (and only those)."""
     params = parse_params(param or [])
+    if num_seeds is not None:
+        params["num_seeds"] = num_seeds  # the recipe's validation refuses it beside seeds
     for key, value in {
         "steps": steps,
         "seeds": parse_seeds(seeds),

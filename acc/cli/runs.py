@@ -22,6 +22,7 @@ from acc.cli.common import (
     GpusPerBranchOption,
     JsonOption,
     LrOption,
+    NumSeedsOption,
     OptimizerOption,
     ParamOption,
     RayAddressOption,
@@ -95,6 +96,7 @@ def run(
     ] = None,
     steps: StepsOption = None,
     seeds: SeedsOption = None,
+    num_seeds: NumSeedsOption = None,
     eval_every: EvalEveryOption = None,
     optimizer: OptimizerOption = None,
     lr: LrOption = None,
@@ -122,7 +124,7 @@ def run(
     if threads:
         torch.set_num_threads(threads)
     interrupt_on_signals()
-    params = collect_params(param, steps, seeds, eval_every, optimizer, lr)
+    params = collect_params(param, steps, seeds, eval_every, optimizer, lr, num_seeds)
     deltas, correction = decision_options(delta, correction)
     if resume and (deltas or correction):
         raise fail(

@@ -20,6 +20,7 @@ from acc.cli.common import (
     GpusPerBranchOption,
     JsonOption,
     LrOption,
+    NumSeedsOption,
     OptimizerOption,
     ParamOption,
     RayAddressOption,
@@ -72,6 +73,7 @@ def sweep(
     ] = None,
     steps: StepsOption = None,
     seeds: SeedsOption = None,
+    num_seeds: NumSeedsOption = None,
     eval_every: EvalEveryOption = None,
     optimizer: OptimizerOption = None,
     lr: LrOption = None,
@@ -118,7 +120,7 @@ def sweep(
                 raise typer.BadParameter("name a recipe (see `acc list`), or --resume SWEEP_ID")
             plan = prepare_sweep(
                 recipe,
-                collect_params(param, steps, seeds, eval_every, optimizer, lr),
+                collect_params(param, steps, seeds, eval_every, optimizer, lr, num_seeds),
                 dict(parse_axis(a) for a in grid or []),
                 dict(parse_axis(a) for a in zip_axes or []),
                 "cuda" if gpus_per_branch else device,
