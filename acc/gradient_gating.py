@@ -139,7 +139,8 @@ def probabilities_at_entropy(strength: torch.Tensor, target: float) -> torch.Ten
     low, high = torch.aminmax(rows, dim=-1, keepdim=True)
     x = (rows - high).div_((high - low).clamp_min_(1e-12))  # [R, C] in [-1, 0]
     log_u, u = _log_u_grid(x.device, x.dtype)  # [K]
-    e = torch.exp(x.unsqueeze(1) * u.unsqueeze(-1))  # [R, K, C]
+    # e^z with z >= -80: below that exp gives subnormal floats, 4x slower and no help to sums
+    e = (x.unsqueeze(1) * u.unsqueeze(-1)).clamp_min_(-80.0).exp_()  # [R, K, C]
     total = e.sum(dim=-1)  # [R, K]
     entropy = total.log() - u * torch.matmul(e, x.unsqueeze(-1)).squeeze(-1) / total  # nats
     goal = target * math.log(channels)

@@ -1,9 +1,11 @@
 """What does the framework cost? ACC's Trainer vs a hand-written PyTorch loop, and gated vs
-ungated training, on the level-0 linear autoencoder with real MNIST.
+ungated training, and a gate whose entropy is set (temperature "entropy:0.5": a search for T
+every step) vs a fixed temperature, on the level-0 linear autoencoder with real MNIST.
 
 All variants run in one process, interleaved round by round (so drift in machine load hits
 them alike), on the same model, batch size, step count and batch order. Prints the median of
-the per-round time ratios. Targets: Trainer <= 1.05x the plain loop; gated <= 1.08x ungated.
+the per-round time ratios. Targets: Trainer <= 1.05x the plain loop; gated <= 1.08x ungated;
+entropy target <= 1.03x a fixed temperature.
 
     python bench/bench_trainer.py [--steps 1000] [--rounds 7] [--device cpu] [--threads 1]
 """
@@ -43,10 +45,10 @@ def plain_loop(images: torch.Tensor, steps: int, device: torch.device) -> None:
     float(loss.detach())  # one sync at the end
 
 
-def acc_trainer(dataset, steps: int, device: torch.device, gated: bool) -> None:
+def acc_trainer(dataset, steps: int, device: torch.device, gated: bool, temperature=1.0) -> None:
     model = fresh_model(device)
     if gated:
-        attach_competitive_gating(model, 1.0, {"encoder.0": {"gate_strength": 1.0}})
+        attach_competitive_gating(model, temperature, {"encoder.0": {"gate_strength": 1.0}})
     trainer = Trainer(
         model, [ReconstructionTask("reconstruction", dataset)], TrainConfig(seed=1, eval_every=0)
     )
@@ -83,13 +85,16 @@ def main() -> None:
         "plain loop": lambda: plain_loop(dataset.train.images, args.steps, device),
         "ACC trainer": lambda: acc_trainer(dataset, args.steps, device, gated=False),
         "ACC trainer + gating": lambda: acc_trainer(dataset, args.steps, device, gated=True),
+        "gating, entropy:0.5": lambda: acc_trainer(
+            dataset, args.steps, device, gated=True, temperature="entropy:0.5"
+        ),
     }
     for fn in variants.values():  # warm-up: allocator, kernels, caches
         fn()
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for round_ in range(args.rounds):
         names = list(variants)
-        names = names[round_ % 3 :] + names[: round_ % 3]  # rotate who goes first
+        names = names[round_ % len(names) :] + names[: round_ % len(names)]  # rotate the first
         for name in names:
             times[name].append(timed(variants[name]))
     print(
@@ -103,6 +108,7 @@ def main() -> None:
     for label, a, b, target in (
         ("ACC trainer / plain loop", "ACC trainer", "plain loop", 1.05),
         ("gated / ungated", "ACC trainer + gating", "ACC trainer", 1.08),
+        ("entropy target / fixed T", "gating, entropy:0.5", "ACC trainer + gating", 1.03),
     ):
         print(
             f"{label:<25}: {ratio(times, a, b, 0):.3f}x wall, {ratio(times, a, b, 1):.3f}x CPU "
