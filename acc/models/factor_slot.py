@@ -8,12 +8,19 @@ into named factor groups ("slots") that a decoder reads through cross-attention.
       -> decoder: 3x3 conv + residual block on z, then
          upsample x2 + conv + residual block, twice (8 -> 16 -> 32), with cross-attention
          from the spatial features (queries) to the tokens (keys, values) after every stage
-         but the last -> 1x1 conv -> sigmoid                     [B,1,32,32]
+         but the last -> 1x1 conv -> sigmoid (``output="linear"``: none)  [B,1,32,32]
 
-``detach_factor_grad=True`` detaches the factor vectors where the decoder reads them (the
-tokens, and the spatial mean of every channel of z in the conv path): the decoder still sees the
-same values, but its gradient no longer moves any factor vector, so only the probes and the KL
-shape what the slots carry; the decoder shapes only where in the map things are.
+``detach_factor_grad=True`` detaches the factor vectors where the decoder reads them. How far
+is ``detach_scope``: ``"tokens_and_means"`` (the default) detaches the tokens and the spatial
+mean of every channel of z in the conv path, so the decoder still sees the same values but its
+gradient no longer moves any factor vector: only the probes and the KL shape what the slots
+carry, and the decoder shapes only where in the map things are. ``"tokens"`` detaches only what
+the token embedder reads, as the upstream experiment (trainer_control_center) does: the conv
+path still sends the reconstruction's gradient into every channel, spatial mean included.
+
+``output="linear"`` drops the sigmoid, as upstream does (its reason: a saturated sigmoid stops
+the decoder learning); reconstructions may then leave [0, 1], and whatever reads them as images
+(the reconstruction metrics, traversals, the dashboard) clamps them.
 
 LATENT is the pooled code (the factor vectors side by side, [B, C]), so a task reads group g as
 ``latent[:, g.start:g.end]``. In eval mode z = mu, so LATENT is the posterior mean the
@@ -43,6 +50,8 @@ DECODER = (128, 64, 32)  # decoder stage channels (8x8, 16x16, 32x32)
 TOKEN = 64  # factor token size
 HEADS = 4
 NORM_GROUPS = 8  # group norm groups (fewer where the channel count is not a multiple)
+OUTPUTS = ("sigmoid", "linear")  # the last layer: a sigmoid into (0, 1), or none (upstream)
+DETACH_SCOPES = ("tokens_and_means", "tokens")  # what detach_factor_grad detaches
 
 
 @dataclass(frozen=True)
@@ -155,13 +164,21 @@ class FactorSlotAutoencoder(nn.Module):
         groups=DEFAULT_GROUPS,
         width: str = "full",
         detach_factor_grad: bool = False,
+        detach_scope: str = "tokens_and_means",
+        output: str = "sigmoid",
     ) -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError(f"image_size must be a multiple of 4, got {image_size}")
+        if detach_scope not in DETACH_SCOPES:
+            valid = ", ".join(DETACH_SCOPES)
+            raise ValueError(f"unknown detach_scope {detach_scope!r}; valid: {valid}")
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; valid: {', '.join(OUTPUTS)}")
         self.in_channels, self.image_size, self.width = in_channels, image_size, width
         self.groups = check_groups(groups)
         self.detach_factor_grad = bool(detach_factor_grad)
+        self.detach_scope, self.output = detach_scope, output
         latent = self.groups[-1].end
         backbone = tuple(scaled(c, width) for c in BACKBONE)
         decoder = tuple(scaled(c, width) for c in DECODER)
@@ -198,10 +215,11 @@ class FactorSlotAutoencoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         pooled = self.factor_vectors(z)  # [B, latent]
         if self.detach_factor_grad:
-            # The decoder sees the same values but sends no gradient into the factor vectors:
-            # its gradient reaches each channel only as a deviation from the spatial mean, so the
-            # probes and the KL alone shape what the slots carry.
-            pooled = pooled.detach()
+            pooled = pooled.detach()  # the tokens send no gradient into the factor vectors
+        if self.detach_factor_grad and self.detach_scope == "tokens_and_means":
+            # Nor does the conv path: the decoder sees the same values, but its gradient reaches
+            # each channel only as a deviation from the spatial mean, so the probes and the KL
+            # alone shape what the slots carry.
             z = z - z.mean(dim=(2, 3), keepdim=True) + pooled[:, :, None, None]
         tokens = self.tokens(pooled)  # [B, G, d]
         h = self.stages[0](F.relu(self.stem(z)))  # [B, d0, S/4, S/4]
@@ -209,7 +227,8 @@ class FactorSlotAutoencoder(nn.Module):
             h = self.attend[i](h, tokens)
             h = F.interpolate(h, scale_factor=2, mode="nearest")  # [B, ., 2x, 2x]
             h = stage(F.relu(self.up[i](h)))
-        return torch.sigmoid(self.out(F.relu(self.out_norm(h))))  # [B, C, S, S]
+        out = self.out(F.relu(self.out_norm(h)))  # [B, C, S, S]
+        return torch.sigmoid(out) if self.output == "sigmoid" else out
 
     def forward(self, x: torch.Tensor) -> dict[ModelOutput, torch.Tensor]:
         mu, logvar = self.encode(x)
@@ -229,4 +248,6 @@ class FactorSlotAutoencoder(nn.Module):
             "groups": [g.to_dict() for g in self.groups],
             "width": self.width,
             "detach_factor_grad": self.detach_factor_grad,
+            "detach_scope": self.detach_scope,
+            "output": self.output,
         }
