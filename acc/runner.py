@@ -152,7 +152,7 @@ def prepare_sweep(
     recipe_type = recipe_registry().get(recipe_name)
     validate_params(recipe_type, base)
     decisions = _decisions(recipe_type, deltas, correction, SWEEP_CORRECTION)
-    expansion = expand(recipe_type, base, grid, zipped)
+    expansion = expand(recipe_type, base, grid, zipped, max_branches)  # counts first
     recipe, runs = recipe_type(), []
     for setting in expansion.settings:
         p = validate_params(recipe_type, {**base, **setting})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
@@ -32,6 +33,7 @@ NOT_AXES = {
     "controls": "give control conditions with -p controls=shuffled (every cell gets them)",
 }
 MAX_BRANCHES = 1000  # more than this needs --yes
+MAX_BRANCHES_EVEN_WITH_YES = 100_000  # beyond this the expansion alone stalls a server
 
 
 class SweepError(ValueError):
@@ -88,9 +90,15 @@ class Expansion:
 
 
 def expand(
-    recipe: type[Recipe], base: dict, grid: dict[str, list], zipped: dict[str, list]
+    recipe: type[Recipe],
+    base: dict,
+    grid: dict[str, list],
+    zipped: dict[str, list],
+    max_branches: int | None = None,
 ) -> Expansion:
-    """Validate the axes against the recipe and expand them (settings and cells in order)."""
+    """Validate the axes against the recipe and expand them (settings and cells in order).
+    The branches are counted from the axis lengths first: more than ``max_branches`` (or,
+    whatever the limit, more than MAX_BRANCHES_EVEN_WITH_YES) is refused before expanding."""
     params_type = recipe.Params
     _check_names(recipe, grid, zipped)
     lengths = {len(v) for v in zipped.values()}
@@ -103,6 +111,7 @@ def expand(
             f"zipped axes must all be gating parameters ({', '.join(sorted(gating))}) or all "
             f"other parameters; got {', '.join(zipped)}"
         )
+    _check_size(count_branches(recipe, base, grid, zipped), max_branches)
     for name, values in {**grid, **zipped}.items():
         for value in values:
             _validate(params_type, base, name, value)
@@ -113,6 +122,42 @@ def expand(
     settings = _product(setting_grid, [{}] if zip_is_gating else zip_rows)
     cells = _product(cell_grid, zip_rows if zip_is_gating else [{}])
     return Expansion(settings, cells if cell_grid or zip_is_gating else [])
+
+
+def count_branches(recipe: type[Recipe], base: dict, grid: dict, zipped: dict) -> int:
+    """The branches a sweep trains, from the axis lengths alone (nothing is expanded): seeds x
+    settings x (ungated conditions + gated conditions x cells), conditions as at ``base``."""
+    gating = gating_params(recipe.Params)
+    zip_length = len(next(iter(zipped.values()))) if zipped else 1
+    zip_is_gating = bool(zipped) and set(zipped) <= gating
+    settings = math.prod(len(v) for k, v in grid.items() if k not in gating)
+    cells = math.prod(len(v) for k, v in grid.items() if k in gating)
+    settings, cells = (
+        (settings, cells * zip_length) if zip_is_gating else (settings * zip_length, cells)
+    )
+    try:
+        p = recipe.Params(**base)
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"] for e in exc.errors())
+        raise SweepError(f"the base parameters are invalid: {problems}") from None
+    conditions = experiment_conditions(recipe(), p)
+    gated = sum(c.gating is not None for c in conditions)
+    has_cells = zip_is_gating or any(k in gating for k in grid)
+    per_setting = len(conditions) - gated + gated * cells if has_cells else len(conditions)
+    return len(p.seeds) * settings * per_setting
+
+
+def _check_size(total: int, max_branches: int | None) -> None:
+    if total > MAX_BRANCHES_EVEN_WITH_YES:
+        raise SweepError(
+            f"this sweep trains {total} branches; no sweep may train more than "
+            f"{MAX_BRANCHES_EVEN_WITH_YES}, even with --yes: give the axes fewer values"
+        )
+    if max_branches is not None and total > max_branches:
+        raise SweepError(
+            f"this sweep trains {total} branches (more than {max_branches}); "
+            "pass --yes to start it anyway"
+        )
 
 
 def _check_names(recipe: type[Recipe], grid: dict, zipped: dict) -> None:

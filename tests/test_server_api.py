@@ -409,6 +409,29 @@ def test_sweeps_are_validated_queued_listed_and_served(tmp_path):
         assert len(c.get("/api/sweeps").json()) == 1  # the bad ones opened nothing
 
 
+def test_a_huge_grid_is_422_at_once_without_expanding_it(tmp_path, monkeypatch):
+    def expanded(*args):
+        raise AssertionError("the grid was expanded before its size was checked")
+
+    monkeypatch.setattr("acc.sweep._product", expanded)
+    body = {
+        "recipe": "gradient_gating_l0",
+        "grid": {
+            "lr": [0.001 * i for i in range(1, 2001)],
+            "temperature": [0.01 * i for i in range(1, 2001)],
+        },
+    }  # 4 million cells in a 30 KB body
+    with TestClient(create_app(tmp_path / "store", max_concurrent=0)) as c:
+        for yes in (False, True):
+            refused = c.post("/api/sweeps", json={**body, "yes": yes})
+            assert refused.status_code == 422, refused.text
+            assert "12006000 branches" in refused.json()["detail"]
+        large = {"lr": body["grid"]["lr"][:100], "temperature": body["grid"]["temperature"][:100]}
+        refused = c.post("/api/sweeps", json={**body, "grid": large})
+        assert refused.status_code == 422 and "pass --yes" in refused.json()["detail"]
+        assert c.get("/api/sweeps").json() == []
+
+
 def test_traversal_grid_of_a_factor_slot_model_and_its_errors():
     torch.manual_seed(0)
     model = FactorSlotAutoencoder(width="small").eval()

@@ -144,6 +144,26 @@ def test_bad_axes_are_clear_errors_and_start_nothing(tmp_path, tiny_mnist, args,
     assert store.list_sweeps() == [] and store.list_runs() == []
 
 
+def test_a_huge_grid_is_refused_from_its_axis_lengths_before_anything_is_expanded(monkeypatch):
+    def expanded(*args):
+        raise AssertionError("the grid was expanded before its size was checked")
+
+    monkeypatch.setattr("acc.sweep._product", expanded)
+    lr = [0.001 * i for i in range(1, 2001)]
+    base = {"seeds": [1, 2], "steps": 0}
+    large = {"lr": lr[:100], "hidden_dim": list(range(2, 102))}  # 10,000 settings x 2 x 2
+    with pytest.raises(SweepError, match="trains 40000 branches .more than 1000.; pass --yes"):
+        prepare_sweep("gradient_gating_l0", base, large, {}, device="cpu")
+    huge = {"lr": lr, "hidden_dim": list(range(2, 2002))}  # 4 million settings
+    for limit in (1000, None):
+        with pytest.raises(SweepError, match="trains 16000000 branches; no sweep may train more "
+                           "than 100000, even with --yes"):  # fmt: skip
+            prepare_sweep("gradient_gating_l0", base, huge, {}, device="cpu", max_branches=limit)
+    cells = {"temperature": [0.01 * i for i in range(1, 2001)]}  # x lr: 2000 x (1 + 2000) x 2
+    with pytest.raises(SweepError, match="trains 8004000 branches"):
+        expand(L0, base, {"lr": lr, **cells}, {})
+
+
 def test_the_cli_sweeps_shows_lists_and_resumes(tmp_path, tiny_mnist):
     common = ["--store", str(tmp_path), "--data-dir", str(tiny_mnist), "-p", "batch_size=8"]
     out = tmp_path / "sweep.json"
