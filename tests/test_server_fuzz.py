@@ -217,3 +217,61 @@ def test_checkpoint_evaluation_never_fails(known):
         raw_post(client, f"/api/checkpoints/{quote(ckpt, safe='')}/evaluate", body)
 
     check()
+
+
+NASTY = ["\ud800", "a\udfffb", "\x00", "\x1b[31m", "\u2028", "\x7f\n\r\t"]  # lone surrogates
+BODIES = {  # a valid body per endpoint; each of its fields (and keys) gets each NASTY string
+    "/api/jobs": {
+        "recipe": "gradient_gating_l0",
+        "params": {"steps": 1, "seeds": [1], "optimizer": "adam"},
+        "deltas": {"l1": 0.1},
+        "correction": "holm",
+    },
+    "/api/sweeps": {
+        "recipe": "gradient_gating_l0",
+        "params": {"steps": 1, "seeds": [1], "mode": "batch"},
+        "grid": {"temperature": [0.5, 1.0], "optimizer": ["adam"]},
+        "zip": {"lr": [0.1]},
+        "deltas": {"l1": 0.1},
+        "correction": "holm",
+    },
+    "/api/checkpoints/{ckpt}/evaluate": {"task": "l1", "params": {"name": "l1"}},
+    "/api/runs/{run}": {"name": "a name", "note": "a note"},
+}
+
+
+def nasty_variants(value, nasty: str):
+    """``value`` with, one at a time, each string, each key and each list item replaced by
+    ``nasty`` (or holding it as a key)."""
+    if isinstance(value, dict):
+        yield {**value, nasty: 1}
+        for key, item in value.items():
+            yield {**{k: v for k, v in value.items() if k != key}, nasty: item}
+            for variant in nasty_variants(item, nasty):
+                yield {**value, key: variant}
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            for variant in [nasty, *nasty_variants(item, nasty)]:
+                yield [*value[:i], variant, *value[i + 1 :]]
+    else:
+        yield nasty
+
+
+@pytest.mark.parametrize("template", BODIES)
+def test_lone_surrogates_and_control_characters_in_any_field_are_never_a_server_error(
+    known, template
+):
+    client, known_ids = known
+    path = template.format(**known_ids)
+    method = "PATCH" if template.startswith("/api/runs/") else "POST"
+    for nasty in NASTY:
+        for body in nasty_variants(BODIES[template], nasty):
+            response = client.request(
+                method,
+                path,
+                content=json.dumps(body),  # ensure_ascii: surrogates travel as \ud800 escapes
+                headers={"Content-Type": "application/json"},
+            )
+            assert response.status_code < 500, (path, body, response.text[:300])
+            if response.status_code >= 400:
+                response.json()  # an answer a client can read, whatever it echoes

@@ -7,6 +7,7 @@ below are the single place where the library's exceptions become HTTP answers.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import asynccontextmanager
 from functools import cache
@@ -40,6 +41,17 @@ from acc.store import RunInUse, Store, StoreError
 from acc.sweep import SweepError, gating_params
 
 STATIC = Path(__file__).parent / "static"
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that always encodes: text a client sent that UTF-8 cannot hold (a lone surrogate,
+    which a JSON escape can carry) goes back escaped, not as a failure to answer (a 500)."""
+
+    def render(self, content) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def plotly_js() -> Path | None:
@@ -101,6 +113,7 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         description="Run recipes, watch them live, compare conditions.",
+        default_response_class=SafeJSONResponse,
     )
     app.state.manager = manager
     app.state.datasets = DatasetCache(data_dir)
@@ -192,8 +205,8 @@ def _recipe_info(recipe) -> dict:
 
 def _add_error_handlers(app: FastAPI) -> None:
     def handler(status: int):
-        async def handle(_request: Request, exc: Exception) -> JSONResponse:
-            return JSONResponse({"detail": str(exc)}, status_code=status)
+        async def handle(_request: Request, exc: Exception) -> SafeJSONResponse:
+            return SafeJSONResponse({"detail": str(exc)}, status_code=status)
 
         return handle
 
@@ -218,7 +231,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     ):
         app.add_exception_handler(exc_type, handler(status))
 
-    async def params_error(_request: Request, exc: ParamsError) -> JSONResponse:
+    async def params_error(_request: Request, exc: ParamsError) -> SafeJSONResponse:
         cause = exc.__cause__
         errors = (
             [
@@ -228,11 +241,11 @@ def _add_error_handlers(app: FastAPI) -> None:
             if cause is not None
             else []
         )
-        return JSONResponse({"detail": str(exc), "errors": errors}, status_code=422)
+        return SafeJSONResponse({"detail": str(exc), "errors": errors}, status_code=422)
 
     app.add_exception_handler(ParamsError, params_error)
 
-    async def store_damaged(request: Request, exc: sqlite3.DatabaseError) -> JSONResponse:
+    async def store_damaged(request: Request, exc: sqlite3.DatabaseError) -> SafeJSONResponse:
         """The store's database failed under the server (corrupted, or locked for too long)."""
         database = request.app.state.manager.store_root / "acc.sqlite"
         if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, read-only
@@ -242,11 +255,11 @@ def _add_error_handlers(app: FastAPI) -> None:
                 f"the store's database {database} is corrupt ({exc}); check it with "
                 f"`sqlite3 {database} 'PRAGMA integrity_check'` and restore it from a backup"
             )
-        return JSONResponse({"detail": detail}, status_code=503)
+        return SafeJSONResponse({"detail": detail}, status_code=503)
 
     app.add_exception_handler(sqlite3.DatabaseError, store_damaged)
 
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> SafeJSONResponse:
         """FastAPI's 422, minus what cannot be JSON: NaN/Infinity inputs, exception objects."""
         errors = [
             {
@@ -257,6 +270,6 @@ def _add_error_handlers(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
-        return JSONResponse({"detail": errors}, status_code=422)
+        return SafeJSONResponse({"detail": errors}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, invalid_request)
