@@ -101,6 +101,9 @@ def expand(
     whatever the limit, more than MAX_BRANCHES_EVEN_WITH_YES) is refused before expanding."""
     params_type = recipe.Params
     _check_names(recipe, grid, zipped)
+    empty = next((name for name, values in {**grid, **zipped}.items() if not values), None)
+    if empty is not None:
+        raise SweepError(f"axis {empty} has no values")
     lengths = {len(v) for v in zipped.values()}
     if len(lengths) > 1:
         sizes = ", ".join(f"{k} has {len(v)}" for k, v in zipped.items())

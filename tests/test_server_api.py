@@ -404,6 +404,13 @@ def test_sweeps_are_validated_queued_listed_and_served(tmp_path):
         assert bad.status_code == 422 and "unknown parameter 'colour'" in bad.json()["detail"]
         zipped = c.post("/api/sweeps", json={**body, "zip": {"lr": [0.1], "optimizer": ["a", "b"]}})
         assert zipped.status_code == 422
+        for empty in (
+            {"grid": {"hidden_dim": []}},
+            {"grid": {"temperature": []}},
+            {"zip": {"lr": []}},
+        ):
+            refused = c.post("/api/sweeps", json={**body, **empty})
+            assert refused.status_code == 422 and "has no values" in refused.json()["detail"]
         assert c.post("/api/sweeps", json={**body, "recipe": "nope"}).status_code == 404
         assert c.get("/api/sweeps/nope").status_code == 404
         assert len(c.get("/api/sweeps").json()) == 1  # the bad ones opened nothing
