@@ -47,6 +47,8 @@ def test_run_a_recipe_and_compare_the_conditions(page, tmp_path):
     assert "★" not in comparison.locator('tr[data-metric="dead_units"]').inner_text()
     assert page.locator("#hypotheses tbody tr").count() == 5  # one per level-0 hypothesis
     assert "inconclusive" in page.locator("#hypotheses").inner_text()  # one seed: no interval
+    assert "needs ≥ 2 seeds" in page.locator("#hypotheses").inner_text()  # what would decide
+    assert "p (adjusted)" in page.locator("#hypotheses thead").inner_text()
     assert "gated − standard" in page.locator("#hypotheses").inner_text()  # both sides named
     assert page.locator("#branches .badge.healthy").count() == 2  # LossHealth per branch
     assert page.locator("#resume-btn").is_hidden()  # nothing to resume

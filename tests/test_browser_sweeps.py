@@ -48,6 +48,10 @@ def test_a_sweep_fills_its_heatmap_and_opens_a_cells_run(page, tmp_path):
     assert heatmap["type"] == "heatmap" and heatmap["metric"] == metric
     assert heatmap["y"] == ["0.5", "2"] and heatmap["x"] == ["0.5", "1"]
     assert all(isinstance(v, float) for row in heatmap["z"] for v in row)
+    # marks are the verdicts adjusted over the heatmap's 4 cells (Benjamini-Hochberg)
+    trace = page.evaluate("() => document.querySelector('#sweep-heatmaps .facet').data[0]")
+    assert all(mark in ("", "✓", "✗", "=") for row in trace["text"] for mark in row)
+    assert all("fdr_bh over 4" in text for row in trace["hovertext"] for text in row)
 
     # another metric redraws the heatmap with its own differences
     options = page.locator("#sweep-metric option").evaluate_all("os => os.map(o => o.value)")
@@ -77,7 +81,9 @@ def test_a_sweep_fills_its_heatmap_and_opens_a_cells_run(page, tmp_path):
     cell = next(
         c for c in results["cells"] if c["params"] == {"temperature": 0.5, "gate_strength": 1}
     )
-    box = page.locator("#sweep-heatmaps .facet .nsewdrag").first.bounding_box()
+    drag = page.locator("#sweep-heatmaps .facet .nsewdrag").first
+    drag.scroll_into_view_if_needed()  # choosing a metric above may have scrolled it away
+    box = drag.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.75)
     page.wait_for_function(
         f"location.hash === '#run={cell['run_id']}'"

@@ -69,17 +69,29 @@
     table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
   };
 
+  // Verdicts are the adjusted ones (acc.stats / acc.decisions); an inconclusive one says
+  // beneath its badge what the data still exclude and how many seeds would decide.
   ACC.renderHypotheses = function renderHypotheses(table, results) {
-    const head = el("tr", {}, ["metric", "hypothesis", "a − b", "n", "mean difference", "95% interval", "verdict"]
-      .map(h => el("th", {}, h)));
+    const head = el("tr", {}, ["metric", "hypothesis", "a − b", "n", "mean difference", "95% interval",
+                               "p (adjusted)", "δ", "verdict"].map(h => el("th", {}, h)));
     const rows = (results.comparisons || []).map(c => el("tr", {"data-metric": c.metric},
       el("th", {title: c.definition || ""}, c.metric), el("td", {}, c.hypothesis),
       el("td", {}, `${c.a} − ${c.b}`), el("td", {}, c.n),
       el("td", {}, ACC.fmt(c.mean_diff)),
-      el("td", {}, c.ci95 ? `[${ACC.fmt(c.ci95[0])}, ${ACC.fmt(c.ci95[1])}]` : "– (needs ≥ 2 seeds)"),
-      el("td", {}, el("span", {class: `badge ${c.verdict}`}, c.verdict))));
+      el("td", {}, c.ci95 ? `[${ACC.fmt(c.ci95[0])}, ${ACC.fmt(c.ci95[1])}]` : "–"),
+      el("td", {title: ACC.pTitle(c)}, ACC.pText(c.p_adjusted)),
+      el("td", {title: "smallest effect of interest, in the metric's units"}, ACC.fmt(c.delta)),
+      el("td", {}, el("span", {class: `badge ${c.verdict}`, title: verdictTitle(c)}, c.verdict),
+         c.verdict_note ? el("div", {class: "muted verdict-note"}, c.verdict_note) : null)));
     table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
   };
+
+  function verdictTitle(c) {
+    const power = typeof c.mde80 === "number"
+      ? `; detectable now (80% power): |a − b| ≥ ${ACC.fmt(c.mde80)}` : "";
+    const seeds = typeof c.seeds_needed === "number" ? `; ${c.seeds_needed} seeds would detect δ` : "";
+    return `without adjustment: ${c.verdict_unadjusted}${power}${seeds}`;
+  }
 
   ACC.renderPictures = function renderPictures(container, select, results) {
     const seeds = [...new Set(Object.values(results.conditions).flatMap(c => c.runs.map(r => r.seed)))];

@@ -268,13 +268,9 @@
     return Math.max(...diffs.map(Math.abs), 0) || 1;
   }
 
-  const excludesZero = c => Boolean(c && c.ci95 && (c.ci95[0] > 0 || c.ci95[1] < 0));
-
-  function mark(c) {
-    if (!excludesZero(c)) return "";
-    const wanted = c.direction === "lower" ? c.mean_diff < 0 : c.mean_diff > 0;
-    return wanted ? "✓" : "✗";
-  }
+  // The adjusted verdict (one Benjamini-Hochberg family per heatmap: acc.decisions).
+  const MARKS = {supported: "✓", contradicted: "✗", equivalent: "="};
+  const mark = c => (c && MARKS[c.verdict]) || "";
 
   const meanStd = ACC.meanStdText;
 
@@ -286,7 +282,9 @@
     if (c) {
       const interval = c.ci95 ? `[${ACC.fmt(c.ci95[0])}, ${ACC.fmt(c.ci95[1])}]` : "– (needs ≥ 2 seeds)";
       lines.push(`${c.a} − ${c.b}: ${ACC.fmt(c.mean_diff)} · 95% ${interval} · n=${c.n}`,
-                 `${c.hypothesis}: ${c.verdict}${mark(c) ? ` ${mark(c)}` : ""}`);
+                 `p adjusted ${ACC.pText(c.p_adjusted)} (${c.adjustment} over ${c.family_size}) · δ ${ACC.fmt(c.delta)}`,
+                 `${c.hypothesis}: ${c.verdict}${mark(c) ? ` ${mark(c)}` : ""}`
+                 + (c.verdict_note ? ` (${c.verdict_note})` : ""));
     }
     return lines.map(escapeText).join("<br>");
   }

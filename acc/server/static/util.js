@@ -48,6 +48,14 @@ ACC.errorText = function errorText(data) {
   return JSON.stringify(data);
 };
 
+// A p-value as the tables show it (the CLI's report.p_text): three decimals, or <0.001.
+ACC.pText = p => (typeof p !== "number" ? "–" : p < 0.001 ? "<0.001" : p.toFixed(3));
+
+// The p-value behind a verdict, and what it was before adjustment (hover text).
+ACC.pTitle = c => (typeof c.p_value !== "number" ? "no test with fewer than 2 seeds"
+  : `p = ${ACC.pText(c.p_value)} before adjustment; ${c.adjustment} over ${c.family_size} tests`
+    + ` (${c.family})`);
+
 ACC.fmt = function fmt(value, digits) {
   if (value === null || value === undefined) return "–";
   if (typeof value !== "number") return String(value);
