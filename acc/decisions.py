@@ -16,9 +16,12 @@ result key like ``"weight_cosine_sim[conv1]"`` or a base metric name), a hypothe
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from functools import lru_cache
 
 from acc.eval_metric import EvalMetric
 from acc.stats import ALPHA, Hypothesis, decide
@@ -165,14 +168,36 @@ def adjust(rows: list[dict], family: str, correction: str) -> list[dict]:
     """Adjust the p-values of one family's rows together (rows without a p-value, n < 2, are
     not tests and do not count) and re-decide each row's verdict on its adjusted p-value."""
     tested = [row for row in rows if row["p_value"] is not None]
-    adjusted = [row["p_value"] for row in tested]
-    if tested and correction != "none":
-        from statsmodels.stats.multitest import multipletests
-
-        adjusted = multipletests(adjusted, alpha=ALPHA, method=correction)[1]
-    adjusted_of = {id(row): float(p) for row, p in zip(tested, adjusted)}
+    adjusted = adjusted_p_values(tuple(row["p_value"] for row in tested), correction)
+    adjusted_of = {id(row): p for row, p in zip(tested, adjusted)}
     for row in rows:
         row.update(family=family, family_size=len(tested), adjustment=correction)
         row["p_adjusted"] = adjusted_of.get(id(row))
         decide(row, row["direction"])
     return rows
+
+
+@lru_cache(maxsize=1024)  # a run's page re-reads the same rows while it trains
+def adjusted_p_values(pvalues: tuple[float, ...], correction: str) -> tuple[float, ...]:
+    if not pvalues or correction == "none":
+        return pvalues
+    from statsmodels.stats.multitest import multipletests
+
+    with _collection_of_new_objects_only():
+        adjusted = multipletests(pvalues, alpha=ALPHA, method=correction)[1]
+    return tuple(float(p) for p in adjusted)
+
+
+@contextmanager
+def _collection_of_new_objects_only() -> Iterator[None]:
+    """statsmodels' Holm calls ``gc.collect()``, which scans every object of the process: a
+    third of a second beside torch. Objects that exist already are set aside for the call
+    (``gc.freeze``), so the collection scans only what the call made; they are put back after
+    (unless something else froze objects before, whose choice is left alone)."""
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if not frozen_before:
+            gc.unfreeze()

@@ -119,7 +119,8 @@ def build_sweep_results(
     correction = check_correction(correction, spec.get("correction", SWEEP_CORRECTION))
     params_of = {s["id"]: s["params"] for s in spec["settings"]}
     for run in store.sweep_runs(sweep_id):
-        results = build_results(store, run["id"], deltas)
+        # unadjusted per run: every row is adjusted again with its heatmap's family below
+        results = build_results(store, run["id"], deltas, "none")
         standard = results["conditions"].get("standard", {"runs": [], "mean": {}, "std": {}})
         settings.append(
             {

@@ -21,7 +21,6 @@ it is equivalent when |mean| < delta, mde80 is 0 and 2 seeds suffice.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Literal
@@ -108,17 +107,28 @@ def paired_comparison(
         "verdict_note": None,
     }
     if sd is not None:
-        row["ci95"] = t_interval(mean, sd, n, 0.95)
-        row["ci90"] = t_interval(mean, sd, n, 0.90)
-        row["p_value"] = row["p_adjusted"] = p_value(diffs, mean, sd)
-        row["family_size"] = 1
+        row.update(_tests(tuple(diffs), delta))
+        row["p_adjusted"], row["family_size"] = row["p_value"], 1
         row["verdict_unadjusted"] = interval_verdict(row["ci95"], expect)
-        row["mde80"] = mde80(sd, n)
-        if delta is not None:
-            row["equivalent"] = equivalent(diffs, mean, sd, delta)
-            row["seeds_needed"] = seeds_needed(sd, delta)
     decide(row, expect)
     return row
+
+
+@lru_cache(maxsize=8192)  # a sweep's page re-reads the same rows every few seconds
+def _tests(diffs: tuple[float, ...], delta: float | None) -> dict:
+    """The library calls of a row (n >= 2), cached: they cost milliseconds each."""
+    mean, sd = mean_std(list(diffs))
+    n = len(diffs)
+    out = {
+        "ci95": t_interval(mean, sd, n, 0.95),
+        "ci90": t_interval(mean, sd, n, 0.90),
+        "p_value": p_value(list(diffs), mean, sd),
+        "mde80": mde80(sd, n),
+    }
+    if delta is not None:
+        out["equivalent"] = equivalent(list(diffs), mean, sd, delta)
+        out["seeds_needed"] = seeds_needed(sd, delta)
+    return out
 
 
 def t_interval(mean: float, sd: float, n: int, level: float) -> list[float]:
@@ -159,9 +169,10 @@ def equivalent(diffs: list[float], mean: float, sd: float, delta: float) -> bool
     return bool(p < ALPHA)
 
 
-def mde80(sd: float, n: int) -> float:
+def mde80(sd: float, n: int) -> float | None:
     """The smallest |mean(d)| detected with 80% power at 5% (two-sided paired t, n seeds)."""
-    return sd * _detectable_effect_size(n)
+    effect = _detectable_effect_size(n)
+    return sd * effect if math.isfinite(effect) else None
 
 
 @lru_cache(maxsize=64)  # one root-finding per seed count, not per row
@@ -172,19 +183,32 @@ def _detectable_effect_size(n: int) -> float:
 
 
 def seeds_needed(sd: float, delta: float) -> int | None:
-    """Seeds at which an effect of ``delta`` is detected with 80% power given this sd (at
-    least 2, the fewest with an interval); None where the solver finds no answer."""
+    """The fewest seeds (at least 2) at which an effect of ``delta`` is detected with 80%
+    power given this sd: the smallest integer n where statsmodels' power reaches 0.8, the
+    ceiling of ``TTestPower().solve_power``'s root. The search starts at the z-test's n, a
+    lower bound (knowing sd can only add power), and steps up, a few power evaluations where
+    the root-finder takes dozens."""
     if sd == 0:
         return 2
+    from scipy.stats import norm
     from statsmodels.stats.power import TTestPower
 
     analysis, effect = TTestPower(), delta / sd
-    if analysis.power(effect_size=effect, nobs=2, alpha=ALPHA) >= POWER:
-        return 2  # the solver cannot bracket a root below its lower bound
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # non-convergence is reported as NaN: None below
-        n = analysis.solve_power(effect_size=effect, alpha=ALPHA, power=POWER)
-    return math.ceil(n) if math.isfinite(n) else None
+    z = norm.ppf(1 - ALPHA / 2) + norm.ppf(POWER)
+    start = max(2, math.ceil((z / effect) ** 2))
+    for n in range(start, start + 100):
+        if _power(analysis, effect, n) >= POWER:
+            return n
+    return None  # not reached for any finite effect; no answer rather than a wrong one
+
+
+def _power(analysis, effect: float, n: int) -> float:
+    """Two-sided power; where scipy's noncentral t answers NaN for the far lower tail (large
+    effects, few seeds), that tail is ~0 and the upper one alone is the power."""
+    power = analysis.power(effect_size=effect, nobs=n, alpha=ALPHA)
+    if math.isnan(power):
+        power = analysis.power(effect_size=effect, nobs=n, alpha=ALPHA / 2, alternative="larger")
+    return float(power)
 
 
 def decide(row: dict, expect: str) -> None:

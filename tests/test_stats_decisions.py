@@ -6,6 +6,7 @@ Stores here are written directly (runs, branches and their final metrics), so no
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 
@@ -59,6 +60,12 @@ def test_adjusted_p_values_are_the_known_answers(method, expected):
     assert all(r["adjustment"] == method for r in rows)
     verdicts = [r["verdict"] for r in rows]
     assert verdicts == ["supported" if p < 0.05 else "inconclusive" for p in expected]
+
+
+def test_holm_leaves_the_garbage_collector_as_it_was():
+    # statsmodels' Holm runs gc.collect(); acc.decisions freezes what exists around it
+    adjust(_rows([0.011, 0.021, 0.031]), "f", "holm")
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
 
 
 def test_rows_without_a_p_value_are_no_tests_of_the_family():
@@ -121,6 +128,11 @@ def test_power_matches_statsmodels_and_the_textbook():
     expected = math.ceil(TTestPower().solve_power(effect_size=0.25, alpha=0.05, power=0.8))
     assert seeds_needed(sd=0.04, delta=0.01) == expected == 128
     assert seeds_needed(sd=0.01, delta=1.0) == 2  # huge effect: the fewest seeds with a test
+    for effect in (0.05, 0.2, 0.5, 0.8, 1.3, 2.0, 3.0):  # the integer search = solve_power's root
+        root = TTestPower().solve_power(effect_size=effect, alpha=0.05, power=0.8)
+        assert seeds_needed(1.0, effect) == max(2, math.ceil(root))
+    # where scipy's noncentral t answers NaN (large effects, few seeds): still the fewest seeds
+    assert [seeds_needed(1.0, effect) for effect in (4.67, 5.31)] == [3, 3]
     effect = TTestPower().solve_power(nobs=3, alpha=0.05, power=0.8)
     assert mde80(2.0, 3) == pytest.approx(2.0 * effect)
     assert TTestPower().power(mde80(2.0, 3) / 2.0, 3, 0.05) == pytest.approx(0.8)
