@@ -13,6 +13,7 @@ import pytest
 
 from acc.runner import create_run, execute_run
 from acc.server.jobs import JobManager
+from acc.server.jobstore import JobStore
 from acc.store import Store
 
 pytestmark = pytest.mark.slow
@@ -36,10 +37,10 @@ def boxes_overlap(a: dict, b: dict) -> bool:
     )
 
 
-def test_a_finished_level2_run_reads_correctly(page, tmp_path):
+def test_a_finished_level2_run_reads_correctly(page, tmp_path, small_mnist_dir):
     store = Store(tmp_path / "store")
     params = {"steps": 25, "seeds": [1], "eval_every": 10, "temperature": 0.5, "latent_dim": 8}
-    run_id = create_run(store, "gradient_gating_l2", params, "cpu")
+    run_id = create_run(store, "gradient_gating_l2", params, "cpu", small_mnist_dir)
     execute_run(store, run_id)
     open_run(page, run_id)
     page.wait_for_function(
@@ -168,3 +169,17 @@ def test_unknown_run_reload_and_favicon(page):
         }"""
     )
     assert icon[0] == 200 and icon[1].startswith("image/") and icon[2] == 200, icon
+
+
+def test_the_jobs_list_says_how_many_jobs_there_are(page, tmp_path):
+    """Issue 20, defect 10: the list showed the newest 15 jobs and never said there were more."""
+    jobs = JobStore(tmp_path / "store")
+    for i in range(17):
+        jobs.finish(jobs.create(f"run-{i}", "gradient_gating_l0", {"steps": 1}), "cancelled")
+    jobs.close()
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_function(
+        "document.querySelector('#jobs').textContent.includes('showing 15 of 17')", timeout=5_000
+    )
+    assert page.locator("#jobs .badge").count() == 15

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 import sqlite3
 import struct
+import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -496,6 +498,25 @@ def test_a_full_queue_refuses_new_jobs_before_opening_anything(client, monkeypat
     assert client.get("/api/jobs?limit=0").status_code == 422
     for j in queued:
         client.post(f"/api/jobs/{j['id']}/cancel")
+
+
+def test_concurrent_submissions_never_overshoot_the_queue_and_the_list_says_how_many(
+    tmp_path, monkeypatch
+):
+    def slow_create_run(*args, **kwargs):  # widens the gap between the check and the insert
+        time.sleep(0.05)
+        return create_run(*args, **kwargs)
+
+    monkeypatch.setattr("acc.server.jobs.MAX_QUEUED", 5)
+    monkeypatch.setattr("acc.server.jobs.create_run", slow_create_run)
+    job = {"recipe": "gradient_gating_l0", "params": {"steps": 1, "seeds": [1]}}
+    with TestClient(create_app(tmp_path, max_concurrent=0)) as c:
+        with ThreadPoolExecutor(12) as pool:
+            codes = sorted(pool.map(lambda _: c.post("/api/jobs", json=job).status_code, range(12)))
+        assert codes == [202] * 5 + [422] * 7
+        assert len(c.get("/api/runs").json()) == 5  # the refused ones opened nothing
+        listed = c.get("/api/jobs", params={"limit": 2})
+        assert len(listed.json()) == 2 and listed.headers["X-Total-Count"] == "5"
 
 
 def test_a_database_that_fails_under_the_server_is_503_naming_it(tmp_path, monkeypatch):

@@ -17,6 +17,8 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +91,7 @@ class JobManager:
         self._local = threading.local()
         self._next_orphan_check = 0.0
         self._shared: Executor | None = None  # Ray: one connection for every job
+        self._submitting = threading.Lock()  # see _queue_slot
         self.lease = StoreLease(self.store_root)  # one server per store
 
     # --- per-thread store connections (a sqlite connection must not interleave transactions)
@@ -152,19 +155,19 @@ class JobManager:
     ) -> dict:
         """Validate and queue. Raises RegistryError / ParamsError / DataError / DecisionError
         on bad input."""
-        self._check_queue()
-        run_id = create_run(
-            self.store,
-            recipe,
-            params,
-            "cuda" if self.gpus_per_branch else self.device,
-            self.data_dir,
-            queued=True,
-            remote_device=bool(self.gpus_per_branch),
-            deltas=deltas,
-            correction=correction,
-        )
-        return self._queue(run_id, recipe, params, resume=False)
+        with self._queue_slot():
+            run_id = create_run(
+                self.store,
+                recipe,
+                params,
+                "cuda" if self.gpus_per_branch else self.device,
+                self.data_dir,
+                queued=True,
+                remote_device=bool(self.gpus_per_branch),
+                deltas=deltas,
+                correction=correction,
+            )
+            return self._queue(run_id, recipe, params, resume=False)
 
     def submit_sweep(
         self,
@@ -177,47 +180,55 @@ class JobManager:
         correction: str | None = None,
     ) -> dict:
         """Validate, expand and queue a sweep (SweepError / ParamsError / DecisionError)."""
-        self._check_queue()
-        plan = prepare_sweep(
-            recipe,
-            params,
-            grid,
-            zipped,
-            "cuda" if self.gpus_per_branch else self.device,
-            self.data_dir,
-            remote_device=bool(self.gpus_per_branch),
-            max_branches=None if yes else MAX_BRANCHES,
-            deltas=deltas,
-            correction=correction,
-        )
-        sweep_id = open_sweep(self.store, plan, queued=True)
-        spec = {"params": params, "grid": grid, "zip": zipped}
-        return self._queue(sweep_id, recipe, spec, resume=False, sweep_id=sweep_id)
+        with self._queue_slot():
+            plan = prepare_sweep(
+                recipe,
+                params,
+                grid,
+                zipped,
+                "cuda" if self.gpus_per_branch else self.device,
+                self.data_dir,
+                remote_device=bool(self.gpus_per_branch),
+                max_branches=None if yes else MAX_BRANCHES,
+                deltas=deltas,
+                correction=correction,
+            )
+            sweep_id = open_sweep(self.store, plan, queued=True)
+            spec = {"params": params, "grid": grid, "zip": zipped}
+            return self._queue(sweep_id, recipe, spec, resume=False, sweep_id=sweep_id)
 
     def resume(self, run_id: str) -> dict:
         """Queue a job that finishes a stopped run (ResumeError / NothingToResume if it
         cannot be resumed)."""
-        self._check_queue()
-        self.store.close_orphaned_runs(exclude=self._active_runs())
-        run = check_resumable(self.store, run_id)
-        self.store.queue_run(run_id)
-        return self._queue(run_id, run["recipe"], split_config(run["config"])[0], resume=True)
+        with self._queue_slot():
+            self.store.close_orphaned_runs(exclude=self._active_runs())
+            run = check_resumable(self.store, run_id)
+            self.store.queue_run(run_id)
+            params = split_config(run["config"])[0]
+            return self._queue(run_id, run["recipe"], params, resume=True)
 
     def resume_sweep(self, sweep_id: str) -> dict:
-        self._check_queue()
-        self.store.close_orphaned_runs(exclude=self._active_runs())
-        sweep = check_resumable_sweep(self.store, sweep_id)
-        self.store.set_sweep_status(sweep_id, Status.QUEUED)
-        spec = {"params": sweep["spec"]["base_params"], **sweep["spec"]["axes"]}
-        return self._queue(sweep_id, sweep["recipe"], spec, resume=True, sweep_id=sweep_id)
+        with self._queue_slot():
+            self.store.close_orphaned_runs(exclude=self._active_runs())
+            sweep = check_resumable_sweep(self.store, sweep_id)
+            self.store.set_sweep_status(sweep_id, Status.QUEUED)
+            spec = {"params": sweep["spec"]["base_params"], **sweep["spec"]["axes"]}
+            return self._queue(sweep_id, sweep["recipe"], spec, resume=True, sweep_id=sweep_id)
 
-    def _check_queue(self) -> None:
-        waiting = len(self.jobs.with_status(Status.QUEUED))
-        if waiting >= MAX_QUEUED:
-            raise QueueFull(
-                f"{waiting} jobs are already queued (at most {MAX_QUEUED}); wait for some to "
-                "finish or cancel some, then submit again"
-            )
+    @contextmanager
+    def _queue_slot(self) -> Iterator[None]:
+        """Check that the queue has room, then (in the ``with`` body) open and queue the job,
+        as one step: submissions take turns, so concurrent ones cannot all pass the check
+        before any is queued (the store's lease makes this server the only one queueing
+        jobs on it). QueueFull, before anything is opened, when MAX_QUEUED already wait."""
+        with self._submitting:
+            waiting = len(self.jobs.with_status(Status.QUEUED))
+            if waiting >= MAX_QUEUED:
+                raise QueueFull(
+                    f"{waiting} jobs are already queued (at most {MAX_QUEUED}); wait for some "
+                    "to finish or cancel some, then submit again"
+                )
+            yield
 
     def _queue(
         self, run_id: str, recipe: str, params: dict, resume: bool, sweep_id: str | None = None

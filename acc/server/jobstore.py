@@ -55,6 +55,9 @@ class JobStore:
         ).fetchall()
         return [_job(r) for r in rows]
 
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+
     def with_status(self, *statuses: str) -> list[dict]:
         marks = ", ".join("?" for _ in statuses)
         rows = self._db.execute(

@@ -50,9 +50,14 @@ def require_recipe(name: str) -> None:
 
 @router.get("", response_model=list[Job])
 def list_jobs(
-    request: Request, limit: int = Query(100, ge=1, le=1000, description="newest first")
+    request: Request,
+    response: Response,
+    limit: int = Query(100, ge=1, le=1000, description="newest first"),
 ) -> list[dict]:
-    return manager_of(request).list(limit)
+    """The newest ``limit`` jobs; the ``X-Total-Count`` header says how many there are."""
+    manager = manager_of(request)
+    response.headers["X-Total-Count"] = str(manager.jobs.count())
+    return manager.list(limit)
 
 
 @router.get("/{job_id}", response_model=Job, responses={404: {"description": "unknown job"}})

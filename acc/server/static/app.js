@@ -130,23 +130,33 @@
     return query.toString() ? `/api/runs?${query}` : "/api/runs";
   }
 
+  // The newest jobs, and how many there are in all (the X-Total-Count header).
+  const JOBS_SHOWN = 15;
+  async function jobsPage() {
+    const response = await fetch(`/api/jobs?limit=${JOBS_SHOWN}`);
+    const data = await response.json();
+    if (!response.ok) throw new Error(ACC.errorText(data) || `${response.status}`);
+    return [data, Number(response.headers.get("X-Total-Count")) || data.length];
+  }
+
   async function refreshLists() {
-    const [jobs, runs, sweeps] = await Promise.all([ACC.api("/api/jobs"), ACC.api(runsQuery()),
-                                                    ACC.api("/api/sweeps")]);
+    const [[jobs, total], runs, sweeps] = await Promise.all([jobsPage(), ACC.api(runsQuery()),
+                                                             ACC.api("/api/sweeps")]);
     const sweepId = ACC.currentSweep();
-    const key = JSON.stringify([jobs, runs, sweeps, state.runId, sweepId, [...state.picked]]);
+    const key = JSON.stringify([jobs, total, runs, sweeps, state.runId, sweepId, [...state.picked]]);
     if (key === state.listsKey) return;  // unchanged: leave the DOM alone
     state.listsKey = key;
     // a sweep's job has the sweep's id as its run id: it opens the sweep view
     const openJob = job => job.sweep_id ? ACC.openSweep(job.sweep_id) : openRun(job.run_id);
     const shown = job => job.run_id === (job.sweep_id ? sweepId : state.runId);
-    $("jobs").replaceChildren(...jobs.slice(0, 15).map(job => el("li", {class: shown(job) ? "selected" : ""},
+    $("jobs").replaceChildren(...jobs.map(job => el("li", {class: shown(job) ? "selected" : ""},
       el("button", {type: "button", class: "link", onclick: () => openJob(job)},
          job.sweep_id ? `${job.recipe} sweep` : job.recipe),
       " ", el("span", {class: `badge ${job.status}`}, job.cancel_requested ? "cancelling" : job.status),
       el("div", {class: "muted params"}, paramSummary(job.recipe, job.params || {}, ["seeds"]).join(" · ")),
       ["queued", "running"].includes(job.status)
         ? el("button", {type: "button", class: "small", onclick: () => cancelJob(job.id)}, "cancel") : null)));
+    if (total > jobs.length) $("jobs").append(el("li", {class: "muted"}, `showing ${jobs.length} of ${total}`));
     if (!jobs.length) $("jobs").replaceChildren(el("li", {class: "muted"}, "no jobs yet"));
     $("runs").replaceChildren(...runs.map(run => el("li", {class: run.id === state.runId ? "selected" : ""},
       el("input", {type: "checkbox", class: "pick", title: "select to compare", "data-run": run.id,
