@@ -38,7 +38,7 @@ from acc.trainer import (
     evaluate_tasks,
     loss_every_for,
 )
-from acc.training_state import pack, restore
+from acc.training_state import pack, restore, threads_of
 
 Emit = Callable[[dict], None]
 
@@ -120,6 +120,8 @@ def run_branch(spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | N
         where = {"pid": os.getpid(), "host": socket.gethostname()}
         emit({"type": "branch", "state": "running", "from_step": start, **where, **tag})
         emit({"type": "train", "from_step": start, "to_step": p.steps, **tag})
+        if spec.resume and device.type == "cpu":
+            _check_threads(spec, threads_of(spec.resume), emit)
         began = time.perf_counter()
         _train(
             trainer,
@@ -255,6 +257,21 @@ def _train(trainer: Trainer, steps: int, every: int, save: Callable[[], None]) -
         if trainer.step >= steps:
             return
         save()
+
+
+def _check_threads(spec: BranchSpec, trained_with: int | None, emit: Emit) -> None:
+    """Say so when a branch resumes on another CPU thread count than it trained with: the
+    rest of it may round differently (close to an uninterrupted run, not bit-identical)."""
+    now = torch.get_num_threads()
+    if trained_with is not None and trained_with != now:
+        emit(
+            {
+                "type": "log",
+                "message": f"{spec.label}: resumed on {now} torch threads, trained on "
+                f"{trained_with}: its results may differ from an uninterrupted run's in the "
+                f"last digits (resume with --threads {trained_with} for bit-identical ones)",
+            }
+        )
 
 
 def _resume_point(model, trainer: Trainer, gating, emit: Emit, tag: dict) -> None:

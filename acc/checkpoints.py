@@ -60,12 +60,21 @@ def tensors_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict | None = N
 
 
 def bytes_to_tensors(data: bytes) -> tuple[dict[str, torch.Tensor], dict]:
-    """The inverse of ``tensors_to_bytes``: (tensors on the CPU, metadata dict)."""
+    """The inverse of ``tensors_to_bytes``: (tensors on the CPU, metadata dict). The tensors
+    are read-only views into ``data``'s buffers: clone those that will be written to."""
+    metadata = metadata_of(data)
+    try:
+        return load(data), metadata
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"not a safetensors checkpoint: {exc}") from None
+
+
+def metadata_of(data: bytes) -> dict:
+    """The metadata dict of a ``tensors_to_bytes`` blob, read from its header alone."""
     try:
         size = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + size])
-        metadata = json.loads(header.get("__metadata__", {}).get(METADATA_KEY, "{}"))
-        return load(data), metadata
+        return json.loads(header.get("__metadata__", {}).get(METADATA_KEY, "{}"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"not a safetensors checkpoint: {exc}") from None
 

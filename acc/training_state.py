@@ -4,6 +4,12 @@ Model weights, optimizer state, trainer step, batch order and RNG states are nes
 tensors and plain values. ``pack`` stores every tensor under a path-like name and the rest
 as a JSON skeleton in the file's header (dict keys keep their type: the optimizer's state is
 keyed by int); ``unpack`` rebuilds the same structure. Nothing is pickled.
+
+Restored tensors own their memory, allocated by torch as the uninterrupted run's were, never
+views into the blob: a view's alignment follows the Python allocator's history, and some CPU
+kernels (MKL's, outside its reproducible mode) round differently on unaligned data, so an
+optimizer state left in the blob made a resumed branch drift from the uninterrupted one.
+The thread count the state was made with is recorded beside it (``threads_of``).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from acc.checkpoints import bytes_to_tensors, tensors_to_bytes
+from acc.checkpoints import bytes_to_tensors, metadata_of, tensors_to_bytes
 from acc.gradient_gating import AttachedGating
 from acc.trainer import Trainer
 
@@ -28,7 +34,8 @@ def pack(model: nn.Module, trainer: Trainer, gating: AttachedGating | None = Non
         state["gating"] = gating.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _encode(state, "", tensors)
-    return tensors_to_bytes(tensors, {"format": FORMAT, "state": skeleton})
+    metadata = {"format": FORMAT, "state": skeleton, "threads": torch.get_num_threads()}
+    return tensors_to_bytes(tensors, metadata)
 
 
 def unpack(data: bytes) -> dict:
@@ -36,7 +43,13 @@ def unpack(data: bytes) -> dict:
     tensors, metadata = bytes_to_tensors(data)
     if metadata.get("format") != FORMAT:
         raise ValueError(f"not a resume point (format {metadata.get('format')!r}, want {FORMAT})")
-    return _decode(metadata["state"], tensors)
+    owned = {path: tensor.clone() for path, tensor in tensors.items()}  # fresh, aligned storage
+    return _decode(metadata["state"], owned)
+
+
+def threads_of(data: bytes) -> int | None:
+    """The torch intra-op thread count the state was made with (None: not recorded)."""
+    return metadata_of(data).get("threads")
 
 
 def restore(

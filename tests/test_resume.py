@@ -5,15 +5,19 @@ says no (clearly) to what it cannot do."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from acc.branch import _check_threads
 from acc.cli import app
+from acc.executors.process import ProcessExecutor
 from acc.runner import (
     NothingToResume,
     ResumeError,
@@ -101,6 +105,57 @@ def test_a_run_killed_with_sigkill_resumes_to_identical_results(tmp_path, store)
     assert [e["step"] for e in resumed_store.evals(after[1]["id"])] == [0, 150, 300, 450, 600]
     assert not list((killed_store / "checkpoints" / run_id / "resume").iterdir())
     assert len([c for c in resumed_store.checkpoints.of_run(run_id) if c["tag"] == "init"]) == 2
+
+
+def test_a_gated_branch_resumed_first_in_a_fresh_process_ends_bit_identical(store):
+    """Exact resume whatever ran before: the gated branch resumes as the first and only branch
+    of a fresh worker process (no other branch, no evaluation ran there), from a resume point
+    between two evaluations (the window of losses and gate statistics that the evaluation at
+    step 300 reads is split at step 200), and ends with every metric, evaluation, loss point
+    and weight of the uninterrupted run made here, which trained it after the standard branch."""
+    params = {"steps": 400, "seeds": [5], "eval_every": 150, "batch_size": 32}
+    reference_id = create_run(store, "gradient_gating_l0", params, "cpu", checkpoint_every=100)
+    reference = execute_run(store, reference_id)
+
+    def stop_at_the_gated_resume_point(event):
+        where = (event["type"], event.get("condition"), event.get("step"))
+        if where == ("resume_point", "gated", 200):
+            raise KeyboardInterrupt  # as a kill would: the standard branch has completed
+
+    run_id = create_run(store, "gradient_gating_l0", params, "cpu", checkpoint_every=100)
+    stopped = execute_run(store, run_id, on_event=stop_at_the_gated_resume_point)
+    assert stopped["status"] == "interrupted"
+    events = []
+    resumed = execute_run(store, run_id, ProcessExecutor(workers=1, threads=1), events.append)
+    [started] = [e for e in events if e["type"] == "branch" and e["state"] == "running"]
+    assert started["condition"] == "gated" and started["from_step"] == 200
+    assert started["pid"] != os.getpid()  # a fresh worker, this its first branch
+    assert not [e for e in events if "torch threads" in e.get("message", "")]  # same threads
+
+    for condition, entry in reference["conditions"].items():
+        [expected], [got] = entry["runs"], resumed["conditions"][condition]["runs"]
+        assert got["status"] == "completed" and got["metrics"] == expected["metrics"], condition
+    gated = [
+        next(b for b in store.branches(i) if b["condition"] == "gated")
+        for i in (reference_id, run_id)
+    ]
+    evals = [[(e["step"], e["metrics"]) for e in store.evals(b["id"])] for b in gated]
+    assert [step for step, _ in evals[1]] == [0, 150, 300] and evals[1] == evals[0]
+    losses = [[tuple(row.values()) for row in store.losses(b["id"])] for b in gated]
+    assert losses[1] == losses[0]
+    expected, actual = _weights(store, reference), _weights(store, resumed)
+    assert all(torch.equal(expected[k][n], actual[k][n]) for k in expected for n in expected[k])
+
+
+def test_resuming_on_another_thread_count_says_it_may_round_differently():
+    said = []
+    spec = SimpleNamespace(label="gated seed 5")
+    _check_threads(spec, torch.get_num_threads(), said.append)
+    assert not said
+    _check_threads(spec, torch.get_num_threads() + 1, said.append)
+    [event] = said
+    assert event["type"] == "log" and "may differ" in event["message"]
+    assert f"--threads {torch.get_num_threads() + 1}" in event["message"]
 
 
 def test_resuming_a_completed_run_does_nothing(tmp_path, store):

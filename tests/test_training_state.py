@@ -10,7 +10,7 @@ from acc.models import ConvVAE, LinearAutoencoder
 from acc.tasks.kl_divergence import KLDivergenceTask
 from acc.tasks.reconstruction import ReconstructionTask
 from acc.trainer import TrainConfig, Trainer
-from acc.training_state import pack, restore, unpack
+from acc.training_state import pack, restore, threads_of, unpack
 
 
 def _vae_data() -> Dataset:
@@ -69,6 +69,20 @@ def test_pack_keeps_structure_and_types(small_mnist):
     assert isinstance(optimizer["param_groups"][0]["betas"], tuple)
     assert state["trainer"]["step"] == 3 and state["trainer"]["order"]["pos"] == 3 * 64
     assert torch.equal(state["trainer"]["rng"]["cpu"], trainer.state_dict()["rng"]["cpu"])
+
+
+def test_restored_tensors_own_their_memory_and_the_thread_count_is_recorded(small_mnist):
+    """A restored optimizer state is laid out as the uninterrupted run's was (torch's own
+    allocations, aligned the same way), never views into the blob's buffers, whose alignment
+    depends on what the process allocated before."""
+    model, trainer = _setup("linear", small_mnist)
+    trainer.train(3)
+    data = pack(model, trainer)
+    assert threads_of(data) == torch.get_num_threads()
+    state = unpack(data)
+    moments = [t for s in state["trainer"]["optimizer"]["state"].values() for t in s.values()]
+    views = [t for t in moments if not t.untyped_storage().resizable()]  # frombuffer's are not
+    assert len(moments) == 12 and not views
 
 
 def test_anything_else_is_not_a_resume_point():
