@@ -1,6 +1,6 @@
 """Results do not change with how branches are run: final metrics pinned from a short run of
 each recipe, made before branches became units of work (tests/data/pinned_metrics.json, by
-the old one-process loop, on an Intel CPU that torch labels AVX512), compared to a tolerance.
+the old one-process loop, on a CPU that torch labels AVX512), compared to a tolerance.
 The branches run in two worker processes, side by side (a level-2 branch here makes six
 passes over the 10,000 test images).
 
