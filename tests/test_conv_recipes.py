@@ -93,7 +93,8 @@ def check_common(results: dict, recipe: str) -> None:
     assert row["hypothesis"] == "gating lowers conv1's cosine similarity more than conv2's"
     assert row["mean_diff"] == pytest.approx(sum(diffs) / 2, rel=1e-9, abs=1e-15)
     assert row["ci95"][0] <= row["mean_diff"] <= row["ci95"][1]
-    assert row["verdict"] in ("supported", "contradicted", "inconclusive")
+    assert row["verdict"] in ("supported", "contradicted", "equivalent", "inconclusive")
+    assert row["delta"] == 0.01 and row["family_size"] == len(results["comparisons"])
 
 
 def final_weights(results: dict, condition: str, seed: int = 42) -> dict:
