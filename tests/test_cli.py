@@ -120,7 +120,7 @@ def test_list_shows_recipes_with_defaults():
         (["run", "gradient_gating_l0", "--steps", "-5"], "greater than or equal to 0"),
         (
             ["run", "gradient_gating_l0", "-p", "temperature=0"],
-            "temperature: Input should be greater",
+            "temperature: temperature must be a number > 0",
         ),
         (
             ["run", "gradient_gating_l0", "-p", "gate_strength=2"],

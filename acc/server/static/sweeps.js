@@ -67,6 +67,7 @@
     if ($("s-eval_every").value !== "") params.eval_every = integer($("s-eval_every").value);
     const seeds = $("s-seeds").value.split(",").map(s => s.trim()).filter(Boolean);
     if (seeds.length) params.seeds = seeds.map(integer);
+    if ($("s-num_seeds").value.trim() !== "") params.num_seeds = integer($("s-num_seeds").value);
     return {recipe: $("s-recipe").value, params, grid: parseAxes($("s-grid").value, "grid"),
             zip: parseAxes($("s-zip").value, "zip"), yes: $("s-yes").checked};
   }
