@@ -50,6 +50,17 @@ def default_store_dir() -> Path:
     return Path(os.environ.get("ACC_STORE") or DEFAULT_STORE)
 
 
+def database_problem(database: Path, exc: sqlite3.DatabaseError) -> str:
+    """What a store database that failed under a read or write means, and what to do: corrupt
+    (a damaged page, a truncated or overwritten file), or unusable now (locked, disk full)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return f"the store's database {database} cannot be used now: {exc}"
+    return (
+        f"the store's database {database} is corrupt ({exc}); check it with "
+        f"`sqlite3 {database} 'PRAGMA integrity_check'` and restore it from a backup"
+    )
+
+
 class Store:
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_store_dir()
@@ -72,10 +83,7 @@ class Store:
                     f"cannot write to the store at {self.root}: {exc}; "
                     "pass --store DIR (or set ACC_STORE) to a writable directory"
                 ) from exc
-            raise StoreError(
-                f"the store's database {database} is corrupt ({exc}); check it with "
-                f"`sqlite3 {database} 'PRAGMA integrity_check'` and restore it from a backup"
-            ) from exc
+            raise StoreError(database_problem(database, exc)) from exc
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"cannot write to the store at {self.root}: {exc}; "
@@ -94,6 +102,10 @@ class Store:
             store._db = connect_read_only(database)
             version = int(store._db.execute("PRAGMA user_version").fetchone()[0])
         except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+                exc, sqlite3.OperationalError
+            ):
+                raise StoreError(database_problem(database, exc)) from exc
             raise StoreError(f"cannot read the store at {store.root}: {exc}") from exc
         if version != len(MIGRATIONS):
             raise StoreError(

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from acc.checkpoints import CheckpointError
 from acc.cli import app
 from acc.models import LinearAutoencoder, build_model
+from acc.runner import run_recipe
 from acc.schema import MIGRATIONS
 from acc.store import Store, StoreError, valid_id
 
@@ -282,3 +283,47 @@ def test_a_damaged_database_is_named_as_such_not_as_unwritable(tmp_path, damage,
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     assert message in text and str(database) in text and "cannot write" not in text
+
+
+@pytest.fixture(scope="module")
+def finished_store(tmp_path_factory, tiny_mnist):
+    """A store holding one small finished run, its WAL folded into acc.sqlite."""
+    root = tmp_path_factory.mktemp("damaged") / "store"
+    store = Store(root)
+    params = {"steps": 4, "seeds": [1], "eval_every": 2}
+    run_id = run_recipe(store, "gradient_gating_l0", params, "cpu", tiny_mnist)["run_id"]
+    store.close()
+    return root, run_id
+
+
+@pytest.mark.parametrize(
+    ("table", "commands"), [("runs", ["runs", "show", "export"]), ("losses", ["export"])]
+)
+def test_damaged_pages_inside_the_database_are_named_by_every_command_that_meets_them(
+    finished_store, tmp_path, table, commands
+):
+    """Issue 20, defect 11: random bytes over a table's page, the file's header intact."""
+    root = tmp_path / "store"
+    shutil.copytree(finished_store[0], root)
+    run_id, database = finished_store[1], root / "acc.sqlite"
+    db = sqlite3.connect(database)
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    pages = db.execute("SELECT rootpage FROM sqlite_master WHERE tbl_name = ?", (table,))
+    pages = [row[0] for row in pages.fetchall()]  # the table's and its indexes' (one page each)
+    db.close()
+    with open(database, "r+b") as raw:
+        for page in pages:
+            raw.seek((page - 1) * page_size)
+            raw.write(bytes(range(256)) * (page_size // 256))
+    exports = str(tmp_path / "exports")
+    args = {
+        "runs": ["runs"],
+        "show": ["show", run_id],
+        "export": ["export", run_id, "--out", exports],
+    }
+    for command in commands:
+        result = CliRunner().invoke(app, [*args[command], "--store", str(root)])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2, (command, text, result.exception)
+        assert f"{database} is corrupt (database disk image is malformed)" in text
+        assert f"sqlite3 {database} 'PRAGMA integrity_check'" in text

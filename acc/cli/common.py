@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from acc.data import DataError
 from acc.decisions import CORRECTIONS, DecisionError, check_correction, parse_deltas
@@ -19,10 +21,29 @@ from acc.executors import Executor, ExecutorError, default_executor, make_execut
 from acc.progress import ProgressDisplay
 from acc.registry import RegistryError
 from acc.runner import DEFAULT_CHECKPOINT_EVERY, ParamsError, ResumeError
-from acc.store import Store, StoreError, default_store_dir
+from acc.store import Store, StoreError, database_problem, default_store_dir
 from acc.sweep_report import sweep_tables
 
+
+class Commands(TyperGroup):
+    """Every ``acc`` command: a store database that fails under it after opening (a damaged
+    page met by a read, a lock held too long) is said in one line naming the file, as a
+    damaged file met at opening is, never as a traceback."""
+
+    def invoke(self, ctx: typer.Context):
+        _opened.clear()
+        try:
+            return super().invoke(ctx)
+        except sqlite3.DatabaseError as exc:
+            root = _opened[-1] if _opened else default_store_dir()
+            raise fail(database_problem(root / "acc.sqlite", exc)) from None
+
+
+_opened: list[Path] = []  # the store this command opened (open_store, read_store)
+
+
 app = typer.Typer(
+    cls=Commands,
     add_completion=False,
     no_args_is_help=True,
     help="ACC: train autoencoders with and without competitive gradient gating "
@@ -128,6 +149,7 @@ def open_store(path: Path | None) -> Store:
         store = Store(path)
     except StoreError as exc:
         raise fail(str(exc)) from None
+    _opened.append(store.root)
     leftovers = store.checkpoints.clean_leftovers()
     if leftovers:
         console.print(
@@ -153,6 +175,7 @@ def read_store(path: Path | None, to_write: bool = False) -> Store:
             store = Store.read_only(root)
         except StoreError as exc:
             raise fail(str(exc)) from None
+        _opened.append(root)
         console.print(f"[dim]{root} is read-only: shown as it is[/dim]")
         return store
     store = open_store(path)

@@ -37,7 +37,7 @@ from acc.server.jobs import JobConflict, JobManager, JobNotFound, QueueFull
 from acc.server.lease import StoreBusy
 from acc.server.schemas import RecipeList
 from acc.status import OPEN, Status
-from acc.store import RunInUse, Store, StoreError
+from acc.store import RunInUse, Store, StoreError, database_problem
 from acc.sweep import SweepError, gating_params
 
 STATIC = Path(__file__).parent / "static"
@@ -248,14 +248,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def store_damaged(request: Request, exc: sqlite3.DatabaseError) -> SafeJSONResponse:
         """The store's database failed under the server (corrupted, or locked for too long)."""
         database = request.app.state.manager.store_root / "acc.sqlite"
-        if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, read-only
-            detail = f"the store's database {database} cannot be used now: {exc}"
-        else:
-            detail = (
-                f"the store's database {database} is corrupt ({exc}); check it with "
-                f"`sqlite3 {database} 'PRAGMA integrity_check'` and restore it from a backup"
-            )
-        return SafeJSONResponse({"detail": detail}, status_code=503)
+        return SafeJSONResponse({"detail": database_problem(database, exc)}, status_code=503)
 
     app.add_exception_handler(sqlite3.DatabaseError, store_damaged)
 
