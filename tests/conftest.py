@@ -45,6 +45,19 @@ def small_mnist(mnist_flat: Dataset) -> Dataset:
     )
 
 
+@pytest.fixture(scope="session")
+def small_mnist_dir(tmp_path_factory, small_mnist: Dataset) -> Path:
+    """``small_mnist`` (real digits: 2,000 train, 500 test) as MNIST IDX files, for end-to-end
+    runs (``--data-dir``) that need real images but not 10,000 test images to evaluate."""
+    directory = tmp_path_factory.mktemp("small-idx")
+    for split in ("train", "test"):
+        part = getattr(small_mnist, split)
+        images = (part.images.reshape(-1, 28, 28) * 255).round().to(torch.uint8).numpy()
+        write_idx(directory / (IDX_FILES[f"{split}_images"] + ".gz"), images)
+        write_idx(directory / (IDX_FILES[f"{split}_labels"] + ".gz"), part.labels.numpy())
+    return directory
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
         struct.pack(">I", d) for d in array.shape
@@ -56,9 +69,20 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 def tiny_mnist(tmp_path_factory) -> Path:
     """64 train and 40 test 28x28 'digits' (random blobs) as standard MNIST IDX files: every
     recipe runs on them in seconds (``--data-dir``)."""
-    directory = tmp_path_factory.mktemp("idx")
+    return blob_digits(tmp_path_factory.mktemp("idx"), train=64, test=40)
+
+
+@pytest.fixture(scope="session")
+def micro_mnist(tmp_path_factory) -> Path:
+    """32 train and 8 test blob 'digits' (IDX files), for level-3 runs whose final evaluation
+    (Morpho-MNIST measurements of each test image's traversals, gradient boosting on the train
+    split) is the cost: a fifth of ``tiny_mnist``'s."""
+    return blob_digits(tmp_path_factory.mktemp("micro-idx"), train=32, test=8)
+
+
+def blob_digits(directory: Path, train: int, test: int) -> Path:
     rng = np.random.default_rng(0)
-    for split, n in (("train", 64), ("test", 40)):
+    for split, n in (("train", train), ("test", test)):
         images = (rng.random((n, 28, 28)) > 0.8) * rng.integers(0, 256, (n, 28, 28))
         write_idx(directory / (IDX_FILES[f"{split}_images"] + ".gz"), images)
         write_idx(directory / (IDX_FILES[f"{split}_labels"] + ".gz"), rng.integers(0, 10, n))
@@ -130,26 +154,37 @@ def _start_long_cli_run(store_dir: Path) -> tuple[subprocess.Popen, Store]:
     raise AssertionError(f"no training progress within 120 s: {proc.communicate()[0].decode()}")
 
 
-@pytest.fixture
-def page(tmp_path):
-    """The real dashboard (uvicorn on a free 127.0.0.1 port, a store in ``tmp_path/store``)
-    in headless Debian Chromium, ready (the form holds the recipe's defaults). Afterwards: no
-    JavaScript error and no request outside the server. Skipped only where Chromium is missing
-    outside CI; in CI (CI=true) it must run. Playwright never downloads a browser here."""
+@pytest.fixture(scope="module")
+def _chromium():
+    """One headless Debian Chromium per test module (starting one is seconds a test); each
+    test gets its own browser context, so no cookie, storage or cache crosses tests.
+    Skipped only where Chromium is missing outside CI; in CI (CI=true) it must run.
+    Playwright never downloads a browser here."""
     if not CHROMIUM.exists() and os.environ.get("CI") != "true":
         pytest.skip("no /usr/bin/chromium (the Makefile's test setup installs it)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    app = create_app(tmp_path / "store", worker_threads=1)
-    with ServerThread(app) as url, sync_api.sync_playwright() as p:
+    with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(tmp_path, _chromium):
+    """The real dashboard (uvicorn on a free 127.0.0.1 port, a store in ``tmp_path/store``)
+    in a fresh context of the module's Chromium, ready (the form holds the recipe's
+    defaults). Afterwards: no JavaScript error and no request outside the server."""
+    app = create_app(tmp_path / "store", worker_threads=1)
+    with ServerThread(app) as url:
+        context = _chromium.new_context(viewport={"width": 1400, "height": 1000})
+        tab = context.new_page()
         outside, errors = [], []
         tab.on("request", lambda r: _outside(r.url, url, outside))
         tab.on("pageerror", lambda e: errors.append(str(e)))
         tab.goto(url + "/")
         tab.wait_for_selector("body[data-ready]")  # filled in before the defaults would be lost
         yield tab
-        browser.close()
+        context.close()
         assert not outside, f"the page reached outside the server: {outside}"
         assert not errors, f"JavaScript errors: {errors}"
 

@@ -69,9 +69,10 @@ def test_eval_only_tasks_have_no_opinion_and_assess_skips_them():
     assert classify(LossThresholds(1.0, 0.5), 0.75, 0) == Health.HEALTHY
 
 
-def test_a_real_level2_run_is_healthy(store):
-    params = {"steps": 250, "seeds": [1], "eval_every": 0, "batch_size": 16}
-    results = execute_run(store, create_run(store, "gradient_gating_l2", params, "cpu"))
+def test_a_real_level2_run_is_healthy(store, small_mnist_dir):
+    params = {"steps": 250, "seeds": [1], "eval_every": 0, "batch_size": 16}  # real digits
+    run_id = create_run(store, "gradient_gating_l2", params, "cpu", small_mnist_dir)
+    results = execute_run(store, run_id)
     for entry in results["conditions"].values():
         [run] = entry["runs"]
         assert run["health"] == {"reconstruction": "healthy", "kl": "healthy"}, run
