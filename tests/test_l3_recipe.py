@@ -40,9 +40,9 @@ def _same(a, b) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-def test_level3_trains_four_conditions_and_resumes_bit_identical(tmp_path, tiny_mnist):
+def test_level3_trains_four_conditions_and_resumes_bit_identical(tmp_path, micro_mnist):
     plain_store, resumed_store = Store(tmp_path / "plain"), Store(tmp_path / "resumed")
-    plain = _run(plain_store, tiny_mnist)
+    plain = _run(plain_store, micro_mnist)
     assert plain["status"] == "completed", plain["error"]
     assert list(plain["conditions"]) == ["standard", "gated", "detach", "gated_detach"]
     metrics = plain["conditions"]["gated_detach"]["runs"][0]["metrics"]
@@ -57,7 +57,7 @@ def test_level3_trains_four_conditions_and_resumes_bit_identical(tmp_path, tiny_
         if event["type"] == "resume_point" and event.get("condition") == "gated_detach":
             raise KeyboardInterrupt
 
-    interrupted = _run(resumed_store, tiny_mnist, on_event=stop_in_the_last_branch)
+    interrupted = _run(resumed_store, micro_mnist, on_event=stop_in_the_last_branch)
     assert interrupted["status"] == "interrupted"
     resumed = execute_run(resumed_store, interrupted["run_id"], InlineExecutor())
     assert resumed["status"] == "completed", resumed["error"]

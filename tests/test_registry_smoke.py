@@ -1,6 +1,7 @@
 """Registry-driven smoke tests (as timm does for models): a recipe or task is covered the
 moment it registers. Every recipe runs 2 steps x 2 seeds through the inline and the process
-executor; every task is evaluated on every model it applies to."""
+executor, to the same bits (metrics and weights) on this machine; every task is evaluated on
+every model it applies to."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from acc.models import MODELS
 from acc.recipes import recipe_registry
 from acc.runner import create_run, execute_run
 from acc.server.inspector import build_task, dataset_view, task_catalog
+from acc.store import Store
 from acc.tasks import LayerTask, TaskError, task_registry
 
 RECIPES = recipe_registry().names()
@@ -30,15 +32,36 @@ def process_executor():
     return ProcessExecutor(workers=2, threads=1)
 
 
+@pytest.fixture(scope="module")
+def inline_runs(tmp_path_factory, micro_mnist):
+    """Each recipe's inline run, made once: the inline test checks it, the process test
+    compares its own run with it."""
+    made = {}
+
+    def run(recipe: str) -> tuple[Store, dict]:
+        if recipe not in made:
+            store = Store(tmp_path_factory.mktemp(recipe) / "store")
+            made[recipe] = (store, _run(store, recipe, micro_mnist, InlineExecutor()))
+        return made[recipe]
+
+    return run
+
+
+def _run(store: Store, recipe: str, data_dir, pool) -> dict:
+    params = {"steps": 2, "seeds": [1, 2], "eval_every": 1, "batch_size": 8}
+    run_id = create_run(store, recipe, params, "cpu", data_dir, checkpoint_every=1)
+    return execute_run(store, run_id, pool)
+
+
 @pytest.mark.parametrize("executor", ["inline", "process"])
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_runs_two_steps_on_two_seeds(
-    store, tiny_mnist, recipe, executor, process_executor
+    store, micro_mnist, recipe, executor, process_executor, inline_runs
 ):
-    params = {"steps": 2, "seeds": [1, 2], "eval_every": 1, "batch_size": 8}
-    run_id = create_run(store, recipe, params, "cpu", tiny_mnist, checkpoint_every=1)
-    pool = InlineExecutor() if executor == "inline" else process_executor
-    results = execute_run(store, run_id, pool)
+    if executor == "inline":
+        store, results = inline_runs(recipe)
+    else:
+        results = _run(store, recipe, micro_mnist, process_executor)
     assert results["status"] == "completed", results.get("error")
     conditions = recipe_registry().get(recipe)().conditions(recipe_registry().get(recipe).Params())
     assert list(results["conditions"]) == [c.name for c in conditions]
@@ -49,8 +72,26 @@ def test_every_recipe_runs_two_steps_on_two_seeds(
             assert run["metrics"] and all(_finite(v) for v in run["metrics"].values())
             assert set(run["health"].values()) == {"healthy"}
     assert all(c["n"] == 2 for c in results["comparisons"])
-    for branch in store.branches(run_id):  # periodic evaluations at steps 0, 1 and 2
+    for branch in store.branches(results["run_id"]):  # periodic evaluations at steps 0, 1, 2
         assert [e["step"] for e in store.evals(branch["id"])] == [0, 1, 2]
+    if executor == "process":  # bit-identity holds on one machine: worker processes = inline
+        inline_store, inline = inline_runs(recipe)
+        assert _final(store, results) == _final(inline_store, inline)
+
+
+def _final(store: Store, results: dict) -> dict:
+    """(condition, seed) -> (final metrics, final weights as bytes), to compare exactly."""
+    return {
+        (condition, r["seed"]): (
+            r["metrics"],
+            {
+                name: tensor.numpy().tobytes()
+                for name, tensor in store.checkpoints.load_state_dict(r["checkpoint_id"]).items()
+            },
+        )
+        for condition, entry in results["conditions"].items()
+        for r in entry["runs"]
+    }
 
 
 def _finite(value) -> bool:
@@ -83,18 +124,34 @@ def _task_params(name: str, model) -> dict:
     return params
 
 
+@pytest.fixture(scope="module")
+def every_task_evaluated() -> dict:
+    """Every task evaluated once on every model: model name -> (model, data, {task name:
+    (task, its metrics or the TaskError that says it does not apply)})."""
+    out = {}
+    for model_name in sorted(MODELS):
+        torch.manual_seed(0)
+        model = MODELS[model_name]()
+        data = _data(dataset_view(model))
+        outcomes = {}
+        for name in TASKS:
+            task = build_task(name, _task_params(name, model), data)
+            try:
+                outcomes[name] = (task, task.evaluate(model))
+            except TaskError as exc:
+                outcomes[name] = (task, exc)
+        out[model_name] = (model, data, outcomes)
+    return out
+
+
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_every_task_on_every_model_it_applies_to(model_name):
-    torch.manual_seed(0)
-    model = MODELS[model_name]()
-    data = _data(dataset_view(model))
+def test_every_task_on_every_model_it_applies_to(model_name, every_task_evaluated):
+    model, data, outcomes = every_task_evaluated[model_name]
     applied = []
-    for name in TASKS:
-        task = build_task(name, _task_params(name, model), data)
-        try:
-            metrics = task.evaluate(model)
-        except TaskError as exc:  # does not apply: it must say why, naming the task
-            assert name in str(exc) and any(why in str(exc) for why in DOES_NOT_APPLY), exc
+    for name, (task, metrics) in outcomes.items():
+        if isinstance(metrics, TaskError):  # does not apply: it must say why, naming the task
+            why = str(metrics)
+            assert name in why and any(reason in why for reason in DOES_NOT_APPLY), why
             continue
         applied.append(name)
         assert metrics and all(_finite(v) for v in metrics.values()), (name, metrics)
@@ -108,16 +165,11 @@ def test_every_task_on_every_model_it_applies_to(model_name):
     assert "ReconstructionTask" in applied
 
 
-def test_every_task_applies_to_some_model():
-    usable = set()
-    for model_name in sorted(MODELS):
-        torch.manual_seed(0)
-        model = MODELS[model_name]()
-        data = _data(dataset_view(model))
-        for name in TASKS:
-            try:
-                build_task(name, _task_params(name, model), data).evaluate(model)
-                usable.add(name)
-            except TaskError:
-                pass
+def test_every_task_applies_to_some_model(every_task_evaluated):
+    usable = {
+        name
+        for _, _, outcomes in every_task_evaluated.values()
+        for name, (_, metrics) in outcomes.items()
+        if not isinstance(metrics, TaskError)
+    }
     assert usable == set(TASKS)
