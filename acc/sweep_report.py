@@ -30,12 +30,21 @@ def sweep_tables(results: dict) -> list:
     if not cells:
         return [*out, legend(results), settings_table(results)]
     out.append(legend(results))
-    for metric in _metrics(cells):
+    pairs = _pairs(cells)
+    several = len({b for _, b in pairs}) > 1  # with a control: name the pair in each title
+    for metric, b in pairs:
+        tested = [c for c in cells if _comparison(c, metric, b)]  # the cells' gated arms
+        title = f"{metric} (gated − {b})" if several else metric
         for setting in results["settings"]:
             out.append(
-                _grid(results, setting["id"], lambda c, m=metric: _comparison_text(c, m), metric)
+                _grid(
+                    {**results, "cells": tested},
+                    setting["id"],
+                    lambda c, m=metric, b=b: _cell(_comparison(c, m, b)),
+                    title,
+                )
             )
-        out.append(_best_line(cells, metric))
+        out.append(_best_line(tested, metric, b))
     for key in sorted({k for c in cells for k in c["mean"] if k.startswith("gate_entropy")}):
         for setting in results["settings"]:
             out.append(
@@ -97,16 +106,24 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _metrics(cells: list[dict]) -> list[str]:
-    seen: dict[str, None] = {}
+def _pairs(cells: list[dict]) -> list[tuple[str, str]]:
+    """(metric, b) of every heatmap: b is the compared side without its cell label
+    (standard, or a control such as shuffled at the same cell)."""
+    seen: dict[tuple[str, str], None] = {}
     for cell in cells:
         for c in cell["comparisons"]:
-            seen.setdefault(c["metric"])
-    return list(seen)
+            seen.setdefault((c["metric"], _side(c["b"])))
+    return sorted(seen, key=lambda pair: pair[1] != "standard")  # vs standard first
 
 
-def _comparison_text(cell: dict, metric: str) -> str:
-    return _cell(next((c for c in cell["comparisons"] if c["metric"] == metric), None))
+def _side(name: str) -> str:
+    return name.partition("[")[0]
+
+
+def _comparison(cell: dict, metric: str, b: str) -> dict | None:
+    return next(
+        (c for c in cell["comparisons"] if c["metric"] == metric and _side(c["b"]) == b), None
+    )
 
 
 def _cell(c: dict | None) -> str:
@@ -152,20 +169,17 @@ def _label(cell: dict, axes: list[str]) -> str:
     )
 
 
-def _best_line(cells: list[dict], metric: str) -> str:
-    """The cell whose mean difference goes furthest the hypothesised way."""
-    rows = [
-        (cell, c)
-        for cell in cells
-        for c in cell["comparisons"]
-        if c["metric"] == metric and c["mean_diff"] is not None
-    ]
+def _best_line(cells: list[dict], metric: str, b: str = "standard") -> str:
+    """The cell whose mean difference (gated - b) goes furthest the hypothesised way."""
+    rows = [(cell, _comparison(cell, metric, b)) for cell in cells]
+    rows = [(cell, c) for cell, c in rows if c is not None and c["mean_diff"] is not None]
     if not rows:
         return f"{escape(metric)}: no cell has a result yet"
     sign = -1 if rows[0][1]["direction"] == "lower" else 1
     cell, c = max(rows, key=lambda pair: sign * pair[1]["mean_diff"])
     params = ", ".join(f"{k}={v}" for k, v in cell["params"].items())
+    versus = "" if b == "standard" else f" vs {b}"
     return (
-        f"best for [bold]{escape(metric)}[/bold] ({c['direction']} is the hypothesis): "
+        f"best for [bold]{escape(metric)}[/bold]{versus} ({c['direction']} is the hypothesis): "
         f"{escape(params)} in {escape(cell['setting'])}: {_cell(c)} ({c['verdict']})"
     )

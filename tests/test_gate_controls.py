@@ -167,3 +167,39 @@ def test_measured_gate_entropy_matches_the_target(store, tiny_mnist):
         ("gated", "standard"),
         ("gated", "shuffled"),
     }
+
+
+def test_a_sweep_with_the_control_gets_a_heatmap_per_pair():
+    """Each metric is drawn once against standard and once against the cell's shuffled arm."""
+    from rich.console import Console
+
+    from acc.sweep_report import sweep_tables
+
+    def row(b: str, diff: float, verdict: str) -> dict:
+        return {"metric": "weight_cosine_sim", "a": "gated", "b": b, "direction": "lower",
+                "n": 3, "mean_diff": diff, "ci95": [diff - 0.01, diff + 0.01],
+                "verdict": verdict, "adjustment": "fdr_bh"}  # fmt: skip
+
+    def cell(condition: str, t: float, comparisons: list) -> dict:
+        return {"setting": "base", "params": {"temperature": t}, "condition": condition,
+                "mean": {}, "comparisons": comparisons}  # fmt: skip
+
+    cells = [
+        cell("gated", 0.5, [row("standard", -0.2, "supported"),
+                            row("shuffled[temperature=0.5]", -0.1, "supported")]),
+        cell("shuffled", 0.5, []),
+        cell("gated", 2.0, [row("standard", 0.3, "contradicted"),
+                            row("shuffled[temperature=2.0]", 0.0, "equivalent")]),
+        cell("shuffled", 2.0, []),
+    ]  # fmt: skip
+    results = {"sweep_id": "s", "recipe": "gradient_gating_l0", "status": "completed",
+               "settings": [{"id": "base", "comparisons": []}], "cells": cells,
+               "seeds": [1, 2, 3]}  # fmt: skip
+    console = Console(width=200, record=True)
+    for part in sweep_tables(results):
+        console.print(part)
+    text = console.export_text()
+    assert "weight_cosine_sim (gated − standard)" in text
+    assert "weight_cosine_sim (gated − shuffled)" in text
+    assert "best for weight_cosine_sim vs shuffled" in text and "-0.1 [-0.11, -0.09] ✓" in text
+    assert "+0.3 [+0.29, +0.31] ✗" in text and "+0 [-0.01, +0.01] =" in text
