@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from acc.data import Split
-from acc.tasks.base import Task, shared_layer_activations
+from acc.tasks.base import Task, shared_test_pass
 
 OPTIMIZERS = ("adam", "sgd")
 MAX_LOSS_POINTS = 5_000  # loss points per branch, at most about: see loss_every_for
@@ -278,7 +278,7 @@ class Trainer:
 def evaluate_tasks(model: nn.Module, tasks: list[Task]) -> dict:
     """Every task's metrics merged into one dict (keys are EvalMetric keys, unique per recipe)."""
     metrics: dict = {}
-    with shared_layer_activations(model, tasks):
+    with shared_test_pass(model, tasks):
         for task in tasks:
             metrics.update(task.evaluate(model))
     return metrics

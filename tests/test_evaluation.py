@@ -1,5 +1,5 @@
-"""Evaluation: tasks that read layer activations share one pass over the test images, and
-get exactly the numbers each would get from a pass of its own."""
+"""Evaluation: tasks that read layer activations or the model's outputs share one pass over
+the test images, and get exactly the numbers each would get from a pass of its own."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from acc.data import Dataset, Split
-from acc.models import ConvAutoencoder
+from acc.models import ConvAutoencoder, ConvVAE
 from acc.recipes.gradient_gating_l1 import specialisation_tasks
 from acc.tasks import LayerTask, TaskError
 from acc.tasks.base import EVAL_BATCH
 from acc.tasks.dead_units import DeadUnitsTask
+from acc.tasks.kl_divergence import KLDivergenceTask
+from acc.tasks.reconstruction import ReconstructionTask
 from acc.trainer import evaluate_tasks
 
 
@@ -51,6 +53,35 @@ def test_activation_tasks_share_one_pass_and_match_their_own(mnist_32):
     assert calls[0] == batches
     assert shared == alone
     assert all(t._shared_activations is None for t in tasks if isinstance(t, LayerTask))
+
+
+def test_output_readers_share_the_pass_too_and_match_their_own(mnist_32):
+    """Level 2's final evaluation: the reconstruction, the KL and four activation readers."""
+    torch.manual_seed(0)
+    model = ConvVAE()
+    readers = [
+        ReconstructionTask("reconstruction", mnist_32, reduction="sum"),
+        KLDivergenceTask("kl", mnist_32),
+    ]
+    tasks = [*readers, *specialisation_tasks(mnist_32)]
+    batches = -(-len(mnist_32.test) // EVAL_BATCH)
+    calls = count_forward_passes(model)
+
+    alone = {}
+    for task in tasks:
+        alone.update(task.evaluate(model))
+    assert calls[0] == 6 * batches
+
+    calls[0] = 0
+    shared = evaluate_tasks(model, tasks)
+    assert calls[0] == batches
+    assert shared == alone
+    assert all(t._shared_outputs is None for t in readers)
+
+    calls[0] = 0  # two output readers without activation readers: one pass too
+    only_outputs = evaluate_tasks(model, readers)
+    assert calls[0] == batches
+    assert only_outputs == {k: v for k, v in alone.items() if k in only_outputs}
 
 
 def test_a_task_with_an_unknown_layer_still_names_the_valid_ones(mnist_32):

@@ -39,8 +39,10 @@ class Task:
 
     eval_only: ClassVar[bool] = False
     periodic: ClassVar[bool] = True  # False: too costly for periodic evaluation; final only
+    reads_outputs: ClassVar[bool] = False  # evaluate() reads test_outputs (a shared pass)
     step: int = 0
     indices: torch.Tensor | None = None  # the batch's positions in the train split (Trainer)
+    _shared_outputs: list | None = None  # set by shared_test_pass
 
     def __init__(
         self,
@@ -67,6 +69,16 @@ class Task:
 
     def key(self, metric: EvalMetric) -> str:
         return metric.key(self.label)
+
+    def test_outputs(self, model: nn.Module) -> Iterator[tuple[torch.Tensor, dict]]:
+        """The held-out test images in evaluation batches, each with the model's outputs on it
+        (evaluation mode, no gradients): from the shared pass when one is open, else from a
+        pass of its own. Tasks that read them set ``reads_outputs``."""
+        if self._shared_outputs is not None:
+            yield from self._shared_outputs
+            return
+        for batch in test_batches(model, self.dataset):
+            yield batch, model(batch)
 
     def parameters(self) -> list[torch.Tensor]:
         """Weights the task itself learns (a probe's), trained by the model's optimizer."""
@@ -155,29 +167,48 @@ class LayerTask(EvalOnlyTask):
 
 
 @contextmanager
-def shared_layer_activations(model: nn.Module, tasks: Iterable[Task]) -> Iterator[None]:
+def shared_test_pass(model: nn.Module, tasks: Iterable[Task]) -> Iterator[None]:
     """One pass over the test images per dataset serves every task that reads a layer's
-    activations, instead of one pass per task (four passes per evaluation at levels 1-2)."""
-    readers = [t for t in tasks if isinstance(t, LayerTask) and t.reads_activations]
-    by_dataset: dict[int, list[LayerTask]] = {}
-    for task in readers:
-        by_dataset.setdefault(id(task.dataset), []).append(task)
+    activations or the model's outputs, instead of one pass per task (at level 2 the
+    reconstruction, the KL and the four activation readers: six passes become one). Each task
+    gets the numbers a pass of its own would give: the same batches, the same outputs. The
+    outputs of the whole test split are held until the tasks are done."""
+    tasks = list(tasks)
+    layer_readers = [t for t in tasks if isinstance(t, LayerTask) and t.reads_activations]
+    output_readers = [t for t in tasks if t.reads_outputs]
+    by_dataset: dict[int, tuple[list[LayerTask], list[Task]]] = {}
+    for task in layer_readers:
+        by_dataset.setdefault(id(task.dataset), ([], []))[0].append(task)
+    for task in output_readers:
+        by_dataset.setdefault(id(task.dataset), ([], []))[1].append(task)
     try:
-        for group in by_dataset.values():
-            layers = {t.layer_name: t.layer(model) for t in group}
-            activations = capture_activations(model, group[0].dataset, layers)
-            for task in group:
+        for layer_group, output_group in by_dataset.values():
+            if not layer_group and len(output_group) < 2:
+                continue  # one reader alone: its own pass costs the same and holds nothing
+            outputs: list[tuple[torch.Tensor, dict]] | None = [] if output_group else None
+            layers = {t.layer_name: t.layer(model) for t in layer_group}
+            dataset = (layer_group or output_group)[0].dataset
+            activations = capture_activations(model, dataset, layers, outputs)
+            for task in layer_group:
                 task._shared_activations = activations[task.layer_name]
+            for task in output_group:
+                task._shared_outputs = outputs
         yield
     finally:
-        for task in readers:
+        for task in layer_readers:
             task._shared_activations = None
+        for task in output_readers:
+            task._shared_outputs = None
 
 
 def capture_activations(
-    model: nn.Module, dataset: Dataset, layers: dict[str, nn.Module]
+    model: nn.Module,
+    dataset: Dataset,
+    layers: dict[str, nn.Module],
+    outputs: list[tuple[torch.Tensor, dict]] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Each named layer's output on every test image, [N, C], from one pass over them."""
+    """Each named layer's output on every test image, [N, C], from one pass over them;
+    ``outputs``, when given, receives each batch with the model's outputs on it."""
     captured: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     hooks = [
         module.register_forward_hook(partial(_keep_channels, captured[name]))
@@ -185,7 +216,9 @@ def capture_activations(
     ]
     try:
         for batch in test_batches(model, dataset):
-            model(batch)
+            output = model(batch)
+            if outputs is not None:
+                outputs.append((batch, output))
     finally:
         for hook in hooks:
             hook.remove()

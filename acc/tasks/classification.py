@@ -14,7 +14,6 @@ from torch import nn
 from acc.data import Dataset
 from acc.eval_metric import EvalMetric
 from acc.loss_health import LossThresholds
-from acc.tasks.base import test_batches
 from acc.tasks.probe import ProbeTask
 
 CLASSES = 10
@@ -41,8 +40,8 @@ class ClassificationTask(ProbeTask):
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         labels, correct, seen = self.dataset.test.labels, 0, 0
         with torch.no_grad():
-            for batch in test_batches(model, self.dataset):
-                predicted = self.probe(self.latent(model(batch))).argmax(dim=1)
+            for batch, output in self.test_outputs(model):
+                predicted = self.probe(self.latent(output)).argmax(dim=1)
                 correct += int((predicted == labels[seen : seen + len(batch)]).sum())
                 seen += len(batch)
         return {self.key(EvalMetric.PROBE_ACCURACY): correct / seen}

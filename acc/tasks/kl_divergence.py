@@ -20,6 +20,7 @@ posterior mean varies over the data, Var_x(mu) > 0.01 (Burda et al. 2015).
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ from acc.eval_metric import EvalMetric
 from acc.loss_health import LossThresholds
 from acc.metrics import active_units, kl_per_dim
 from acc.model_output import ModelOutput
-from acc.tasks.base import Task, require_output, test_batches
+from acc.tasks.base import Task, require_output
 
 REDUCTIONS = ("sum", "mean")  # over latent dimensions; always the mean over images
 # Per latent dimension (reduction "mean"): a dimension carrying thousands of nats is blowing up,
@@ -47,6 +48,8 @@ class KLDivergenceTask(Task):
     The ramp reads the trainer's step (``Task.step``), so a resumed branch continues it
     where it stopped; during warm-up the loss it reports is the scaled one.
     """
+
+    reads_outputs: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -85,8 +88,7 @@ class KLDivergenceTask(Task):
         """Per-position latents ([B, C, H, W], the factor-slot VAE) count per channel: KL
         summed over positions, activity of the channel's spatial mean."""
         mus, kls = [], []
-        for batch in test_batches(model, self.dataset):
-            output = model(batch)
+        for _, output in self.test_outputs(model):
             mu = require_output(output, ModelOutput.MU, self).double()
             logvar = require_output(output, ModelOutput.LOGVAR, self).double()
             kl = kl_per_dim(mu, logvar)

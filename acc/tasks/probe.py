@@ -19,6 +19,7 @@ from acc.tasks.base import Task, TaskError, require_output
 
 class ProbeTask(Task):
     abstract: ClassVar[bool] = True  # not a task of its own: the registry skips it
+    reads_outputs: ClassVar[bool] = True
 
     def __init__(
         self,

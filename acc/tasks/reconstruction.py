@@ -9,6 +9,7 @@ clamp changes nothing.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from acc.eval_metric import EvalMetric
 from acc.loss_health import LossThresholds
 from acc.metrics import l1_and_mse
 from acc.model_output import ModelOutput
-from acc.tasks.base import Task, require_output, test_batches
+from acc.tasks.base import Task, require_output
 
 LOSSES = ("l1", "mse")
 REDUCTIONS = ("mean", "sum")
@@ -40,6 +41,8 @@ class ReconstructionTask(Task):
     per-image scale a VAE needs, so that a KL term summed over latent dimensions per image
     (KLDivergenceTask) weighted by beta has its usual beta-VAE meaning.
     """
+
+    reads_outputs: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -65,8 +68,8 @@ class ReconstructionTask(Task):
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         abs_sum = sq_sum = 0.0
-        for batch in test_batches(model, self.dataset):
-            recon = require_output(model(batch), ModelOutput.RECONSTRUCTION, self)
+        for batch, output in self.test_outputs(model):
+            recon = require_output(output, ModelOutput.RECONSTRUCTION, self)
             a, s = l1_and_mse(recon.clamp(0.0, 1.0), batch)
             abs_sum, sq_sum = abs_sum + a, sq_sum + s
         n = self.dataset.test.images.numel()

@@ -15,7 +15,7 @@ from torch import nn
 from acc.data import Dataset
 from acc.eval_metric import EvalMetric
 from acc.loss_health import LossThresholds
-from acc.tasks.base import TaskError, test_batches
+from acc.tasks.base import TaskError
 from acc.tasks.probe import ProbeTask
 
 
@@ -54,8 +54,8 @@ class RegressionTask(ProbeTask):
         """Test R^2 = 1 - SSE / SST of the standardised factor."""
         predictions = []
         with torch.no_grad():
-            for batch in test_batches(model, self.dataset):
-                predictions.append(self.probe(self.latent(model(batch))).squeeze(1).double())
+            for _, output in self.test_outputs(model):
+                predictions.append(self.probe(self.latent(output)).squeeze(1).double())
         truth = self.target(self.dataset.test.factors[self.factor]).double()
         residual = (torch.cat(predictions) - truth).pow(2).sum()
         total = (truth - truth.mean()).pow(2).sum()
