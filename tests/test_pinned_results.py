@@ -1,7 +1,7 @@
 """Results do not change with how branches are run: final metrics pinned from a short run of
 each recipe, made before branches became units of work (tests/data/pinned_metrics.json, by
 the old one-process loop, on a CPU that torch labels AVX512), compared to a tolerance.
-They train and evaluate on two torch threads (a level-2 branch here makes six passes over the
+They train and evaluate on two torch threads (a level-2 branch here makes four passes over the
 10,000 test images): the tolerance does not depend on the thread count.
 
 Bit-identity is a property of one machine (torch build, CPU, thread count), so it is checked
