@@ -13,10 +13,10 @@ from collections.abc import Mapping
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import accuracy_score, mutual_info_score, r2_score
-from sklearn.preprocessing import StandardScaler
+
+# scikit-learn is imported where it is used: importing it takes about as long as importing
+# torch, and only level 3's final evaluation needs it, so every CLI command and branch worker
+# that never computes these metrics starts that much sooner.
 
 DIGIT = "digit"  # the one categorical factor; every other factor name is continuous
 CHANCE = 0.1  # digit accuracy of a probe that knows nothing (10 balanced classes)
@@ -104,6 +104,8 @@ def _discretise_factor(name: str, v: np.ndarray, bins: int) -> np.ndarray:
 
 def mutual_information_matrix(z: np.ndarray, binned: Mapping[str, np.ndarray], bins: int):
     """MI (nats) between each equal-width-binned latent dim and each binned factor: [D, K]."""
+    from sklearn.metrics import mutual_info_score
+
     zb = [_bin_equal_width(z[:, j], bins) for j in range(z.shape[1])]
     return np.array([[mutual_info_score(zj, v) for v in binned.values()] for zj in zb])
 
@@ -176,6 +178,8 @@ def dci_scores(importance: np.ndarray) -> dict:
 
 def _boosting_model(name: str, random_state: int):
     """Default-settings gradient boosting: a classifier for digit, a regressor otherwise."""
+    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+
     if name == DIGIT:
         return GradientBoostingClassifier(random_state=random_state)
     return GradientBoostingRegressor(random_state=random_state)
@@ -183,6 +187,8 @@ def _boosting_model(name: str, random_state: int):
 
 def _score(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Accuracy for digit, R^2 for a continuous factor (unclipped: < 0 = worse than the mean)."""
+    from sklearn.metrics import accuracy_score, r2_score
+
     if name == DIGIT:
         return float(accuracy_score(y_true, y_pred))
     return float(r2_score(y_true, y_pred))
@@ -295,6 +301,10 @@ def _probe_score(name: str, x_fit, y_fit, x_test, y_test) -> float:
     Inputs are standardised on the fitting split so both probes are well-conditioned whatever
     the scale of the group's vector; scores are clipped at 0 (worse than chance = no information).
     """
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(x_fit)
     x_fit, x_test = scaler.transform(x_fit), scaler.transform(x_test)
     if name == DIGIT:
