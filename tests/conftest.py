@@ -119,6 +119,12 @@ def long_cli_run():
             proc.communicate()
 
 
+def _created(database: Path) -> bool:
+    """Whether another process has created this store database: SQLite makes the file empty
+    first and writes it a moment later, and a Store refuses an empty one (a truncated file)."""
+    return database.is_file() and database.stat().st_size > 0
+
+
 def _start_long_cli_run(store_dir: Path) -> tuple[subprocess.Popen, Store]:
     proc = subprocess.Popen(
         [
@@ -145,7 +151,7 @@ def _start_long_cli_run(store_dir: Path) -> tuple[subprocess.Popen, Store]:
     store = None
     while time.time() < deadline:
         time.sleep(0.5)
-        if (store_dir / "acc.sqlite").exists():
+        if _created(store_dir / "acc.sqlite"):
             store = store or Store(store_dir)
             runs = store.list_runs()
             if runs and any(b["steps_done"] > 0 for b in store.branches(runs[0]["id"])):

@@ -58,7 +58,8 @@ def _kill_after_a_resume_point(store_dir) -> str:
     try:
         while time.monotonic() < deadline:
             time.sleep(0.05)
-            if not (store_dir / "acc.sqlite").exists():
+            database = store_dir / "acc.sqlite"  # made empty first, written a moment later
+            if not database.is_file() or database.stat().st_size == 0:
                 continue
             store = Store(store_dir)
             runs = store.list_runs()
