@@ -79,7 +79,11 @@ def test_a_sweep_takes_its_worst_runs_status(store):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-p", "temperature=inf"], "temperature: Input should be a finite number"),
+        (
+            ["-p", "temperature=inf"],
+            "temperature: temperature must be a number > 0 or entropy:H with 0 < H < 1 "
+            "(e.g. entropy:0.5), got 'inf'",
+        ),
         (["--lr", "nan"], "lr: Input should be a finite number"),
         (["--steps", "10000000000"], "steps: Input should be less than or equal to 1000000000"),
         (["--seeds", str(2**64)], "seeds.0: Input should be less than or equal to"),
