@@ -1,8 +1,6 @@
 """Results do not change with how branches are run: final metrics pinned from a short run of
 each recipe, made before branches became units of work (tests/data/pinned_metrics.json, by
 the old one-process loop, on a CPU that torch labels AVX512), compared to a tolerance.
-They train and evaluate on two torch threads (a level-2 branch here makes four passes over the
-10,000 test images): the tolerance does not depend on the thread count.
 
 Bit-identity is a property of one machine (torch build, CPU, thread count), so it is checked
 where it holds, within one test run: inline = process for every recipe
@@ -25,7 +23,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from acc.runner import create_run, execute_run
 
@@ -38,7 +35,6 @@ ABSOLUTE = 1e-8  # for values near 0, sums of terms that cancel (a mean of cosin
 def test_final_metrics_match_the_pinned_values(store, recipe):
     case = PINNED["cases"][recipe]
     run_id = create_run(store, recipe, case["params"], device="cpu")
-    torch.set_num_threads(2)  # the next test's autouse fixture sets 1 again
     results = execute_run(store, run_id)
     for condition, expected in case["metrics"].items():
         [run] = results["conditions"][condition]["runs"]
