@@ -117,6 +117,32 @@ def test_a_bad_axis_shows_the_servers_error_and_starts_nothing(page):
     assert page.locator("#jobs .badge").count() == 0
 
 
+def test_the_sweep_form_refuses_an_empty_or_bad_number_as_the_run_form_does(page):
+    """Issue 20, defect 1: an empty Steps per branch started a default 25,000-step sweep."""
+    page.click("#sweep-details summary")
+    page.select_option("#s-recipe", "gradient_gating_l0")
+    page.fill("#s-grid", "temperature=0.5,2")
+    for box, label, typed in [
+        ("#s-steps", "Steps per branch", ""),
+        ("#s-steps", "Steps per branch", "2.5"),
+        ("#s-eval_every", "Evaluate every (steps)", ""),
+        ("#s-num_seeds", "First N seeds", "1e"),
+    ]:
+        page.fill("#s-steps", "10")
+        page.fill("#s-eval_every", "0")
+        page.fill(box, "")
+        page.focus(box)
+        page.keyboard.type(typed)  # what a person types (the box drops what it cannot hold)
+        page.click("#sweep-btn")
+        page.wait_for_function(
+            f"document.querySelector('#sweep-form-error').textContent.startsWith({label!r})"
+        )
+        assert page.locator("#sweep-form-error").inner_text() == f"{label}: enter a whole number"
+        page.evaluate("document.querySelector('#sweep-form-error').textContent = ''")
+    assert page.evaluate(SWEEPS) == []
+    assert page.locator("#jobs .badge").count() == 0
+
+
 def test_an_interrupted_sweep_resumes_from_its_page_and_fills_in(page, tmp_path):
     store = Store(tmp_path / "store")
     base = {"steps": 10, "seeds": [3], "eval_every": 0}

@@ -63,26 +63,8 @@
     return raw;  // the server says what is wrong with it
   }
 
-  // A number box with text in it reports an empty value: read it as an error, never as "use
-  // the default" (which would start a default-length run).
-  function wholeNumber(id, label) {
-    const input = $(id);
-    if (input.validity.badInput || input.value.trim() === "" || !/^-?\d+$/.test(input.value.trim())) {
-      throw new Error(`${label}: enter a whole number`);
-    }
-    return parseInt(input.value, 10);
-  }
-
   function formParams() {
-    const params = {};
-    params.steps = wholeNumber("p-steps", "Steps per branch");
-    params.eval_every = wholeNumber("p-eval_every", "Evaluate every (steps)");
-    if ($("p-num_seeds").value.trim() !== "" || $("p-num_seeds").validity.badInput) {
-      params.num_seeds = wholeNumber("p-num_seeds", "First N seeds");  // the server checks 1..1000
-    } else {
-      params.seeds = $("p-seeds").value.split(",").map(s => s.trim()).filter(Boolean)
-        .map(s => parseValue(s, "integer"));
-    }
+    const params = ACC.baseParams("p");
     for (const input of $("extra-params").querySelectorAll("input, select")) {
       if (["integer", "number"].includes(input.dataset.type) && input.value.trim() === "") {
         throw new Error(`${input.name}: enter a number`);

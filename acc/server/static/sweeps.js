@@ -61,13 +61,7 @@
   }
 
   function sweepBody() {
-    const params = {};
-    const integer = raw => /^-?\d+$/.test(raw.trim()) ? parseInt(raw, 10) : raw;  // else the server says
-    if ($("s-steps").value !== "") params.steps = integer($("s-steps").value);
-    if ($("s-eval_every").value !== "") params.eval_every = integer($("s-eval_every").value);
-    const seeds = $("s-seeds").value.split(",").map(s => s.trim()).filter(Boolean);
-    if (seeds.length) params.seeds = seeds.map(integer);
-    if ($("s-num_seeds").value.trim() !== "") params.num_seeds = integer($("s-num_seeds").value);
+    const params = ACC.baseParams("s");
     return {recipe: $("s-recipe").value, params, grid: parseAxes($("s-grid").value, "grid"),
             zip: parseAxes($("s-zip").value, "zip"), yes: $("s-yes").checked};
   }

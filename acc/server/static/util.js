@@ -84,3 +84,29 @@ ACC.rgba = function rgba(hex, alpha) {
 ACC.when = function when(seconds) {
   return seconds ? new Date(seconds * 1000).toLocaleString() : "";
 };
+
+// A number box with text in it reports an empty value: read it as an error, never as "use
+// the default" (an empty Steps used to start a default 25,000-step run or sweep).
+ACC.wholeNumber = function wholeNumber(id, label) {
+  const input = document.getElementById(id);
+  if (input.validity.badInput || !/^-?\d+$/.test(input.value.trim())) {
+    throw new Error(`${label}: enter a whole number`);
+  }
+  return parseInt(input.value, 10);
+};
+
+// The base parameters the New-run and New-sweep forms share (ids `${prefix}-steps`, ...),
+// read by one rule so both forms refuse the same input: steps and eval_every must be given,
+// and seeds are the Seeds box unless "first N seeds" is filled in (the server checks ranges).
+ACC.baseParams = function baseParams(prefix) {
+  const box = name => document.getElementById(`${prefix}-${name}`);
+  const params = {steps: ACC.wholeNumber(`${prefix}-steps`, "Steps per branch"),
+                  eval_every: ACC.wholeNumber(`${prefix}-eval_every`, "Evaluate every (steps)")};
+  if (box("num_seeds").value.trim() !== "" || box("num_seeds").validity.badInput) {
+    params.num_seeds = ACC.wholeNumber(`${prefix}-num_seeds`, "First N seeds");
+  } else {
+    params.seeds = box("seeds").value.split(",").map(s => s.trim()).filter(Boolean)
+      .map(s => /^-?\d+$/.test(s) ? parseInt(s, 10) : s);  // else the server says
+  }
+  return params;
+};
