@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import sqlite3
 import tempfile
@@ -29,12 +30,13 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, load_file, save, save_file
+from safetensors.torch import load, load_file, save
 
 from acc.db import transaction
 from acc.ids import valid_id
 
 METADATA_KEY = "acc"
+TEMPORARY_SUFFIX = ".tmp"  # atomic_write's temporary names: .NAME.XXXXXXXX.tmp
 LEFTOVER_AGE_S = 600.0  # a temporary or row-less file this old was left by a killed write
 
 
@@ -112,10 +114,10 @@ class CheckpointStore:
             "seed": seed,
             "parent": parent_id,
         }
-        cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        atomic_write(
-            path, lambda tmp: save_file(cpu, tmp, metadata={METADATA_KEY: json.dumps(meta)})
-        )
+        # serialised here and written by atomic_write alone: safetensors' save_file would go
+        # through a second temporary file of its own (.tmpXXXXXX) a kill could leave behind
+        data = tensors_to_bytes(tensors, meta)
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
         atomic_write(
             path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2))
         )
@@ -286,8 +288,18 @@ class CheckpointStore:
         return p if p.is_absolute() else (self.root / p).resolve()
 
 
+# safetensors' save_file (0.8) writes through a Rust ``tempfile`` (``.tmp`` + 6 characters)
+# in the same folder: what stores written before checkpoints went through atomic_write alone
+# may hold, and what any library writing the same way leaves
+FOREIGN_TEMPORARY = re.compile(r"\.tmp[A-Za-z0-9_]{6,8}")
+
+
 def _is_temporary(path: Path) -> bool:
-    return path.name.startswith(".") and path.suffix == ".tmp"  # atomic_write's names
+    """A temporary file of an interrupted write: ``atomic_write``'s ``.NAME.XXXX.tmp`` or a
+    library's ``.tmpXXXXXX``."""
+    name = path.name
+    ours = name.startswith(".") and name.endswith(TEMPORARY_SUFFIX)
+    return ours or FOREIGN_TEMPORARY.fullmatch(name) is not None
 
 
 def _is_orphan(path: Path, known: set[Path]) -> bool:
@@ -299,7 +311,7 @@ def _is_orphan(path: Path, known: set[Path]) -> bool:
 
 def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """Write through ``write(tmp_path)`` then rename over ``path``: all or nothing."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     os.close(fd)
     try:
         write(tmp)

@@ -239,6 +239,7 @@ def test_leftovers_of_killed_checkpoint_writes_are_cleaned_on_the_next_open(tmp_
     folder = kept.path.parent
     leftovers = [
         folder / ".ck-0123456789ab.safetensors.x1y2.tmp",  # killed inside atomic_write
+        folder / ".tmpB553Qi",  # killed inside safetensors' own save_file (older stores)
         folder / "ck-0123456789ab.safetensors",  # written, killed before its row
         folder / "ck-0123456789ab.json",
         folder / "resume" / "branch-1-step-100.safetensors",  # a resume point with no row
@@ -254,12 +255,27 @@ def test_leftovers_of_killed_checkpoint_writes_are_cleaned_on_the_next_open(tmp_
 
     result = CliRunner().invoke(app, ["runs", "--store", str(tmp_path)])
     assert result.exit_code == 0
-    assert "removed 4 leftover file(s) of interrupted checkpoint writes" in " ".join(
-        result.output.split()
+    assert "removed 5 leftover file(s) of interrupted checkpoint writes" in " ".join(
+        result.stderr.split()
     )
     assert not any(path.exists() for path in leftovers)
     assert fresh.exists() and kept.path.exists() and kept.path.with_suffix(".json").exists()
     assert Store(tmp_path).checkpoints.load_state_dict(kept.id)["w"].tolist() == [1.0, 1.0]
+
+
+def test_the_cleanup_notice_goes_to_stderr_so_show_json_stays_json(tmp_path):
+    store = Store(tmp_path)
+    run_id = store.create_run("gradient_gating_l0", {"steps": 1}, [], {"standard": ""})
+    kept = store.checkpoints.save(run_id, {"w": torch.ones(2)}, "init", 0, {})
+    leftovers = [kept.path.parent / ".tmpB553Qi", kept.path.parent / ".ck-1.safetensors.ab.tmp"]
+    for leftover in leftovers:
+        leftover.write_bytes(b"x" * 100)
+        os.utime(leftover, (time.time() - 3600,) * 2)
+    result = CliRunner().invoke(app, ["show", run_id, "--json", "--store", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["run_id"] == run_id
+    assert "removed 2 leftover file(s)" in result.stderr
+    assert not any(leftover.exists() for leftover in leftovers)
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,9 @@ app = typer.Typer(
 )
 # Piped output (a log file, CI) gets wide tables instead of 80 columns of truncated names.
 console = Console() if sys.stdout.isatty() else Console(width=160)
+# Notices about the store itself (leftovers removed, read-only) go to stderr: stdout is the
+# command's answer, and `acc show --json > results.json` must stay JSON.
+notices = Console(stderr=True)
 
 StoreOption = Annotated[
     Path | None,
@@ -152,7 +155,7 @@ def open_store(path: Path | None) -> Store:
     _opened.append(store.root)
     leftovers = store.checkpoints.clean_leftovers()
     if leftovers:
-        console.print(
+        notices.print(
             f"removed {len(leftovers)} leftover file(s) of interrupted checkpoint writes "
             f"under {store.root / 'checkpoints'}"
         )
@@ -176,7 +179,7 @@ def read_store(path: Path | None, to_write: bool = False) -> Store:
         except StoreError as exc:
             raise fail(str(exc)) from None
         _opened.append(root)
-        console.print(f"[dim]{root} is read-only: shown as it is[/dim]")
+        notices.print(f"[dim]{root} is read-only: shown as it is[/dim]")
         return store
     store = open_store(path)
     store.close_orphaned_runs()
