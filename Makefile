@@ -24,8 +24,10 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(BIN)/acc run gradient_gating_l0 --workers 2 --json results/gradient_gating_l0.json $(RUN_ARGS)
 
+# Two pytest workers, one per core, each taking whole test files (module fixtures such as a
+# shared browser stay shared): many tests wait on subprocesses, servers and pages, not the CPU.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The dashboard's browser test drives Debian's Chromium; playwright never downloads one.
 browser:

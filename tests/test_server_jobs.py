@@ -27,8 +27,10 @@ LONG = {"steps": 1_000_000, "seeds": [1], "eval_every": 0}
 
 
 @pytest.fixture
-def server(tmp_path):
-    app = create_app(tmp_path / "store", worker_threads=1)
+def server(tmp_path, small_mnist_dir):
+    """A server whose jobs train on 2,000 real digits and evaluate on 500: the jobs' behaviour,
+    not MNIST's size, is under test."""
+    app = create_app(tmp_path / "store", worker_threads=1, data_dir=str(small_mnist_dir))
     app.state.manager.cancel_grace = 10.0
     with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield client
@@ -153,8 +155,8 @@ def test_a_killed_worker_fails_its_branch_the_run_goes_on_and_so_does_the_queue(
     assert server.get(f"/api/runs/{queued['run_id']}").json()["status"] == "completed"
 
 
-def test_a_job_trains_its_branches_in_parallel_workers(tmp_path):
-    app = create_app(tmp_path / "store", workers=2, worker_threads=1)
+def test_a_job_trains_its_branches_in_parallel_workers(tmp_path, small_mnist_dir):
+    app = create_app(tmp_path / "store", workers=2, worker_threads=1, data_dir=str(small_mnist_dir))
     with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         job = start(client, {"steps": 200, "seeds": [1], "eval_every": 0})
         events = [e for _, e in read_events(client, job["id"])]
@@ -199,9 +201,10 @@ def test_restart_keeps_queued_jobs_and_marks_running_ones_interrupted(tmp_path):
         assert httpx.get(f"{url}/api/jobs/{orphan['id']}").json()["status"] == "interrupted"
 
 
-def test_stopping_the_server_interrupts_a_job_and_resume_finishes_it(tmp_path):
+def test_stopping_the_server_interrupts_a_job_and_resume_finishes_it(tmp_path, small_mnist_dir):
     root, params = tmp_path / "store", {"steps": 2000, "seeds": [1], "eval_every": 0}
-    app = create_app(root, worker_threads=1)
+    data = str(small_mnist_dir)
+    app = create_app(root, worker_threads=1, data_dir=data)
     with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         job = start(client, params)
         read_events(client, job["id"], until=lambda e: e["type"] == "step")
@@ -212,7 +215,7 @@ def test_stopping_the_server_interrupts_a_job_and_resume_finishes_it(tmp_path):
     assert branches[0]["steps_done"] > 0
 
     with (
-        ServerThread(create_app(root, worker_threads=1)) as url,
+        ServerThread(create_app(root, worker_threads=1, data_dir=data)) as url,
         httpx.Client(base_url=url, timeout=30) as client,
     ):
         resumed = client.post(f"/api/runs/{job['run_id']}/resume")
