@@ -4,6 +4,7 @@
 # interruption or at the next session. Results JSON land in $OUT; run ids in $OUT/ids/.
 #
 #   bash bench/science_issue18.sh [STORE] [OUT]      # defaults: /work/science/store, /work/science
+#   STEPS="l2_beta4 l1" bash bench/science_issue18.sh  # only these, in this order
 #
 # What runs (README "Results" says what each answered):
 #   l0        level 0, the plan's settings, 10 seeds, with the shuffled control
@@ -20,8 +21,12 @@ ACC=.venv/bin/acc
 mkdir -p "$OUT/ids"
 
 # run NAME ARGS...: start `acc run ARGS` once, and resume it by its id on every later call
+# wanted NAME: whether STEPS (default: every step) names it
+wanted() { [[ " ${STEPS:-l0 l2_beta4 l1 sweep_l0 l3_isolated l3_upstream} " == *" $1 "* ]]; }
+
 run() {
   local name=$1
+  wanted "$name" || return 0
   shift
   local ids="$OUT/ids/$name"
   if [[ -s $ids ]]; then
@@ -42,6 +47,7 @@ run() {
 
 sweep() {
   local name=$1
+  wanted "$name" || return 0
   shift
   local ids="$OUT/ids/$name"
   if [[ -s $ids ]]; then
@@ -61,11 +67,11 @@ sweep() {
 run l0 gradient_gating_l0 --num-seeds 10 -p controls=shuffled
 run l2_beta4 gradient_gating_l2 --num-seeds 5 -p beta=4 -p temperature=entropy:0.5 \
   -p controls=shuffled
-run l1 gradient_gating_l1 --num-seeds 10 -p temperature=entropy:0.5 -p controls=shuffled \
-  --eval-every 1000
 sweep sweep_l0 gradient_gating_l0 --grid temperature=0.3,0.5,1,2,5 \
   --grid gate_strength=0.25,0.5,0.75,1 --zip optimizer=adam,sgd --zip lr=0.001,5.0 \
   --seeds 42,123,456 --steps 10000 --eval-every 2000
+run l1 gradient_gating_l1 --num-seeds 10 -p temperature=entropy:0.5 -p controls=shuffled \
+  --eval-every 1000
 run l3_isolated gradient_gating_l3 --num-seeds 5 -p width=small --steps 3000 --eval-every 1000
 run l3_upstream gradient_gating_l3 --num-seeds 5 -p width=small -p config=upstream \
   --steps 3000 --eval-every 1000
