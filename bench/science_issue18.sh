@@ -66,7 +66,7 @@ sweep() {
 
 run l0 gradient_gating_l0 --num-seeds 10 -p controls=shuffled
 run l2_beta4 gradient_gating_l2 --num-seeds 5 -p beta=4 -p temperature=entropy:0.5 \
-  -p controls=shuffled
+  -p controls=shuffled --eval-every 2500
 sweep sweep_l0 gradient_gating_l0 --grid temperature=0.3,0.5,1,2,5 \
   --grid gate_strength=0.25,0.5,0.75,1 --zip optimizer=adam,sgd --zip lr=0.001,5.0 \
   --seeds 42,123,456 --steps 10000 --eval-every 2000
