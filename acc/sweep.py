@@ -71,6 +71,22 @@ def parse_axis(text: str) -> tuple[str, list]:
     return name.strip(), [_value(v) for v in items]
 
 
+def parse_axes(texts: list[str], option: str) -> dict[str, list]:
+    """``--grid``/``--zip`` values as axes; an axis given twice is refused (a dict would keep
+    only the last one's values and train the first one's never)."""
+    axes: dict[str, list] = {}
+    given: dict[str, str] = {}
+    for text in texts:
+        name, values = parse_axis(text)
+        if name in axes:
+            raise SweepError(
+                f"{option} {name} is given twice ({given[name]!r} and {text!r}); give all its "
+                f"values in one: {option} {name}=V1,V2,..."
+            )
+        axes[name], given[name] = values, text
+    return axes
+
+
 def _value(text: str):
     try:
         return json.loads(text)
@@ -101,6 +117,7 @@ def expand(
     whatever the limit, more than MAX_BRANCHES_EVEN_WITH_YES) is refused before expanding."""
     params_type = recipe.Params
     _check_names(recipe, grid, zipped)
+    _check_base(base, grid, zipped)
     empty = next((name for name, values in {**grid, **zipped}.items() if not values), None)
     if empty is not None:
         raise SweepError(f"axis {empty} has no values")
@@ -115,9 +132,16 @@ def expand(
             f"other parameters; got {', '.join(zipped)}"
         )
     _check_size(count_branches(recipe, base, grid, zipped), max_branches)
-    for name, values in {**grid, **zipped}.items():
-        for value in values:
-            _validate(params_type, base, name, value)
+    normal = {
+        name: [_validate(params_type, base, name, value) for value in values]
+        for name, values in {**grid, **zipped}.items()
+    }
+    for name in grid:
+        _check_distinct(f"axis {name}", grid[name], normal[name])
+    if zipped:
+        rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())]
+        normal_rows = [dict(zip(zipped, row)) for row in zip(*(normal[k] for k in zipped))]
+        _check_distinct(f"zipped axes ({', '.join(zipped)})", rows, normal_rows, "row")
     zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] if zipped else [{}]
     zip_is_gating = bool(zipped) and set(zipped) <= gating
     setting_grid = {k: v for k, v in grid.items() if k not in gating}
@@ -177,9 +201,44 @@ def _check_names(recipe: type[Recipe], grid: dict, zipped: dict) -> None:
         raise SweepError(f"{', '.join(sorted(both))} is both a --grid and a --zip axis")
 
 
-def _validate(params_type: type[RecipeParams], base: dict, name: str, value) -> None:
+def _check_base(base: dict, grid: dict, zipped: dict) -> None:
+    """A parameter set for the whole sweep and swept too would be silently overridden."""
+    both = sorted(set(base) & (set(grid) | set(zipped)))
+    if both:
+        raise SweepError(
+            f"{', '.join(both)} is both a parameter of the whole sweep (-p/params) and an axis; "
+            "give it only as an axis"
+        )
+
+
+def _check_distinct(what: str, values: list, normal: list, unit: str = "value") -> None:
+    """Each value of an axis (each row of zipped axes) once: a repeated one trains the same
+    cell twice and repeats its hypotheses. Values the recipe reads alike (1 and 1.0) count
+    as the same."""
+    seen: dict[str, object] = {}
+    for value, same in zip(values, normal):
+        key = json.dumps(same, sort_keys=True, default=str)
+        if key in seen:
+            first = seen[key]
+            twice = (
+                f"{_show(value)} is given twice"
+                if _show(first) == _show(value)
+                else f"{_show(first)} and {_show(value)} are the same value ({_show(same)})"
+            )
+            raise SweepError(f"{what}: {twice}; give each {unit} once")
+        seen[key] = value
+
+
+def _show(value) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_show(v)}" for k, v in value.items())
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _validate(params_type: type[RecipeParams], base: dict, name: str, value):
+    """The value as the recipe reads it (e.g. 1 -> 1.0), or SweepError saying why not."""
     try:
-        params_type(**{**base, name: value})
+        return params_type(**{**base, name: value}).model_dump()[name]
     except ValidationError as exc:
         problems = "; ".join(e["msg"] for e in exc.errors())
         raise SweepError(f"axis {name}: value {value!r} is invalid: {problems}") from None

@@ -107,11 +107,19 @@ def test_a_sweep_fills_its_heatmap_and_opens_a_cells_run(page, tmp_path):
     assert page.locator("#compare-table thead th").count() == 1 + 5
 
 
-def test_a_bad_axis_shows_the_servers_error_and_starts_nothing(page):
+@pytest.mark.parametrize(
+    "grid,message",
+    [
+        ("colour=1,2", "unknown parameter 'colour'"),
+        ("temperature=1,1", "axis temperature: 1 is given twice; give each value once"),
+        ("temperature=1\ntemperature=2", "grid axes: temperature is given twice"),
+    ],
+)
+def test_a_bad_axis_shows_the_servers_error_and_starts_nothing(page, grid, message):
     before = len(page.evaluate(SWEEPS))
-    start_sweep(page, "colour=1,2")
+    start_sweep(page, grid)
     page.wait_for_function("document.querySelector('#sweep-form-error').textContent.length > 0")
-    assert "unknown parameter 'colour'" in page.locator("#sweep-form-error").inner_text()
+    assert message in page.locator("#sweep-form-error").inner_text()
     assert len(page.evaluate(SWEEPS)) == before
     assert page.locator("#sweep-view").is_hidden()
     assert page.locator("#jobs .badge").count() == 0

@@ -413,6 +413,23 @@ def test_sweeps_are_validated_queued_listed_and_served(tmp_path):
         ):
             refused = c.post("/api/sweeps", json={**body, **empty})
             assert refused.status_code == 422 and "has no values" in refused.json()["detail"]
+        for repeated, message in (
+            ({"grid": {"temperature": [1, 1]}}, "axis temperature: 1 is given twice"),
+            ({"grid": {"temperature": [1, 1.0]}}, "1 and 1.0 are the same value (1.0)"),
+            ({"params": {**body["params"], "lr": 0.1}, "zip": {"lr": [0.1, 1]}},
+             "lr is both a parameter of the whole sweep (-p/params) and an axis"),
+        ):  # fmt: skip
+            refused = c.post("/api/sweeps", json={**body, **repeated})
+            assert refused.status_code == 422 and message in refused.json()["detail"]
+        twice = (
+            '{"recipe": "gradient_gating_l0", "grid": {"temperature": [0.5], "temperature": [2]}}'
+        )
+        refused = c.post("/api/sweeps", content=twice, headers={"Content-Type": "application/json"})
+        assert refused.status_code == 422
+        assert refused.json()["detail"][0]["msg"] == (
+            "the key 'temperature' is given twice in one JSON object; give it once (with all "
+            "its values)"
+        )
         assert c.post("/api/sweeps", json={**body, "recipe": "nope"}).status_code == 404
         assert c.get("/api/sweeps/nope").status_code == 404
         assert len(c.get("/api/sweeps").json()) == 1  # the bad ones opened nothing

@@ -205,32 +205,42 @@ def parse_seeds(text: str | None) -> list[int] | None:
 
 
 def parse_params(pairs: list[str]) -> dict:
-    params = {}
+    """``-p KEY=VALUE`` pairs (values JSON where they parse); a key given twice is refused,
+    never silently the last one."""
+    params: dict = {}
+    given: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise typer.BadParameter(f"--param takes KEY=VALUE, got {pair!r}")
+        if key in params:
+            raise fail(f"-p {key} is given twice ({given[key]!r} and {pair!r}); give it once")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
             params[key] = value
+        given[key] = pair
     return params
 
 
 def collect_params(param, steps, seeds, eval_every, optimizer, lr, num_seeds=None) -> dict:
-    """Recipe parameters given on the command line (and only those)."""
+    """Recipe parameters given on the command line (and only those); one given both by its
+    own option and by -p is refused."""
     params = parse_params(param or [])
-    if num_seeds is not None:
-        params["num_seeds"] = num_seeds  # the recipe's validation refuses it beside seeds
     for key, value in {
+        "num_seeds": num_seeds,  # the recipe's validation refuses it beside seeds
         "steps": steps,
         "seeds": parse_seeds(seeds),
         "eval_every": eval_every,
         "optimizer": optimizer,
         "lr": lr,
     }.items():
-        if value is not None:
-            params[key] = value
+        if value is None:
+            continue
+        if key in params:
+            option = "--" + key.replace("_", "-")
+            raise fail(f"{key} is given twice (-p {key} and {option}); give it once")
+        params[key] = value
     return params
 
 

@@ -51,7 +51,7 @@ from acc.runner import (
     prepare_sweep,
 )
 from acc.store import Store, StoreError
-from acc.sweep import parse_axis
+from acc.sweep import parse_axes
 
 AxisOption = Annotated[
     list[str] | None,
@@ -121,8 +121,8 @@ def sweep(
             plan = prepare_sweep(
                 recipe,
                 collect_params(param, steps, seeds, eval_every, optimizer, lr, num_seeds),
-                dict(parse_axis(a) for a in grid or []),
-                dict(parse_axis(a) for a in zip_axes or []),
+                parse_axes(grid or [], "--grid"),
+                parse_axes(zip_axes or [], "--zip"),
                 "cuda" if gpus_per_branch else device,
                 data_dir,
                 checkpoint_interval(checkpoint_every),

@@ -36,6 +36,7 @@ from acc.server.inspector import DatasetCache, InspectError
 from acc.server.jobs import JobConflict, JobManager, JobNotFound, QueueFull
 from acc.server.lease import StoreBusy
 from acc.server.schemas import RecipeList
+from acc.server.unique_keys import UniqueKeys
 from acc.status import OPEN, Status
 from acc.store import RunInUse, Store, StoreError, database_problem
 from acc.sweep import SweepError, gating_params
@@ -122,6 +123,7 @@ def create_app(
     app.include_router(routes_runs.router)
     app.include_router(routes_sweeps.router)
     _add_page(app)
+    app.add_middleware(UniqueKeys)  # inside the Guard: nobody unknown gets a body read
     if allowed_hosts is not None or token is not None:
         app.add_middleware(Guard, allowed_hosts=allowed_hosts or [], token=token)
     return app
