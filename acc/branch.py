@@ -39,6 +39,7 @@ from acc.trainer import (
     loss_every_for,
 )
 from acc.training_state import pack, restore, threads_of
+from acc.write_failure import StoreWriteFailed
 
 Emit = Callable[[dict], None]
 
@@ -150,7 +151,8 @@ def run_branch_safely(
 ) -> BranchOutcome:
     """``run_branch``, with a failure (an exception, a NaN loss, a stop request, Ctrl-C)
     returned as a ``BranchFailure`` rather than raised: what workers send back, and what lets
-    the inline executor record a stopped branch before it stops the run."""
+    the inline executor record a stopped branch before it stops the run. A store that cannot
+    take the branch's events (inline: ``emit`` writes it) is raised: it stops the run."""
     steps = {"done": None}
 
     def tracking(event: dict) -> None:
@@ -160,6 +162,8 @@ def run_branch_safely(
 
     try:
         return run_branch(spec, tracking, should_stop)
+    except StoreWriteFailed:  # the driver's store is full: not this branch's failure, the run's
+        raise
     except StopRequested:
         return BranchFailure(Status.CANCELLED, "cancelled", steps["done"])
     except NonFiniteLoss as exc:  # LossHealth's verdict on the task whose loss broke

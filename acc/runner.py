@@ -7,6 +7,7 @@ planning skips what the store already has (see ``acc.plan``).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import threading
@@ -37,6 +38,7 @@ from acc.status import Status
 from acc.store import Store, StoreError
 from acc.sweep import MAX_BRANCHES, SweepError, arms, cell_hypotheses, expand, label, normalised
 from acc.trainer import StopRequested
+from acc.write_failure import describe, is_write_failure
 
 DEFAULT_CHECKPOINT_EVERY = 1000  # steps between resume points; a few ms each (see README)
 # config keys that are not recipe parameters
@@ -255,7 +257,7 @@ def execute_run(
     """Train every branch of an opened (or interrupted) run that has not completed, and
     return the run's results JSON. Ctrl-C marks the run interrupted, a cancel cancelled; the
     branches that finished are kept either way."""
-    _execute(store, [run_id], executor, on_event, should_stop)
+    _execute(store, [run_id], executor, on_event, should_stop, f"acc run --resume {run_id}")
     return build_results(store, run_id)
 
 
@@ -270,21 +272,37 @@ def execute_sweep(
     branches of different settings share the workers); return the sweep's results JSON."""
     store.set_sweep_status(sweep_id, Status.RUNNING)
     run_ids = [run["id"] for run in store.sweep_runs(sweep_id)]
-    status, error = _execute(store, run_ids, executor, on_event, should_stop)
+    hint = f"acc sweep --resume {sweep_id}"
+    try:
+        status, error = _execute(store, run_ids, executor, on_event, should_stop, hint)
+    except StoreError as stopped:  # the store cannot take writes: record it if it still can
+        with contextlib.suppress(sqlite3.Error):
+            store.set_sweep_status(sweep_id, Status.INTERRUPTED, str(stopped))
+        raise
     store.set_sweep_status(sweep_id, status, error)
     return build_sweep_results(store, sweep_id)
 
 
-def _execute(store, run_ids, executor, on_event, should_stop) -> tuple[Status, str | None]:
-    """Plan the runs' unfinished branches, hand them to one executor, close the runs."""
+def _execute(
+    store, run_ids, executor, on_event, should_stop, resume_hint: str
+) -> tuple[Status, str | None]:
+    """Plan the runs' unfinished branches, hand them to one executor, close the runs. A write
+    the store's storage refuses (a full disk) stops everything at once: the runs are closed
+    ``interrupted`` if the store still lets us, and one StoreError says what failed and how
+    to resume (``resume_hint``)."""
     plans = []
     for run_id in run_ids:
         run = store.get_run(run_id)
         recipe = recipe_registry().get(run["recipe"])()
         params, settings = split_config(run["config"])
         plans.append((run_id, recipe, validate_params(type(recipe), params), settings))
-        store.start_run(run_id)
-    status, error = Status.COMPLETED, None
+        try:
+            store.start_run(run_id)
+        except Exception as exc:
+            if is_write_failure(exc):
+                raise _stopped_by(store, run_ids, exc, resume_hint) from None
+            raise
+    status, error, stopped = Status.COMPLETED, None, None
     try:
         recorder = RunRecorder(store, on_event)
         specs = [
@@ -298,10 +316,18 @@ def _execute(store, run_ids, executor, on_event, should_stop) -> tuple[Status, s
     except StopRequested:
         status, error = Status.CANCELLED, "cancelled"
     except Exception as exc:  # noqa: BLE001 - a run-level failure is recorded, not lost
-        status, error = Status.FAILED, f"{type(exc).__name__}: {exc}"
+        if is_write_failure(exc):  # every later write would fail too: stop, resumable
+            stopped = exc
+            status = Status.INTERRUPTED
+            error = f"stopped: the store could not take a write ({describe(exc)})"
+        else:
+            status, error = Status.FAILED, f"{type(exc).__name__}: {exc}"
     finally:
         with repeated_interrupts_ignored():  # a second Ctrl-C must not leave a run 'running'
-            outcomes = _close_runs(store, [run_id for run_id, *_ in plans], status, error)
+            ids = [run_id for run_id, *_ in plans]
+            outcomes = _close_runs(store, ids, status, error, resume_hint)
+    if stopped is not None:
+        raise _stopped_by(store, run_ids, stopped, resume_hint)
     if status != Status.COMPLETED or not outcomes:
         return status, error
     return min(outcomes, key=lambda outcome: OUTCOME_ORDER.index(outcome[0]))
@@ -323,7 +349,19 @@ def repeated_interrupts_ignored() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _close_runs(store: Store, run_ids: list[str], status: Status, error: str | None) -> list:
+def _stopped_by(store: Store, run_ids: list[str], exc: BaseException, resume_hint: str):
+    """The one message for a run stopped by a write its store refused (a full disk)."""
+    runs = "run " + ", ".join(run_ids) if len(run_ids) == 1 else "runs " + ", ".join(run_ids)
+    return StoreError(
+        f"the store at {store.root} could not take a write ({describe(exc)}), so {runs} "
+        f"stopped; its finished branches and resume points are kept. Free space (or fix the "
+        f"store), then resume it with `{resume_hint}`"
+    )
+
+
+def _close_runs(
+    store: Store, run_ids: list[str], status: Status, error: str | None, resume_hint: str
+) -> list:
     """Record how each run ended; a store that cannot take the write (a full disk) is a
     StoreError that says what happened to the run and how to finish it."""
     outcomes = []
@@ -340,7 +378,7 @@ def _close_runs(store: Store, run_ids: list[str], status: Status, error: str | N
         raise StoreError(
             f"the store at {store.root} cannot record how run {', '.join(run_ids)} ended "
             f"({why}): {exc}. Free space (or fix the store), then resume it with "
-            f"`acc run --resume RUN_ID`: its finished branches are kept"
+            f"`{resume_hint}`: its finished branches are kept"
         ) from None
     return outcomes
 

@@ -375,16 +375,19 @@ class Store:
             ).fetchone()
         return int(row["id"])
 
-    def start_branch(self, branch_id: int, from_step: int = 0) -> None:
+    def start_branch(self, branch_id: int, from_step: int = 0, restarted: bool = False) -> None:
         """The branch trains from ``from_step``: anything it recorded after that step (by an
-        attempt that did not finish) is dropped, so the series never holds a step twice."""
+        attempt that did not finish) is dropped, so the series never holds a step twice.
+        ``restarted``: a retry within the same execution (a lost Ray node), which keeps the
+        branch's first ``started_at``."""
         with transaction(self._db) as db:
             after = -1 if from_step == 0 else from_step
             db.execute("DELETE FROM losses WHERE branch_id = ? AND step > ?", (branch_id, after))
             db.execute("DELETE FROM evals WHERE branch_id = ? AND step > ?", (branch_id, after))
+            started = "COALESCE(started_at, ?)" if restarted else "?"
             db.execute(
                 "UPDATE branches SET status = 'running', steps_done = ?, error = NULL, "
-                "metrics = NULL, checkpoint_id = NULL, health = NULL, started_at = ?, "
+                f"metrics = NULL, checkpoint_id = NULL, health = NULL, started_at = {started}, "
                 "finished_at = NULL WHERE id = ?",
                 (from_step, time.time(), branch_id),
             )

@@ -5,17 +5,26 @@ non-zero, and a sweep takes its worst run's status. Parameters that could only f
 
 from __future__ import annotations
 
+import errno
+import multiprocessing
 import os
 import signal
 import sqlite3
 import time
+from collections import deque
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
+from acc import checkpoints
+from acc.branch import BranchSpec
 from acc.cli import app
+from acc.executors.process import _Pool, _Worker
+from acc.recorder import RunRecorder
 from acc.runner import check_resumable, create_run, create_sweep, execute_run, execute_sweep
 from acc.store import Store, StoreError
+from acc.write_failure import StoreWriteFailed
 
 runner = CliRunner()
 L0 = ["run", "gradient_gating_l0", "--steps", "20", "--eval-every", "0", "--threads", "1"]
@@ -135,6 +144,103 @@ def test_the_cli_reports_a_store_that_cannot_take_the_write_without_a_traceback(
     out = _cli(store, *L0, "--seeds", "1")
     assert out.exit_code == 1 and "cannot record how run R ended" in out.output
     assert "Traceback" not in out.output
+
+
+class FullAfter:
+    """``atomic_write`` on a disk that fills up after ``writes`` more files: then every file
+    write fails with ENOSPC, as it does on a full disk (SQLite still has free pages)."""
+
+    def __init__(self, writes: int) -> None:
+        self.left, self.refused = writes, []
+        self.write = checkpoints.atomic_write
+
+    def __call__(self, path, write):
+        if self.left <= 0:
+            self.refused.append(path.name)
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        self.left -= 1
+        self.write(path, write)
+
+
+FULL_DISK_PARAMS = {"steps": 40, "seeds": [1], "eval_every": 0, "batch_size": 16}
+
+
+def _full_disk_run(store, data_dir, monkeypatch):
+    """A two-branch run whose disk fills after the roots and two resume points are written."""
+    run_id = create_run(store, "gradient_gating_l0", FULL_DISK_PARAMS, "cpu", data_dir,
+                        checkpoint_every=10)  # fmt: skip
+    disk = FullAfter(writes=2 + 2)  # two root checkpoints (file + metadata), two resume points
+    monkeypatch.setattr(checkpoints, "atomic_write", disk)
+    with pytest.raises(StoreError) as stopped:
+        execute_run(store, run_id)
+    monkeypatch.setattr(checkpoints, "atomic_write", disk.write)  # space freed
+    return run_id, disk, str(stopped.value)
+
+
+def test_a_full_disk_stops_the_run_at_the_first_refused_write(store, tiny_mnist, monkeypatch):
+    run_id, disk, message = _full_disk_run(store, tiny_mnist, monkeypatch)
+    assert disk.refused == ["branch-1-step-30.safetensors"]  # one try, not one per branch
+    assert message == (
+        f"the store at {store.root} could not take a write (saving a resume point of standard "
+        f"seed 1: [Errno 28] No space left on device: "
+        f"'{store.root / 'checkpoints' / run_id / 'resume' / 'branch-1-step-30.safetensors'}'), "
+        f"so run {run_id} stopped; its finished branches and resume points are kept. Free space "
+        f"(or fix the store), then resume it with `acc run --resume {run_id}`"
+    )
+    run = store.get_run(run_id)
+    assert run["status"] == "interrupted"
+    assert run["error"].startswith("stopped: the store could not take a write (saving a resume")
+    branches = store.branches(run_id)
+    assert [(b["status"], b["steps_done"]) for b in branches] == [
+        ("interrupted", 30),
+        ("interrupted", 0),
+    ]  # fmt: skip  (the gated branch never started)
+    assert branches[1]["started_at"] is None
+    resumed = execute_run(store, run_id)
+    assert resumed["status"] == "completed"
+    reference = Store(store.root.parent / "reference")
+    straight = execute_run(reference, create_run(reference, "gradient_gating_l0",
+                           FULL_DISK_PARAMS, "cpu", tiny_mnist, checkpoint_every=10))  # fmt: skip
+    assert _final_metrics(resumed) == _final_metrics(straight)  # resumed exactly
+
+
+def _final_metrics(results: dict) -> dict:
+    return {
+        (condition, r["seed"]): r["metrics"]
+        for condition, entry in results["conditions"].items()
+        for r in entry["runs"]
+    }
+
+
+def test_a_full_disk_under_worker_processes_is_not_taken_for_a_dead_worker(store, monkeypatch):
+    """The driver's write fails while a worker's message is relayed: the failure stops the
+    run, where it used to pass for the worker's broken pipe and be dropped (a final checkpoint
+    lost so would leave the worker idle and the run waiting for ever)."""
+    monkeypatch.setattr(checkpoints, "atomic_write", FullAfter(writes=0))
+    ours, theirs = multiprocessing.Pipe()
+    spec = BranchSpec("r1", 7, "gradient_gating_l0", {}, "standard", 1, "ck-1", b"")
+    worker = _Worker(process=SimpleNamespace(is_alive=lambda: True), conn=ours, spec=spec)
+    pool = _Pool(1, 1, deque(), RunRecorder(store))
+    theirs.send(("event", {"type": "resume_point", "step": 10, "state": b"x"}))
+    with pytest.raises(
+        StoreWriteFailed, match=r"saving a resume point of standard seed 1: \[Errno 28\]"
+    ):
+        pool._drain(worker)
+
+
+def test_the_cli_says_once_that_the_disk_is_full_with_no_traceback(store, tiny_mnist, monkeypatch):
+    disk = FullAfter(writes=2 + 2)
+    monkeypatch.setattr(checkpoints, "atomic_write", disk)
+    out = _cli(store, "run", "gradient_gating_l0", "--steps", "40", "--seeds", "1",
+               "--eval-every", "0", "--checkpoint-every", "10", "-p", "batch_size=16",
+               "--data-dir", str(tiny_mnist), "--device", "cpu")  # fmt: skip
+    run_id = _only_run(store)["id"]
+    text = " ".join(out.output.split())
+    assert out.exit_code == 1, out.output
+    assert text.count("could not take a write") == 1 and "Traceback" not in text
+    assert f"then resume it with `acc run --resume {run_id}`" in text
+    assert "[Errno 28] No space left on device" in text
+    assert disk.refused == ["branch-1-step-30.safetensors"]
 
 
 def test_a_second_ctrl_c_while_the_run_closes_does_not_leave_it_running(store, monkeypatch):

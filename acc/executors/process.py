@@ -14,6 +14,7 @@ dies finds its pipe closed at the next event and exits.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -90,16 +91,16 @@ class _Pool:
                 self._drain(worker)
 
     def _drain(self, worker: _Worker) -> None:
-        try:
-            while worker.spec is not None and worker.conn.poll():
-                kind, payload = worker.conn.recv()
-                if kind == "event":
-                    self.sink.event(worker.spec, payload)
-                else:
-                    self.sink.finished(worker.spec, _as_stopped(payload, self.reason))
+        """Relay the worker's messages. Only its pipe's errors mean a dead worker: the sink's
+        own (a store that cannot take the write) are raised, and stop the run."""
+        while worker.spec is not None and (message := _receive(worker.conn)) is not None:
+            kind, payload = message
+            if kind == "event":
+                self.sink.event(worker.spec, payload)
+            else:
+                self.sink.finished(worker.spec, _as_stopped(payload, self.reason))
+                with contextlib.suppress(OSError):  # it died since: _replace fails the spec
                     self._assign(worker)
-        except (EOFError, OSError):
-            pass
         if worker.spec is not None and not worker.process.is_alive():
             self._replace(worker)
 
@@ -151,6 +152,14 @@ class _Pool:
         worker.spec = self.queue.popleft() if self.queue else None
         if worker.spec is not None:
             worker.conn.send(worker.spec)
+
+
+def _receive(conn: Connection) -> tuple | None:
+    """The worker's next message if one is waiting; None if none is, or its pipe is closed."""
+    try:
+        return conn.recv() if conn.poll() else None
+    except (EOFError, OSError):
+        return None
 
 
 def _as_stopped(outcome, reason: Status | None):
