@@ -284,9 +284,16 @@ def _resume_point(model, trainer: Trainer, gating, emit: Emit, tag: dict) -> Non
 
 
 def _gate_metrics(gating: AttachedGating, declared: Gating) -> dict:
-    """gate_entropy and gate_max of each gated layer over the steps since the last read."""
+    """gate_entropy and gate_max of each gated layer over the steps since the last read.
+
+    They describe the competition the gate applies: the mask's statistics (DESIGN.md). At
+    gate_strength 0 the mask is computed but not applied (scale = 1 for every channel, training
+    bit-identical to none): the statistics are then those of the scale the gradients got,
+    uniform, so exactly 1 and 1 (no competition), not those of a mask that does nothing."""
     metrics = {}
     for layer, (entropy, largest) in gating.read_statistics().items():
+        if gating.gates[layer].config.gate_strength == 0:
+            entropy, largest = 1.0, 1.0
         label = declared.metric_label(layer)
         metrics[EvalMetric.GATE_ENTROPY.key(label)] = entropy
         metrics[EvalMetric.GATE_MAX.key(label)] = largest
