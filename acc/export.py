@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 
+from acc.files import write_atomic
 from acc.jsonable import finite
 from acc.results import build_results
 from acc.series import run_series
@@ -139,7 +140,7 @@ def json_bytes(store: Store, run_id: str) -> bytes:
 
 def write_json(store: Store, run_id: str, path: str | Path) -> Path:
     path = Path(path)
-    _write_atomic(path, json_bytes(store, run_id))
+    write_atomic(path, json_bytes(store, run_id))
     return path
 
 
@@ -169,7 +170,7 @@ def write_csv(store: Store, run_id: str, folder: str | Path) -> Path:
     for name, rows in csv_tables(store, run_id).items():
         text = io.StringIO(newline="")
         csv.writer(text, lineterminator="\n").writerows(rows)
-        _write_atomic(folder / name, text.getvalue().encode())
+        write_atomic(folder / name, text.getvalue().encode())
     return folder
 
 
@@ -299,18 +300,3 @@ def _hparams_summaries(hparams: dict, metrics: dict, branch: dict) -> list:
         )
     )
     return [start, Summary(value=[Summary.Value(tag=SESSION_END_INFO_TAG, metadata=metadata)])]
-
-
-# --- files -----------------------------------------------------------------------------------
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

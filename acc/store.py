@@ -43,7 +43,8 @@ class StoreError(ValueError):
 
 
 class RunInUse(StoreError):
-    """A run that cannot be deleted now: it is queued or running, or a setting of a sweep."""
+    """A run or sweep that cannot be deleted now: it (or its job) is queued or running, or
+    the run is a setting of a sweep (deleted with its sweep)."""
 
 
 def default_store_dir() -> Path:
@@ -269,47 +270,45 @@ class Store:
             run = db.execute("SELECT status, sweep_id FROM runs WHERE id = ?", (run_id,)).fetchone()
             if run is None:
                 raise StoreError(f"no run {run_id!r} in the store at {self.root}")
-            if Status(run["status"]) in OPEN:
-                raise RunInUse(
-                    f"run {run_id} is {run['status']}: cancel it first (its job in the "
-                    "dashboard, or Ctrl-C the `acc run` that trains it), then delete it"
-                )
             if run["sweep_id"]:
                 raise RunInUse(
                     f"run {run_id} is part of sweep {run['sweep_id']}: a sweep's runs are "
-                    "not deleted one by one"
+                    f"deleted with their sweep (acc delete {run['sweep_id']})"
                 )
-            job = db.execute(
-                "SELECT id, status FROM jobs WHERE run_id = ? AND status IN ('queued', 'running')",
-                (run_id,),
-            ).fetchone()
-            if job is not None:
-                raise RunInUse(
-                    f"run {run_id}'s job {job['id']} is {job['status']}: cancel it first, "
-                    "then delete the run"
-                )
+            _refuse_open(db, f"run {run_id}", run["status"], run_id)
             files = self.checkpoints.files_of_run(run_id)
             if dry_run:
-                count = "SELECT COUNT(*) FROM {} WHERE run_id = ?"
-                return {
-                    "branches": db.execute(count.format("branches"), (run_id,)).fetchone()[0],
-                    "checkpoints": db.execute(count.format("checkpoints"), (run_id,)).fetchone()[0],
-                    "files": sum(path.is_file() for path in files),
-                }
-            branches = "SELECT id FROM branches WHERE run_id = ?"
-            jobs = "SELECT id FROM jobs WHERE run_id = ? AND sweep_id IS NULL"
-            for table in ("losses", "evals", "resume_points"):
-                db.execute(f"DELETE FROM {table} WHERE branch_id IN ({branches})", (run_id,))
-            checkpoints = db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
-            deleted = {"checkpoints": checkpoints.rowcount}
-            deleted["branches"] = db.execute(
-                "DELETE FROM branches WHERE run_id = ?", (run_id,)
-            ).rowcount
-            db.execute(f"DELETE FROM job_events WHERE job_id IN ({jobs})", (run_id,))
-            db.execute("DELETE FROM jobs WHERE run_id = ? AND sweep_id IS NULL", (run_id,))
-            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+                return {**_count_rows(db, run_id), "files": sum(p.is_file() for p in files)}
+            deleted = _delete_rows(db, run_id)
         deleted["files"] = self.checkpoints.remove_run_files(run_id, files)
         return deleted
+
+    def delete_sweep(self, sweep_id: str, dry_run: bool = False) -> dict[str, int]:
+        """Delete a finished sweep with its runs (as ``delete_run`` deletes one) and its jobs,
+        in one transaction, then their files. Returns how many runs, branches, checkpoints and
+        files went (``dry_run``: would go). StoreError for an unknown sweep; RunInUse while the
+        sweep, one of its runs or its job is queued or running."""
+        sweep = self.get_sweep(sweep_id)
+        with transaction(self._db) as db:
+            _refuse_open(db, f"sweep {sweep_id}", sweep["status"], sweep_id)
+            runs = [r["id"] for r in self.sweep_runs(sweep_id)]
+            for run_id in runs:
+                status = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+                _refuse_open(db, f"sweep {sweep_id}'s run {run_id}", status[0], run_id)
+            files = {run_id: self.checkpoints.files_of_run(run_id) for run_id in runs}
+            totals = {"runs": len(runs), "branches": 0, "checkpoints": 0}
+            for run_id in runs:
+                rows = _count_rows(db, run_id) if dry_run else _delete_rows(db, run_id)
+                totals["branches"] += rows["branches"]
+                totals["checkpoints"] += rows["checkpoints"]
+            if dry_run:
+                return {**totals, "files": sum(p.is_file() for f in files.values() for p in f)}
+            jobs = "SELECT id FROM jobs WHERE sweep_id = ? OR run_id = ?"
+            db.execute(f"DELETE FROM job_events WHERE job_id IN ({jobs})", (sweep_id, sweep_id))
+            db.execute("DELETE FROM jobs WHERE sweep_id = ? OR run_id = ?", (sweep_id, sweep_id))
+            db.execute("DELETE FROM sweeps WHERE id = ?", (sweep_id,))
+        removed = sum(self.checkpoints.remove_run_files(r, f) for r, f in files.items())
+        return {**totals, "files": removed}
 
     # --- sweeps ------------------------------------------------------------------------------
 
@@ -534,6 +533,48 @@ class Store:
             "SELECT step, metrics FROM evals WHERE branch_id = ? ORDER BY step", (branch_id,)
         ).fetchall()
         return [{"step": r["step"], "metrics": json.loads(r["metrics"])} for r in rows]
+
+
+def _refuse_open(db: sqlite3.Connection, what: str, status: str, run_id: str) -> None:
+    """RunInUse while ``what`` is queued or running, or a job that drives ``run_id`` (a run's
+    or a sweep's id) is: deleting it would pull its rows from under the training."""
+    if Status(status) in OPEN:
+        raise RunInUse(
+            f"{what} is {status}: cancel it first (its job in the dashboard, or Ctrl-C the "
+            "`acc run`/`acc sweep` that trains it), then delete it"
+        )
+    job = db.execute(
+        "SELECT id, status FROM jobs WHERE run_id = ? AND status IN ('queued', 'running')",
+        (run_id,),
+    ).fetchone()
+    if job is not None:
+        raise RunInUse(
+            f"{what}'s job {job['id']} is {job['status']}: cancel it first, then delete it"
+        )
+
+
+def _count_rows(db: sqlite3.Connection, run_id: str) -> dict[str, int]:
+    count = "SELECT COUNT(*) FROM {} WHERE run_id = ?"
+    return {
+        "branches": db.execute(count.format("branches"), (run_id,)).fetchone()[0],
+        "checkpoints": db.execute(count.format("checkpoints"), (run_id,)).fetchone()[0],
+    }
+
+
+def _delete_rows(db: sqlite3.Connection, run_id: str) -> dict[str, int]:
+    """A run's rows, inside the caller's transaction; its own jobs (not a sweep's) too."""
+    branches = "SELECT id FROM branches WHERE run_id = ?"
+    jobs = "SELECT id FROM jobs WHERE run_id = ? AND sweep_id IS NULL"
+    for table in ("losses", "evals", "resume_points"):
+        db.execute(f"DELETE FROM {table} WHERE branch_id IN ({branches})", (run_id,))
+    deleted = {
+        "checkpoints": db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,)).rowcount,
+        "branches": db.execute("DELETE FROM branches WHERE run_id = ?", (run_id,)).rowcount,
+    }
+    db.execute(f"DELETE FROM job_events WHERE job_id IN ({jobs})", (run_id,))
+    db.execute("DELETE FROM jobs WHERE run_id = ? AND sweep_id IS NULL", (run_id,))
+    db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+    return deleted
 
 
 def parse_status(value: Status | str) -> Status:

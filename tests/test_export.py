@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import os
 import zipfile
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tensorboard.plugins.hparams import metadata
 from typer.testing import CliRunner
 
 from acc.cli import app
+from acc.cli.common import write_json as write_results_json
 from acc.export import (
     CSV_FILES,
     EVENT_FILE,
@@ -353,3 +355,27 @@ def test_export_zip_of_json(real_store, real_run):
     archive = zipfile.ZipFile(io.BytesIO(export_zip(real_store, run_id, "json")))
     assert archive.namelist() == [f"{run_id}.json"]
     assert Path(archive.namelist()[0]).suffix == ".json"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_exports_and_results_json_follow_the_umask(real_store, real_run, tmp_path, umask):
+    """Issue 20, defect 13: exports were written 0600 whatever the umask (mkstemp's mode)."""
+    _, run_id = real_run
+    before = os.umask(umask)
+    try:
+        for fmt in ("json", "csv", "tensorboard"):
+            export_run(real_store, run_id, fmt, tmp_path)
+        write_results_json(tmp_path / "results.json", {"status": "completed"})
+    finally:
+        os.umask(before)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) == 1 + len(CSV_FILES) + 4 + 1  # 2 conditions x 2 seeds of event files
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o666 & ~umask)}
+
+
+def test_cli_export_into_a_file_is_a_usage_error(real_run, tmp_path):
+    root, run_id = real_run
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    result = runner.invoke(app, ["export", run_id, "--out", str(taken), "--store", str(root)])
+    assert result.exit_code == 2 and "give a folder" in " ".join(result.output.split())

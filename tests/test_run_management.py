@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from acc.cli import app as cli_app
 from acc.db import connect
 from acc.results import build_results
-from acc.runner import create_run, execute_run
+from acc.runner import create_run, create_sweep, execute_run, execute_sweep
 from acc.schema import MIGRATIONS
 from acc.server import create_app
 from acc.server.jobstore import JobStore
@@ -410,9 +410,10 @@ def test_cli_delete_refuses_an_open_run_and_a_sweep_run(copy):
     running = open_run(store)
     sweep_id, in_sweep = sweep_run(store)
     refused = acc("delete", running, "--yes", "--store", str(root))
-    assert refused.exit_code == 1 and "is running: cancel it first" in flat(refused.output)
+    assert refused.exit_code == 2 and "is running: cancel it first" in flat(refused.output)
     in_use = acc("delete", in_sweep, "--store", str(root))  # refused before asking
-    assert in_use.exit_code == 1 and f"part of sweep {sweep_id}" in flat(in_use.output)
+    assert in_use.exit_code == 2 and f"part of sweep {sweep_id}" in flat(in_use.output)
+    assert f"deleted with their sweep (acc delete {sweep_id})" in flat(in_use.output)
     assert store.get_run(running) and store.get_run(in_sweep)
 
 
@@ -435,3 +436,84 @@ def test_cli_run_takes_a_name_and_a_note(copy):
     assert "from the cli" in result.output and "quick check" in result.output
     [run] = Store(root).list_runs(search="from the cli")
     assert run["note"] == "quick check" and run["status"] == "completed"
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def swept_store(tmp_path_factory):
+    """(store root, a completed sweep of two settings x two cells, a completed lone run)."""
+    root = tmp_path_factory.mktemp("sweep-delete") / "store"
+    store = Store(root)
+    params = {"steps": 4, "seeds": [1], "eval_every": 0}
+    grid = {"temperature": [0.5, 2.0], "lr": [0.001, 0.01]}
+    sweep_id = create_sweep(store, RECIPE, params, grid, {}, device="cpu")
+    assert execute_sweep(store, sweep_id)["status"] == "completed"
+    alone = create_run(store, RECIPE, params, "cpu")
+    assert execute_run(store, alone)["status"] == "completed"
+    store.close()
+    return root, sweep_id, alone
+
+
+@pytest.fixture
+def swept(swept_store, tmp_path):
+    root, sweep_id, alone = swept_store
+    shutil.copytree(root, tmp_path / "store")
+    return tmp_path / "store", sweep_id, alone
+
+
+def test_a_sweep_is_deleted_with_its_runs_from_the_cli(swept):
+    """Issue 20, defect 13: `acc delete SWEEP` said "no run"; a sweep could not be deleted."""
+    root, sweep_id, alone = swept
+    s = ("--store", str(root))
+    store = Store(root)
+    runs = [r["id"] for r in store.sweep_runs(sweep_id)]
+    files = [f for run in runs for f in store.checkpoints.files_of_run(run)]
+    assert len(runs) == 2 and files and all(f.is_file() for f in files)
+    JobStore(root).finish(JobStore(root).create(sweep_id, RECIPE, {}, sweep_id), "completed", None)
+    kept = acc("delete", sweep_id, *s, input="n\n")
+    # 2 settings x (standard + 2 cells) x 1 seed; a checkpoint per branch plus each root
+    assert kept.exit_code == 1 and f"delete sweep {sweep_id}: 2 runs, 6 branches" in flat(
+        kept.output
+    )
+    assert all(f.is_file() for f in files)
+    gone = acc("delete", sweep_id, *s, input="y\n")
+    assert gone.exit_code == 0, gone.output
+    assert f"deleted sweep {sweep_id}: 2 runs, 6 branches" in flat(gone.output)
+    assert not any(f.exists() for f in files)
+    for table, column in (("runs", "id"), ("branches", "run_id"), ("checkpoints", "run_id")):
+        assert rows(root, f"SELECT COUNT(*) FROM {table} WHERE {column} IN (?, ?)", *runs) == [(0,)]
+    assert rows(root, "SELECT COUNT(*) FROM sweeps") == [(0,)]
+    assert rows(root, "SELECT COUNT(*) FROM jobs") == [(0,)]
+    assert [r["id"] for r in Store(root).list_runs()] == [alone]  # the lone run is whole
+    assert build_results(Store(root), alone)["status"] == "completed"
+    missing = acc("delete", sweep_id, "--yes", *s)
+    assert missing.exit_code == 2 and f"no run or sweep {sweep_id!r}" in flat(missing.output)
+
+
+def test_an_open_sweep_is_not_deleted_and_http_deletes_a_finished_one(swept):
+    root, sweep_id, _ = swept
+    store = Store(root)
+    [first, _] = [r["id"] for r in store.sweep_runs(sweep_id)]
+    store.set_sweep_status(sweep_id, Status.RUNNING)
+    with pytest.raises(RunInUse, match=f"sweep {sweep_id} is running: cancel it first"):
+        store.delete_sweep(sweep_id)
+    refused = acc("delete", sweep_id, "--yes", "--store", str(root))
+    assert refused.exit_code == 2 and "is running: cancel it first" in flat(refused.output)
+    store.set_sweep_status(sweep_id, Status.COMPLETED)
+    store.queue_run(first)
+    with pytest.raises(RunInUse, match=f"sweep {sweep_id}'s run {first} is queued"):
+        store.delete_sweep(sweep_id, dry_run=True)
+    store.finish_run(first, Status.COMPLETED)
+    with TestClient(create_app(root, max_concurrent=0)) as c:
+        job = c.post(f"/api/sweeps/{sweep_id}/resume")  # nothing to resume: 409, no job
+        assert job.status_code == 409
+        deleted = c.delete(f"/api/sweeps/{sweep_id}")
+        assert deleted.status_code == 200, deleted.text
+        body = deleted.json()
+        assert body["deleted"] == sweep_id and body["runs"] == 2 and body["branches"] == 6
+        assert body["checkpoints"] >= 6 and body["files"] >= 12
+        assert c.get(f"/api/sweeps/{sweep_id}").status_code == 404
+        assert c.delete(f"/api/sweeps/{sweep_id}").status_code == 404
+        assert c.get(f"/api/runs/{first}").status_code == 404

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import sys
@@ -18,6 +17,7 @@ from typer.core import TyperGroup
 from acc.data import DataError
 from acc.decisions import CORRECTIONS, DecisionError, check_correction, parse_deltas
 from acc.executors import Executor, ExecutorError, default_executor, make_executor
+from acc.files import write_atomic
 from acc.progress import ProgressDisplay
 from acc.registry import RegistryError
 from acc.runner import DEFAULT_CHECKPOINT_EVERY, ParamsError, ResumeError
@@ -114,8 +114,9 @@ ThreadsOption = Annotated[
 WorkersOption = Annotated[
     int,
     typer.Option(
+        min=1,
         help="branches trained at the same time in local worker processes "
-        "(Ray: as many as the cluster's CPUs / --threads)"
+        "(Ray: as many as the cluster's CPUs / --threads)",
     ),
 ]
 ExecutorOption = Annotated[
@@ -258,11 +259,9 @@ def checkpoint_interval(checkpoint_every: int | None) -> int:
 
 
 def build_executor(name, workers, branches, threads, ray_address, gpus_per_branch) -> Executor:
-    """The executor, with ``--workers`` clamped to what can run (and said so, once)."""
-    if workers < 1:
-        console.print("--workers must be at least 1; using 1")
-        workers = 1
-    elif workers > branches and (name or default_executor(workers)) == "process":
+    """The executor, with ``--workers`` clamped to the branches there are (and said so, once);
+    fewer than 1 never gets here (the option's minimum refuses it, exit 2)."""
+    if workers > branches and (name or default_executor(workers)) == "process":
         console.print(f"--workers {workers} is more than the {branches} branches; using {branches}")
         workers = branches
     if name == "inline" and workers > 1:
@@ -270,6 +269,18 @@ def build_executor(name, workers, branches, threads, ray_address, gpus_per_branc
     if (ray_address or gpus_per_branch) and (name or "") != "ray":
         raise ExecutorError("--ray-address and --gpus-per-branch need --executor ray")
     return make_executor(name, workers, threads, ray_address, gpus_per_branch)
+
+
+def open_when_ready(pool: Executor, path: Path | None, open_target) -> tuple[Store, str]:
+    """Open the store, then the run or sweep in it (``open_target(store)`` gives its id), only
+    once the executor is ready: a Ray cluster that cannot be joined must leave no empty store
+    behind. The executor is closed again if opening fails."""
+    try:
+        results_store = open_store(path)
+        return results_store, open_target(results_store)
+    except BaseException:
+        pool.close()
+        raise
 
 
 def interrupt_on_signals() -> None:
@@ -302,11 +313,7 @@ def check_json_path(path: Path | None) -> None:
 
 
 def write_json(path: Path, results: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as out:
-        json.dump(results, out, indent=2)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(results, indent=2).encode())
     console.print(f"results JSON written to {path}")
 
 

@@ -35,7 +35,9 @@ def export(
         path = export_run(results_store, run_id, fmt, out)
     except StoreError:
         raise fail(f"no run {run_id!r} in the store at {results_store.root}") from None
-    except (OSError, RuntimeError) as exc:
+    except (FileExistsError, NotADirectoryError) as exc:  # --out (or a part of it) is a file
+        raise fail(f"cannot write the export to {out}: {exc}; give a folder") from None
+    except (OSError, RuntimeError) as exc:  # the system refused (full disk, permissions, ...)
         raise fail(f"cannot write the export to {out}: {exc}", code=1) from None
     console.print(f"{fmt.value} export of {run_id} written to {path}")
     if fmt is ExportFormat.tensorboard:

@@ -40,7 +40,7 @@ from acc.cli.common import (
     decision_options,
     fail,
     interrupt_on_signals,
-    open_store,
+    open_when_ready,
     read_store,
     render_sweep,
     train_and_report,
@@ -64,7 +64,7 @@ from acc.runner import (
     split_config,
     validate_params,
 )
-from acc.store import RunInUse, Store, StoreError, check_label, parse_status
+from acc.store import Store, StoreError, check_label, parse_status
 from acc.sweep import arms
 
 NameOption = Annotated[
@@ -136,7 +136,7 @@ def run(
         check_label(name, note)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    results_store = read_store(store, to_write=True) if resume else open_store(store)
+    results_store = read_store(store, to_write=True) if resume else None
     try:
         if resume:
             run_id, branches = _prepare_resume(results_store, resume, recipe, params)
@@ -148,18 +148,22 @@ def run(
             branches = _count_branches(recipe, params)
         pool = build_executor(executor, workers, branches, threads, ray_address, gpus_per_branch)
         if not resume:
-            run_id = create_run(
-                results_store,
-                recipe,
-                params,
-                "cuda" if gpus_per_branch else device,
-                data_dir,
-                checkpoint_every=checkpoint_interval(checkpoint_every),
-                remote_device=bool(gpus_per_branch),
-                name=name,
-                note=note,
-                deltas=deltas,
-                correction=correction,
+            results_store, run_id = open_when_ready(
+                pool,
+                store,
+                lambda opened: create_run(
+                    opened,
+                    recipe,
+                    params,
+                    "cuda" if gpus_per_branch else device,
+                    data_dir,
+                    checkpoint_every=checkpoint_interval(checkpoint_every),
+                    remote_device=bool(gpus_per_branch),
+                    name=name,
+                    note=note,
+                    deltas=deltas,
+                    correction=correction,
+                ),
             )
     except NothingToResume as done:
         console.print(str(done))
@@ -285,31 +289,45 @@ def label(
 
 @app.command()
 def delete(
-    run_id: Annotated[str, typer.Argument(help="a run id (see `acc runs`)")],
+    run_id: Annotated[str, typer.Argument(help="a run or sweep id (see `acc runs`, `acc sweeps`)")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
     store: StoreOption = None,
 ) -> None:
-    """Delete a finished run: its records, jobs and checkpoint files. A queued or running run
-    is refused (cancel it first), and so is one of a sweep's runs."""
+    """Delete a finished run, or a finished sweep with all its runs: records, jobs and
+    checkpoint files. A queued or running run or sweep is refused (cancel it first), and so
+    is one of a sweep's runs alone."""
     results_store = read_store(store, to_write=True)
     try:
-        run = results_store.get_run(run_id)
-        planned = results_store.delete_run(run_id, dry_run=True)
+        what, named, remove = _deletion(results_store, run_id)
+        planned = remove(dry_run=True)
         if not yes:
-            named = f" ({run['name']})" if run["name"] else ""
-            typer.confirm(
-                f"delete run {run_id}{named}: {planned['branches']} branches, "
-                f"{planned['checkpoints']} checkpoints, {planned['files']} files?",
-                abort=True,
-            )
-        deleted = results_store.delete_run(run_id)
-    except RunInUse as exc:
-        raise fail(str(exc), code=1) from None
-    except StoreError as exc:
+            typer.confirm(f"delete {what}{named}: {_deleted_text(planned)}?", abort=True)
+        deleted = remove()
+    except StoreError as exc:  # RunInUse included: the command cannot be done as asked
         raise fail(str(exc)) from None
-    console.print(
-        f"deleted run {run_id}: {deleted['branches']} branches, "
-        f"{deleted['checkpoints']} checkpoints, {deleted['files']} files"
+    console.print(f"deleted {what}: {_deleted_text(deleted)}")
+
+
+def _deletion(store: Store, target: str):
+    """("run ID" or "sweep ID", " (its name)" or "", the store's delete for it); StoreError
+    if it is neither."""
+    try:
+        run = store.get_run(target)
+    except StoreError:
+        try:
+            store.get_sweep(target)
+        except StoreError:
+            raise StoreError(f"no run or sweep {target!r} in the store at {store.root}") from None
+        return f"sweep {target}", "", lambda dry_run=False: store.delete_sweep(target, dry_run)
+    named = f" ({run['name']})" if run["name"] else ""
+    return f"run {target}", named, lambda dry_run=False: store.delete_run(target, dry_run)
+
+
+def _deleted_text(counts: dict[str, int]) -> str:
+    runs = f"{counts['runs']} runs, " if "runs" in counts else ""
+    return (
+        f"{runs}{counts['branches']} branches, {counts['checkpoints']} checkpoints, "
+        f"{counts['files']} files"
     )
 
 

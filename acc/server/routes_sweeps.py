@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from acc.jsonable import finite
 from acc.results import build_sweep_results
 from acc.server.routes_jobs import manager_of, require_recipe
-from acc.server.schemas import Job, SweepRequest, SweepSummary
+from acc.server.schemas import Job, SweepDeleted, SweepRequest, SweepSummary
 
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
 NOT_FOUND = {404: {"description": "no such sweep in the store"}}
@@ -45,6 +45,17 @@ def get_sweep(sweep_id: str, request: Request) -> dict:
     results = build_sweep_results(manager.store, sweep_id)
     results["job_id"] = manager.jobs.job_ids_by_run().get(sweep_id)
     return finite(results)
+
+
+@router.delete(
+    "/{sweep_id}",
+    response_model=SweepDeleted,
+    responses={**NOT_FOUND, 409: {"description": "the sweep, one of its runs or its job is open"}},
+)
+def delete_sweep(sweep_id: str, request: Request) -> dict:
+    """Delete a finished sweep with all its runs: their records, jobs and checkpoint files.
+    A queued or running sweep is refused (cancel its job first)."""
+    return {"deleted": sweep_id, **manager_of(request).store.delete_sweep(sweep_id)}
 
 
 @router.post(

@@ -182,6 +182,14 @@ class RunDeleted(BaseModel):
     files: int = Field(description="checkpoint and resume-point files removed from disk")
 
 
+class SweepDeleted(BaseModel):
+    deleted: str = Field(description="the deleted sweep's id")
+    runs: int
+    branches: int
+    checkpoints: int
+    files: int = Field(description="checkpoint and resume-point files removed from disk")
+
+
 class Evaluation(BaseModel):
     checkpoint: str
     task: str
