@@ -45,10 +45,17 @@ class EvalMetric(str, Enum):
         """True/False where one direction is better; None where neither is (e.g. KL)."""
         return _INFO[self][1]
 
+    @property
+    def is_count(self) -> bool:
+        """A number of units: shown as a count (12, or a mean such as 11.5), not 12.0000."""
+        return self in COUNTS
+
     def key(self, layer_label: str | None = None) -> str:
         """The results key: plain, or ``"<metric>[<layer label>]"`` for per-layer reports."""
         return self.value if layer_label is None else f"{self.value}[{layer_label}]"
 
+
+COUNTS = frozenset({EvalMetric.DEAD_UNITS, EvalMetric.ACTIVE_UNITS})
 
 _INFO: dict[EvalMetric, tuple[str, bool | None]] = {
     EvalMetric.L1: ("L1 error", False),
@@ -56,7 +63,8 @@ _INFO: dict[EvalMetric, tuple[str, bool | None]] = {
     EvalMetric.WEIGHT_COSINE_SIM: ("Weight cosine similarity", False),
     EvalMetric.EFFECTIVE_RANK: ("Effective rank", True),
     EvalMetric.ACTIVATION_SPARSITY: ("Activation sparsity", False),
-    EvalMetric.SPARSITY_VARIANCE: ("Sparsity variance", True),
+    # how much the active fraction varies over images: descriptive, neither direction better
+    EvalMetric.SPARSITY_VARIANCE: ("Sparsity variance", None),
     EvalMetric.DEAD_UNITS: ("Dead units", False),
     EvalMetric.EFFECTIVE_RANK_NORMALIZED: ("Effective rank of unit-norm rows", True),
     EvalMetric.WEIGHT_NORM_CONCENTRATION: ("Squared weight norm in the top 10% rows", False),

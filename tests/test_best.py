@@ -36,3 +36,7 @@ def test_metrics_without_a_direction_and_single_conditions_get_no_star():
     assert best_conditions(conditions("gate_entropy", ("standard", 1.0, None, 1),
                                       ("gated", 0.5, None, 1))) == {}  # fmt: skip
     assert best_conditions(conditions("psnr", ("gated", 20.0, None, 1))) == {}
+    # issue 20, defect 13: neither a higher nor a lower spread of sparsity over images is better
+    for key in ("sparsity_variance", "sparsity_variance[conv1]"):
+        assert best_conditions(conditions(key, ("standard", 0.0019, None, 1),
+                                          ("gated", 0.0030, None, 1))) == {}  # fmt: skip

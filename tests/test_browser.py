@@ -159,3 +159,17 @@ def test_an_interrupted_run_resumes_from_its_page(page, tmp_path):
     assert page.locator("#resume-btn").is_hidden()
     assert page.locator("#branches tbody tr").count() == 2
     assert page.locator("#branches .badge.completed").count() == 2
+
+
+def test_counts_are_shown_as_counts_and_other_metrics_as_before(page):
+    """Issue 20, defect 13: dead units read "12.0000 ± 1.4142" in the comparison table."""
+    text = "(args) => ACC.meanStdText({mean: args[0], std: args[1]}, args[2])"
+    cases = [
+        ({"dead_units": 12.0}, {"dead_units": 1.4142136}, "dead_units", "12 ± 1.41"),
+        ({"dead_units[conv1]": 11.5}, {"dead_units[conv1]": 0.7071}, "dead_units[conv1]",
+         "11.5 ± 0.71"),
+        ({"active_units": 7.0}, {}, "active_units", "7"),
+        ({"l1": 0.12345}, {"l1": 0.01}, "l1", "0.1235 ± 0.0100"),
+    ]  # fmt: skip
+    for mean, std, key, expected in cases:
+        assert page.evaluate(text, [mean, std, key]) == expected

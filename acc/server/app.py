@@ -168,9 +168,15 @@ def _add_page(app: FastAPI) -> None:
 
     @app.get("/api/metrics", tags=["recipes"])
     def metrics() -> list[dict]:
-        """Every metric key with its label and which direction is better (null: neither)."""
+        """Every metric key with its label, which direction is better (null: neither) and
+        whether it counts units (shown without decimals where whole)."""
         return [
-            {"key": m.value, "label": m.label, "higher_is_better": m.higher_is_better}
+            {
+                "key": m.value,
+                "label": m.label,
+                "higher_is_better": m.higher_is_better,
+                "count": m.is_count,
+            }
             for m in EvalMetric
         ]
 

@@ -40,11 +40,14 @@
     return ACC.sortMetricKeys(new Set(conditions.flatMap(c => Object.keys(c.mean))));
   };
 
-  // One condition's final value of a metric as a table cell's text: mean ± std over seeds.
+  // One condition's final value of a metric as a table cell's text: mean ± std over seeds;
+  // a count of units (/api/metrics says which) as 12 or 11.5 ± 0.71, not 12.0000 ± 0.7071.
   ACC.meanStdText = function meanStdText(c, key) {
     const mean = (c.mean || {})[key], std = (c.std || {})[key];
     if (Array.isArray(mean)) return `[${mean.map(v => ACC.fmt(v, 3)).join(", ")}]`;
-    return std === null || std === undefined ? ACC.fmt(mean) : `${ACC.fmt(mean)} ± ${ACC.fmt(std)}`;
+    const count = (ACC.metrics[key.split("[")[0]] || {}).count;
+    const text = count ? ACC.countText : ACC.fmt;
+    return std === null || std === undefined ? text(mean) : `${text(mean)} ± ${ACC.fmt(std, count ? 2 : undefined)}`;
   };
 
   // The star's rule is the server's (acc/best.py, shared with the CLI): not on a tie, and with

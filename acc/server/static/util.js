@@ -64,6 +64,12 @@ ACC.fmt = function fmt(value, digits) {
   return value.toFixed(digits === undefined ? (abs >= 100 ? 1 : 4) : digits);
 };
 
+// A count (of units), or the mean of counts: whole numbers without decimals, else one.
+ACC.countText = function countText(value) {
+  if (typeof value !== "number") return ACC.fmt(value);
+  return Number.isInteger(value) ? String(value) : value.toFixed(1);
+};
+
 ACC.metricInfo = function metricInfo(key) {
   const base = key.split("[")[0];
   const layer = key.includes("[") ? key.slice(key.indexOf("[") + 1, -1) : null;
