@@ -38,7 +38,7 @@ from acc.cli.common import (
     decision_options,
     fail,
     interrupt_on_signals,
-    open_store,
+    open_when_ready,
     read_store,
     render_sweep,
     train_and_report,
@@ -110,7 +110,7 @@ def sweep(
             f"others (nothing retrains): acc show {resume} --delta ... --correction ..."
         )
     check_json_path(json_path)
-    results_store = read_store(store, to_write=True) if resume else open_store(store)
+    results_store = read_store(store, to_write=True) if resume else None
     try:
         if resume:
             sweep_id = resume
@@ -134,7 +134,9 @@ def sweep(
             branches = plan.branches
         pool = build_executor(executor, workers, branches, threads, ray_address, gpus_per_branch)
         if not resume:
-            sweep_id = open_sweep(results_store, plan)
+            results_store, sweep_id = open_when_ready(
+                pool, store, lambda opened: open_sweep(opened, plan)
+            )
     except NothingToResume as done:
         console.print(str(done))
         return

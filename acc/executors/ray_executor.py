@@ -22,6 +22,7 @@ from dataclasses import replace
 
 from acc.branch import BranchFailure, BranchSpec, run_branch_safely
 from acc.executors import ExecutorError, drive
+from acc.executors.ray_auth import HOW_TOKENS_WORK, check_authentication, refused_for_token
 from acc.status import Status
 
 RAY_VERSION = "2.60.0"
@@ -51,6 +52,7 @@ class RayExecutor:
             raise ExecutorError(f"--gpus-per-branch must be in [0, 1], got {gpus_per_branch}")
         if address:
             _check_reachable(address)
+            check_authentication(address)  # milliseconds, where ray.init would wait 30 s
         self.cpus_per_branch = threads or 1
         self.gpus_per_branch = gpus_per_branch
         self._started_here = not ray.is_initialized()
@@ -154,7 +156,8 @@ def _connect(ray, address: str | None) -> None:
         try:
             ray.init(address=address, **options)
         except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; all mean "cannot join"
-            raise ExecutorError(f"cannot join the Ray cluster at {address}: {exc}") from None
+            why = f" (its token was refused: {HOW_TOKENS_WORK})" if refused_for_token(exc) else ""
+            raise ExecutorError(f"cannot join the Ray cluster at {address}: {exc}{why}") from None
         return
     ray.init(num_cpus=os.cpu_count() or 1, **options)
 
