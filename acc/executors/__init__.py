@@ -32,6 +32,9 @@ class BranchSink(Protocol):
 
     def log(self, message: str) -> None: ...
 
+    def notice(self, message: str) -> None:
+        """A message the person watching should see now (the CLI prints it)."""
+
 
 class Executor(Protocol):
     name: str

@@ -12,10 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from acc.executors import ExecutorError
+from acc.executors import ExecutorError, ray_gcs
 
-PROBE_METHOD = "/ray.rpc.NodeInfoGcsService/GetClusterId"  # any GCS call; this one is tiny
-PROBE_TIMEOUT_SECONDS = 5.0
 DEFAULT_TOKEN = Path("~/.ray/auth_token")
 REFUSED_WORDS = ("InvalidAuthToken", "Unauthenticated", "UNAUTHENTICATED")
 HOW_TOKENS_WORK = (
@@ -77,12 +75,4 @@ def refused_for_token(exc: BaseException) -> bool:
 
 def _refused(address: str, token: str | None) -> bool:
     """One GCS call, with the token if given: True only for UNAUTHENTICATED."""
-    import grpc  # installed with Ray
-
-    metadata = [("authorization", f"Bearer {token}")] if token else None
-    with grpc.insecure_channel(address) as channel:
-        try:
-            channel.unary_unary(PROBE_METHOD)(b"", timeout=PROBE_TIMEOUT_SECONDS, metadata=metadata)
-        except grpc.RpcError as exc:
-            return exc.code() == grpc.StatusCode.UNAUTHENTICATED
-    return False
+    return ray_gcs.call(address, token) == "UNAUTHENTICATED"

@@ -7,23 +7,27 @@ through Ray's object store: no shared file system is assumed, and workers load M
 their own install of ACC.
 
 A task whose worker process dies (killed, out of memory, lost node) is retried once by this
-executor, from the newest resume point the driver has received; a second loss fails the branch.
+executor, from the newest resume point the driver has received (said on the CLI); a second
+loss fails the branch. A cluster whose head stops answering (a GCS call tells) fails the
+branches in flight naming it, so a run with completed branches ends ``partial``, resumable.
 Each task asks for ``num_cpus`` (torch threads follow it) and, on GPU machines, a fraction of
 a GPU (``--gpus-per-branch 0.25`` lets four branches share one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from acc.branch import BranchFailure, BranchSpec, run_branch_safely
-from acc.executors import ExecutorError, drive
+from acc.executors import ExecutorError, drive, ray_gcs
 from acc.executors.ray_auth import HOW_TOKENS_WORK, check_authentication, refused_for_token
 from acc.status import Status
+from acc.write_failure import is_write_failure
 
 RAY_VERSION = "2.60.0"
 INSTALL_HINT = f"pip install -e '.[ray]' (installs ray=={RAY_VERSION})"
@@ -58,6 +62,8 @@ class RayExecutor:
         self._started_here = not ray.is_initialized()
         if self._started_here:
             _connect(ray, address)
+        self.gcs_address = ray.get_runtime_context().gcs_address  # to tell a lost head
+        self.where = f"the Ray cluster at {address}" if address else "the local Ray instance"
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, cpus // self.cpus_per_branch)
 
@@ -79,7 +85,8 @@ class _Tasks:
             num_cpus=executor.cpus_per_branch, num_gpus=executor.gpus_per_branch, max_retries=0
         )
         self.threads = executor.cpus_per_branch
-        self.running: dict = {}  # generator -> [spec, attempt number, newest resume point]
+        self.gcs_address, self.where = executor.gcs_address, executor.where
+        self.running: dict = {}  # generator -> _Attempt
         self.reason: Status | None = None
 
     def start(self) -> None:
@@ -89,14 +96,27 @@ class _Tasks:
     def busy(self) -> bool:
         return bool(self.running)
 
-    def submit(self, spec: BranchSpec, attempt: int = 1) -> None:
-        self.running[self.remote.remote(spec, self.threads)] = [spec, attempt, spec.resume]
+    def submit(self, spec: BranchSpec, attempt: int = 1, resume_step: int = 0) -> None:
+        generator = self.remote.remote(spec, self.threads)
+        self.running[generator] = _Attempt(spec, attempt, spec.resume, resume_step)
 
     def serve(self) -> None:
-        """Relay what one ready branch has yielded (waits at most 0.25 s for one)."""
+        """Relay what one ready branch has yielded (waits at most 0.25 s for one). A cluster
+        that stops answering (its head stopped) fails every branch still in flight with its
+        name, and the run ends as the branches say (``partial`` if some completed)."""
+        try:
+            self._serve()
+        except Exception as exc:
+            if is_write_failure(exc) or self._cluster_answers():
+                raise  # the store's, or not the cluster's: the run stops as before
+            self._lost(exc)
+
+    def _serve(self) -> None:
         ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=0.25)
         for generator in ready:
-            spec, attempt, resume = self.running[generator]
+            if generator not in self.running:  # the cluster was lost meanwhile
+                continue
+            attempt = self.running[generator]
             try:
                 kind, payload = self.ray.get(next(generator))
             except StopIteration:
@@ -104,30 +124,49 @@ class _Tasks:
                 continue
             except Exception as exc:  # noqa: BLE001 - a lost worker, a cancel, a Ray failure
                 del self.running[generator]
-                self._failed(spec, attempt, resume, exc)
+                self._failed(attempt, exc)
                 continue
             if kind == "event":
                 if payload["type"] == "resume_point":
-                    self.running[generator][2] = payload["state"]
-                self.sink.event(spec, payload)
+                    attempt.resume, attempt.resume_step = payload["state"], payload["step"]
+                self.sink.event(attempt.spec, payload)
             else:
                 del self.running[generator]
-                self.sink.finished(spec, payload)
+                self.sink.finished(attempt.spec, payload)
 
-    def _failed(self, spec: BranchSpec, attempt: int, resume, exc: Exception) -> None:
-        kind = _cause(exc)
+    def _failed(self, attempt: _Attempt, exc: Exception) -> None:
+        spec, kind = attempt.spec, _cause(exc)
         if self.reason is not None:  # cancelled by us: it stopped where its last step says
             error = "interrupted by the user" if self.reason == Status.INTERRUPTED else "cancelled"
             self.sink.finished(spec, BranchFailure(self.reason, error))
-        elif kind in LOST_WORKER and attempt == 1:
-            self.sink.log(f"{spec.label}: its Ray worker was lost ({kind}); retrying once")
-            self.submit(replace(spec, resume=resume), attempt=2)
+        elif not self._cluster_answers():  # the head is gone: no retry can run
+            self._lost(exc, attempt)
+        elif kind in LOST_WORKER and attempt.number == 1:
+            self.sink.notice(
+                f"{spec.label}: its Ray worker was lost ({kind}); retrying once from step "
+                f"{attempt.resume_step}"
+            )
+            self.submit(replace(spec, resume=attempt.resume), 2, attempt.resume_step)
         elif kind in LOST_WORKER:
             self.sink.finished(
                 spec, BranchFailure(Status.FAILED, f"its Ray worker was lost twice ({kind})")
             )
         else:
             self.sink.finished(spec, BranchFailure(Status.FAILED, f"{kind}: {exc}"))
+
+    def _cluster_answers(self) -> bool:
+        return ray_gcs.answers(self.gcs_address)
+
+    def _lost(self, exc: Exception, *failed: _Attempt) -> None:
+        """The cluster is gone: ``failed`` and every branch in flight fail naming it; the run
+        ends ``partial`` (or ``failed``) and resumes once the cluster is back."""
+        error = (
+            f"{self.where} was lost mid-run ({_cause(exc)}: {exc}): its head stopped "
+            "or cannot be reached; resume the run once the cluster is back"
+        )
+        for attempt in [*failed, *self.running.values()]:
+            self.sink.finished(attempt.spec, BranchFailure(Status.FAILED, error))
+        self.running.clear()
 
     def stop_all(self, reason: Status) -> None:
         self.reason = reason
@@ -136,10 +175,21 @@ class _Tasks:
 
     def close(self) -> None:
         """After an error (or a second Ctrl-C): kill what still runs and record it."""
-        for generator, (spec, _, _) in list(self.running.items()):
-            self.ray.cancel(generator, force=True)
-            self.sink.finished(spec, BranchFailure(self.reason or Status.FAILED, "stopped"))
+        for generator, attempt in list(self.running.items()):
+            with contextlib.suppress(Exception):  # a cluster that is gone cannot cancel
+                self.ray.cancel(generator, force=True)
+            self.sink.finished(attempt.spec, BranchFailure(self.reason or Status.FAILED, "stopped"))
         self.running.clear()
+
+
+@dataclass
+class _Attempt:
+    """One try at a branch: its spec, which try, and the newest resume point received."""
+
+    spec: BranchSpec
+    number: int
+    resume: bytes | None
+    resume_step: int
 
 
 def _cause(exc: Exception) -> str:
