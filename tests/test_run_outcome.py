@@ -41,12 +41,18 @@ def _only_run(store: Store) -> dict:
     return store.get_run(run["id"])
 
 
-def test_a_run_whose_branches_all_failed_is_failed_and_exits_1(store):
-    out = _cli(store, *L0, "--seeds", "1,2", "-p", "batch_size=100000")
+def test_a_run_whose_branches_all_failed_is_failed_and_exits_1(store, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("training broke")
+
+    monkeypatch.setattr("acc.branch._train", broken)  # the inline executor: this process
+    out = _cli(store, *L0, "--seeds", "1,2")
     assert out.exit_code == 1, out.output
     run = _only_run(store)
     assert run["status"] == "failed"
-    assert run["error"].startswith("4 of 4 branches did not complete: standard seed 1: ")
+    assert run["error"].startswith(
+        "4 of 4 branches did not complete: standard seed 1: RuntimeError: training broke"
+    )
     assert run["error"].endswith("; and 1 more")
     assert "failed" in _cli(store, "runs").output
 
@@ -101,6 +107,28 @@ def test_a_sweep_takes_its_worst_runs_status(store):
 )
 def test_numbers_that_could_only_fail_later_are_refused_first(store, args, message):
     out = _cli(store, "run", "gradient_gating_l0", "--seeds", "1", *args)
+    assert out.exit_code == 2 and message in " ".join(out.output.split()), out.output
+    assert store.list_runs() == []
+
+
+@pytest.mark.parametrize(
+    ("recipe", "args", "message"),
+    [
+        ("gradient_gating_l0", ["-p", "hidden_dim=100000000"],
+         "hidden_dim: Input should be less than or equal to 4096"),
+        ("gradient_gating_l0", ["-p", "batch_size=100000"],
+         "batch_size: Input should be less than or equal to 60000"),
+        ("gradient_gating_l1", ["-p", "hidden_dim=5000"], "hidden_dim: Input should be less than"),
+        ("gradient_gating_l1", ["--steps", "10000000000"],
+         "steps: Input should be less than or equal to 1000000000"),
+        ("gradient_gating_l2", ["-p", "latent_dim=5000"], "latent_dim: Input should be less than"),
+        ("gradient_gating_l3", ["-p", "batch_size=60001"], "batch_size: Input should be less than"),
+    ],
+)  # fmt: skip
+def test_sizes_beyond_any_real_run_are_refused_with_the_field_named(store, recipe, args, message):
+    """Issue 20, defect 13: 10^8 hidden units tried to allocate 313 GB; the other levels'
+    steps had no upper bound either (their own field replaced the base one)."""
+    out = _cli(store, "run", recipe, "--seeds", "1", *args)
     assert out.exit_code == 2 and message in " ".join(out.output.split()), out.output
     assert store.list_runs() == []
 

@@ -37,6 +37,29 @@ MAX_SEEDS = 1_000  # seeds per run: each one is a paired replicate of every cond
 # a run with more seeds extends one with fewer, and every researcher's "10 seeds" are the same)
 SEED_LIST = (42, 123, 456, *range(1000, 1000 + MAX_SEEDS - 3))
 Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # what SQLite's INTEGER holds
+# Sizes are bounded so a typo is refused with its field named, not met as an allocation of
+# hundreds of GB (10^8 hidden units asked for 313 GB): 4,096 units (or latent dimensions) is
+# far beyond what MNIST needs, a batch at most the 60,000 training images.
+MAX_UNITS = 4_096
+MAX_BATCH = 60_000
+
+
+def steps_field(default: int, description: str = "training steps per branch (0 = evaluate the "
+                "untrained models)"):  # fmt: skip
+    """A recipe's steps per branch: 0 to MAX_STEPS, whatever its default."""
+    return Field(default, ge=0, le=MAX_STEPS, description=description)
+
+
+def units_field(default: int, description: str, ge: int = 1):
+    """A layer's width (hidden units, latent dimensions): ``ge`` to MAX_UNITS."""
+    return Field(default, ge=ge, le=MAX_UNITS, description=f"{description} ({ge} to {MAX_UNITS})")
+
+
+def batch_field(default: int):
+    """Images per training step: 1 to MAX_BATCH (the training set)."""
+    return Field(
+        default, ge=1, le=MAX_BATCH, description=f"images per training step (1 to {MAX_BATCH})"
+    )
 
 
 def _temperature(value):
@@ -70,12 +93,7 @@ class RecipeParams(BaseModel):
     # inf and NaN are refused with the field named, before anything trains
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    steps: int = Field(
-        25_000,
-        ge=0,
-        le=MAX_STEPS,
-        description="training steps per branch (0 = evaluate the untrained models)",
-    )
+    steps: int = steps_field(25_000)
     seeds: list[Seed] = Field(
         [42, 123, 456],
         min_length=1,
@@ -83,7 +101,7 @@ class RecipeParams(BaseModel):
         description="one paired replicate per seed",
     )
     eval_every: int = Field(500, ge=0, description="steps between periodic evaluations (0 = off)")
-    batch_size: int = Field(128, ge=1, description="images per training step")
+    batch_size: int = batch_field(128)
     lr: float = Field(1e-3, gt=0, description="learning rate")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="adam or sgd")
     controls: list[str] = Field(

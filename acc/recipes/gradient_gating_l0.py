@@ -22,6 +22,7 @@ from acc.recipes.base import (
     RecipeParams,
     Temperature,
     temperature_field,
+    units_field,
 )
 from acc.stats import Hypothesis
 from acc.tasks.activation_sparsity import ActivationSparsityTask
@@ -34,7 +35,7 @@ from acc.tasks.weight_norm_concentration import WeightNormConcentrationTask
 
 
 class L0Params(RecipeParams):
-    hidden_dim: int = Field(64, ge=2, description="hidden units of the linear autoencoder")
+    hidden_dim: int = units_field(64, "hidden units of the linear autoencoder", ge=2)
     temperature: Temperature = temperature_field()
     gate_strength: float = Field(
         1.0, ge=0, le=1, description="0 = no gating, 1 = full mask", json_schema_extra=GATING

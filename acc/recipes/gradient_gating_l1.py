@@ -27,7 +27,9 @@ from acc.recipes.base import (
     Recipe,
     RecipeParams,
     Temperature,
+    steps_field,
     temperature_field,
+    units_field,
 )
 from acc.stats import Hypothesis
 from acc.tasks.activation_sparsity import ActivationSparsityTask
@@ -58,10 +60,8 @@ class ConvGatingParams(RecipeParams):
 
 
 class L1Params(ConvGatingParams):
-    steps: int = Field(
-        5_000, ge=0, description="training steps per branch (0 = evaluate the untrained models)"
-    )
-    hidden_dim: int = Field(64, ge=1, description="latent size of the conv autoencoder")
+    steps: int = steps_field(5_000)
+    hidden_dim: int = units_field(64, "latent size of the conv autoencoder")
 
 
 def per_layer_hypotheses() -> list[Hypothesis]:

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from acc.data import Dataset
 from acc.models import ConvVAE
-from acc.recipes.base import Condition, Gating, Recipe
+from acc.recipes.base import Condition, Gating, Recipe, steps_field, units_field
 from acc.recipes.gradient_gating_l1 import (
     DEPTH_HYPOTHESIS,
     GATED_DESCRIPTION,
@@ -35,10 +35,8 @@ from acc.tasks.reconstruction import ReconstructionTask
 
 
 class L2Params(ConvGatingParams):
-    steps: int = Field(
-        10_000, ge=0, description="training steps per branch (0 = evaluate the untrained models)"
-    )
-    latent_dim: int = Field(16, ge=1, description="latent dimensions of the VAE")
+    steps: int = steps_field(10_000)
+    latent_dim: int = units_field(16, "latent dimensions of the VAE")
     beta: float = Field(0.05, ge=0, description="KL weight (per-image sums, see KLDivergenceTask)")
     kl_warmup_steps: int = Field(0, ge=0, description="linear KL warm-up steps (0 = off)")
     recon_loss: Literal["l1", "mse"] = Field(

@@ -42,7 +42,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from acc.data import Dataset
 from acc.models import FactorSlotAutoencoder
 from acc.models.factor_slot import DEFAULT_GROUPS, WIDTHS
-from acc.recipes.base import Condition, Gating, Recipe
+from acc.recipes.base import Condition, Gating, Recipe, batch_field, steps_field
 from acc.recipes.gradient_gating_l1 import (
     ConvGatingParams,
     encoder_gating,
@@ -103,10 +103,8 @@ FromConfig = Annotated[float | None, BeforeValidator(_empty_is_unset)]
 
 
 class L3Params(ConvGatingParams):
-    steps: int = Field(
-        28_110, ge=0, description="training steps per branch (plan: 3 epochs x 10 x 937)"
-    )
-    batch_size: int = Field(64, ge=1, description="images per training step")
+    steps: int = steps_field(28_110, "training steps per branch (plan: 3 epochs x 10 x 937)")
+    batch_size: int = batch_field(64)
     eval_every: int = Field(2_000, ge=0, description="steps between periodic evaluations")
     width: Literal["full", "half", "small"] = Field(
         "full", description=f"channel widths: {', '.join(f'{k} x{v}' for k, v in WIDTHS.items())}"
