@@ -58,6 +58,13 @@ def test_with_a_token_the_url_sets_a_cookie_and_the_rest_is_refused(tmp_path):
         refused = client.get("/api/runs")
         assert refused.status_code == 401 and "?token=" in refused.json()["detail"]
         assert client.get("/api/runs?token=wrong").status_code == 401
+        in_url = client.get("/api/runs?token=s3cret")  # issue 20, defect 13: the page visit only
+        assert in_url.status_code == 401 and "set-cookie" not in in_url.headers
+        assert in_url.json()["detail"] == (
+            "?token= is taken only when opening the page (/?token=…), which sets a cookie; "
+            "API calls send the token as 'Authorization: Bearer <token>'"
+        )
+        assert client.post("/api/jobs?token=s3cret", json={}).status_code == 401
         page = client.get("/?token=s3cret")
         assert page.status_code == 200 and "acc_token=s3cret" in page.headers["set-cookie"]
         assert "HttpOnly" in page.headers["set-cookie"]

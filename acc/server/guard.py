@@ -6,9 +6,10 @@ whose Host header names this server (localhost, 127.0.0.1, [::1], the address it
 and any added with --allowed-host) closes that door: such requests get 421.
 
 Bound to a non-loopback address, anyone on the network can reach the server, so it also asks
-for a token: the URL ``acc serve`` prints carries it as ``?token=``; the first request with it
+for a token: the URL ``acc serve`` prints carries it as ``?token=``; opening the page with it
 sets an HttpOnly cookie, which the page then sends with every request (no JavaScript change).
-Scripts may send ``Authorization: Bearer <token>`` instead.
+Scripts send ``Authorization: Bearer <token>``. ``?token=`` is taken on that page visit only,
+never on an API call: a token in API URLs ends up in logs, histories and Referer headers.
 """
 
 from __future__ import annotations
@@ -71,11 +72,17 @@ class Guard:
             return await _refuse(send, 421, why)
         if self.token is None:
             return await self.app(scope, receive, send)
-        given = _token_of(scope, headers)
+        page_visit = scope["path"] == "/" and scope["method"] in ("GET", "HEAD")
+        given = _token_of(scope, headers, page_visit)
         if given is None or not secrets.compare_digest(given, self.token):
             why = "this server needs its token: open the URL `acc serve` printed (it ends ?token=…)"
+            if not page_visit and _query_token(scope) is not None:
+                why = (
+                    "?token= is taken only when opening the page (/?token=…), which sets a "
+                    "cookie; API calls send the token as 'Authorization: Bearer <token>'"
+                )
             return await _refuse(send, 401, why)
-        if _query_token(scope) is None:
+        if not page_visit or _query_token(scope) is None:
             return await self.app(scope, receive, send)
 
         async def send_with_cookie(message) -> None:  # remember the token for the page
@@ -92,14 +99,15 @@ def _query_token(scope) -> str | None:
     return values[0] if values else None
 
 
-def _token_of(scope, headers: dict[str, str]) -> str | None:
+def _token_of(scope, headers: dict[str, str], page_visit: bool) -> str | None:
+    """The bearer header's token, else the cookie's, else (opening the page only) the URL's."""
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
     cookie = SimpleCookie(headers.get("cookie", ""))
     if COOKIE in cookie:
         return cookie[COOKIE].value
-    return _query_token(scope)
+    return _query_token(scope) if page_visit else None
 
 
 async def _refuse(send, status: int, detail: str) -> None:
