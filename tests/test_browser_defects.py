@@ -7,11 +7,14 @@ except where the defect is about a run started from the page.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
+from acc.jsonable import finite
 from acc.runner import create_run, execute_run
+from acc.series import run_series
 from acc.server.jobs import JobManager
 from acc.server.jobstore import JobStore
 from acc.store import Store
@@ -183,3 +186,78 @@ def test_the_jobs_list_says_how_many_jobs_there_are(page, tmp_path):
         "document.querySelector('#jobs').textContent.includes('showing 15 of 17')", timeout=5_000
     )
     assert page.locator("#jobs .badge").count() == 15
+
+
+METRIC_CURVES = """() => [...document.querySelectorAll('#metric-charts [data-metric]')].map(box =>
+    box.querySelector('.plot').data.filter(t => t.name).map(t => t.name + ' ' + t.x.join(',')))
+    .flat()"""
+
+
+def test_charts_stay_whole_when_series_replies_come_late_and_out_of_order(
+    page, tmp_path, tiny_mnist
+):
+    """Issue 20, defect 4: after a page-started job completed, every gated curve showed one
+    seed of two: a late /series reply replaced newer curves (an older reply over a newer one,
+    or one read before the events that arrived while it was in flight). Every /series reply
+    after the page opened is held here (read at request time, delivered when the test says)
+    and delivered late and out of order; the curves must stay whole throughout."""
+    store = Store(tmp_path / "store")
+    params = {"steps": 10, "seeds": [1, 2], "eval_every": 5, "batch_size": 16}
+    run_id = create_run(store, "gradient_gating_l0", params, "cpu", tiny_mnist)
+    jobs = JobStore(tmp_path / "store")
+    job_id = jobs.create(run_id, "gradient_gating_l0", params)
+    jobs.set_running(job_id, 0)
+    open_run(page, run_id)  # follows the job's event stream from here on
+
+    held = []
+    page.route("**/series", lambda route: held.append((route, route.fetch())))
+    completed = []
+
+    def on_event(event):  # the first two branches' /series reads precede the others' events
+        jobs.add_event(job_id, finite(event))
+        if event["type"] == "branch" and event["state"] == "completed":
+            completed.append(event)
+            deadline = time.time() + 20
+            while len(completed) == 2 and len(held) < 2 and time.time() < deadline:
+                time.sleep(0.02)
+
+    def drive():
+        runs = Store(tmp_path / "store")
+        results = execute_run(runs, run_id, on_event=on_event)
+        jobs.add_event(job_id, finite({"type": "final", "status": "completed", "results": results}))
+        runs.close()
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    deadline = time.time() + 30
+    while len(held) < 5 and time.time() < deadline:  # one per completed branch, one at the end
+        page.wait_for_timeout(50)
+    assert len(held) == 5, (len(held), len(completed))
+    thread.join()
+    page.wait_for_function("document.querySelector('#run-status').textContent === 'completed'")
+    branches = run_series(store, run_id)["branches"]
+
+    def points(b, key):  # the steps at which a branch has the metric (gates: none at step 0)
+        values = b["evals"]["metrics"].get(key, [])
+        return ",".join(str(s) for s, v in zip(b["evals"]["step"], values) if v is not None)
+
+    whole = sorted(  # every metric's curve of each condition that has it: both seeds
+        f"{b['condition']} (n=2 seeds) {points(b, key)}"
+        for key in {k for b in branches for k in b["evals"]["metrics"]}
+        for b in branches
+        if b["seed"] == 1 and points(b, key)
+    )
+    assert len(whole) >= 10 and whole.count("standard (n=2 seeds) 0,5,10") >= 5, whole
+
+    def deliver(*which):
+        for i in which:
+            route, response = held[i]
+            route.fulfill(response=response)
+        page.wait_for_timeout(1300)  # the page redraws live curves at most once a second
+        curves = page.evaluate(METRIC_CURVES)
+        assert sorted(curves) == whole, (which, curves)
+
+    deliver(1)  # read before the last two branches trained: their events go on top
+    deliver(4, 3, 2, 0)  # the newest, then older ones (last the oldest): dropped
+    jobs.finish(job_id, "completed")
+    jobs.close()

@@ -8,7 +8,7 @@
   const FORM_PARAMS = ["steps", "seeds", "eval_every"];
   const state = {recipes: [], tasks: [], runId: null, jobId: null, series: null, results: null,
                  live: {}, source: null, poll: null, renderTimer: null, picked: new Set(),
-                 dirty: {loss: false, metrics: false}};
+                 dirty: {loss: false, metrics: false}, order: {}, replays: new Set()};
   // Live redraws are batched: at most one per RENDER_MS, and only of the charts whose data
   // changed, so an open page costs the training (on the same machine) next to nothing.
   const RENDER_MS = 1000;
@@ -244,14 +244,13 @@
     history.replaceState(null, "", `#run=${encodeURIComponent(runId)}`);
     let results, series;
     try {
-      [results, series] = await Promise.all([ACC.api(`/api/runs/${encodeURIComponent(runId)}`),
-                                             ACC.api(`/api/runs/${encodeURIComponent(runId)}/series`)]);
+      [results, series] = await Promise.all([readResults(runId), readSeries(runId)]);
     } catch (err) {
       if (state.runId === runId) showEmpty(`No run "${runId}" to show: ${err.message}`);
       return;
     }
-    if (state.runId !== runId) return;
-    Object.assign(state, {results, series, jobId: results.job_id});
+    if (state.runId !== runId || !results || !series) return;
+    state.jobId = results.job_id;
     $("empty").hidden = true;
     $("run-view").hidden = false;
     $("chart-controls").hidden = false;
@@ -336,33 +335,70 @@
         $("inspector").replaceChildren(el("p", {class: "error"}, err.message))));
   }
 
+  // --- ordered reads ------------------------------------------------------------------------
+
+  // Replies to repeated reads of the run can come back out of order (two branches ending close
+  // together, a slow reply) while events keep arriving. Each read takes a ticket: a reply older
+  // than the one already shown is dropped, so no reply can take the page back to an older
+  // state (issue 20, defect 4: charts showed one seed of two until a reload).
+  function ticket(what) {
+    const order = state.order[what] || (state.order[what] = {asked: 0, shown: 0});
+    const mine = ++order.asked;
+    return () => {
+      if (mine < order.shown) return false;
+      order.shown = mine;
+      return true;
+    };
+  }
+
+  // The run's results; null when a newer reply (or the final event) got there first.
+  async function readResults(runId) {
+    const fresh = ticket("results");
+    const results = await ACC.api(`/api/runs/${encodeURIComponent(runId)}`);
+    if (state.runId !== runId || !fresh()) return null;
+    state.results = results;
+    return results;
+  }
+
+  // The store's curves of the run (a finished branch's final metrics are its last point), with
+  // the events that arrived after the request was sent applied again on top: the reply may
+  // have been read before they were stored (points already there are skipped). Null when the
+  // reply is older than the curves shown.
+  async function readSeries(runId) {
+    const fresh = ticket("series");
+    const missed = [];
+    state.replays.add(missed);
+    try {
+      const series = await ACC.api(`/api/runs/${encodeURIComponent(runId)}/series`);
+      if (state.runId !== runId || !fresh()) return null;
+      state.series = series;
+      missed.forEach(applyCurveEvent);
+      return series;
+    } finally {
+      state.replays.delete(missed);
+    }
+  }
+
   async function refreshResults() {
     const runId = state.runId;
-    const results = await ACC.api(`/api/runs/${runId}`);
-    if (state.runId !== runId) return;
-    state.results = results;
+    if (!await readResults(runId)) return;
     renderAll();
     refreshCheckpoints();
   }
 
-  // The store's curves of the run: a finished branch's final metrics are its last point.
   async function refreshSeries() {
-    const runId = state.runId;
-    const series = await ACC.api(`/api/runs/${runId}/series`);
-    if (state.runId !== runId) return;
-    state.series = series;
+    if (!await readSeries(state.runId)) return;
     scheduleRender("loss");
     scheduleRender("metrics");
   }
 
   async function pollRun() {
     const runId = state.runId;
-    const [results, series] = await Promise.all([ACC.api(`/api/runs/${runId}`),
-                                                 ACC.api(`/api/runs/${runId}/series`)]);
-    if (state.runId !== runId) return;
+    const before = state.results;
+    const [results, series] = await Promise.all([readResults(runId), readSeries(runId)]);
+    if (state.runId !== runId || !results || !series) return;
     // the header, tables and pictures change only when a branch ends: redraw them then
-    const changed = JSON.stringify(results) !== JSON.stringify(state.results);
-    Object.assign(state, {results, series});
+    const changed = JSON.stringify(results) !== JSON.stringify(before);
     if (changed) renderAll(); else renderLive();
     if (!isOpen(results.status)) { stopFollowing(); showLogNote(); refreshCheckpoints(); refreshLists(); }
   }
@@ -418,38 +454,50 @@
     b.steps_done = Math.max(b.steps_done, step);
   }
 
-  function applyEvent(ev) {
-    const key = `${ev.condition}|${ev.seed}`;
-    const live = state.live[key] || (state.live[key] = {});
+  // What an event changes in the curves and the branch table (also replayed on a reply that
+  // may have been read before the event was stored: see readSeries).
+  const CURVE_EVENTS = ["step", "eval", "branch", "health"];
+  function applyCurveEvent(ev) {
+    const b = branchOf(ev.condition, ev.seed);
     if (ev.type === "step") {
-      const b = branchOf(ev.condition, ev.seed);
       addLosses(b, ev.step, ev.points || {step: [ev.step], losses: Object.fromEntries(
         Object.entries(ev.losses).map(([task, value]) => [task, [value]]))});
       if (ev.health) b.health = ev.health;
+    } else if (ev.type === "eval") {
+      addEval(b, ev.step, ev.metrics);
+    } else if (ev.type === "branch") {
+      b.status = ev.state;
+      b.error = ev.error || null;
+      if (ev.steps !== undefined) b.steps_done = ev.steps;
+      if (ev.from_step !== undefined) b.steps_done = ev.from_step;  // a resumed branch
+    } else if (ev.type === "health") {
+      b.health = Object.assign({}, b.health, ev.health);
+    }
+  }
+
+  function applyEvent(ev) {
+    const key = `${ev.condition}|${ev.seed}`;
+    const live = state.live[key] || (state.live[key] = {});
+    if (CURVE_EVENTS.includes(ev.type)) {
+      applyCurveEvent(ev);
+      state.replays.forEach(missed => missed.push(ev));  // for the replies now in flight
+    }
+    if (ev.type === "step") {
       live.steps_per_second = ev.steps_per_second;
       scheduleRender("loss");
       return;
     } else if (ev.type === "eval") {
-      addEval(branchOf(ev.condition, ev.seed), ev.step, ev.metrics);
       scheduleRender("metrics");
       return;
     } else if (ev.type === "train") {
       live.to_step = ev.to_step;
     } else if (ev.type === "branch") {
-      const b = branchOf(ev.condition, ev.seed);
-      b.status = ev.state;
-      b.error = ev.error || null;
-      if (ev.steps !== undefined) b.steps_done = ev.steps;
-      if (ev.from_step !== undefined) b.steps_done = ev.from_step;  // a resumed branch
       if (ev.state === "running" && state.results.status === "queued") {
         state.results.status = "running";  // the run has started; its row says so soon
         showStatus("running");
         refreshResults().catch(() => {});
       }
       if (ev.state === "completed") refreshSeries().catch(() => {});
-    } else if (ev.type === "health") {
-      const b = branchOf(ev.condition, ev.seed);
-      b.health = Object.assign({}, b.health, ev.health);
     } else if (ev.type === "results") {
       refreshResults();
       return;
@@ -460,6 +508,7 @@
       if (ev.status === "running") refreshResults();  // the queued run has started
       refreshLists();
     } else if (ev.type === "final") {
+      ticket("results")();  // the newest results: a reply still in flight is older
       state.results = Object.assign({job_id: state.jobId}, ev.results);
       stopFollowing();
       renderAll();
