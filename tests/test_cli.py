@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import shutil
 import signal
 
 import pytest
@@ -154,6 +156,36 @@ def test_data_dir_without_files_and_unwritable_store(tmp_path):
     blocker.write_text("")
     result = runner.invoke(app, ["run", "gradient_gating_l0", "--store", str(blocker / "s")])
     assert result.exit_code == 2 and "cannot write to the store" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("truncate", "header says [64, 28, 28] but the file holds 50166 bytes"),
+        ("labels", "train labels must be digits 0 to 9; found 200"),
+        ("gzip", "cannot be read as IDX"),
+    ],
+)
+def test_bad_idx_data_is_refused_before_a_run_or_sweep_opens(tmp_path, tiny_mnist, damage, message):
+    """Issue 20, defect 13: a damaged IDX file was found only by the branches of a run
+    already opened (and failed) in the store."""
+    data = shutil.copytree(tiny_mnist, tmp_path / "data")
+    images, labels = data / "train-images-idx3-ubyte.gz", data / "train-labels-idx1-ubyte.gz"
+    if damage == "truncate":
+        images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes())[:-10]))
+    elif damage == "labels":
+        raw = bytearray(gzip.decompress(labels.read_bytes()))
+        raw[8 + 5] = 200  # the sixth label, after the 8-byte header
+        labels.write_bytes(gzip.compress(bytes(raw)))
+    else:
+        images.write_bytes(images.read_bytes()[:40])
+    common = ["--steps", "1", "--seeds", "1", "--data-dir", str(data), "--store", tmp_path / "s"]
+    recipe = "gradient_gating_l0"
+    for command in (["run", recipe], ["sweep", recipe, "--grid", "lr=0.1,1"]):
+        result = runner.invoke(app, [*command, *map(str, common)])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    store = Store(tmp_path / "s")
+    assert store.list_runs() == [] and store.list_sweeps() == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
