@@ -9,9 +9,10 @@ A forward hook on a module registers a tensor hook on the module's output ``a``
     grad_a     <- grad_a * scale                (broadcast over the other dimensions)
 
 ``temperature`` is a number > 0, or ``"entropy:H"`` (0 < H < 1): then every step finds the T
-at which the mask's normalised entropy is H, so its selectivity is set whatever the scale of
-the layer's activations. The control ``"shuffled"`` permutes the scale's channels at random
-every step: the same distribution of gradient scales, unrelated to which channel fired.
+at which the mask's normalised entropy is H (acc/gate_entropy.py), so its selectivity is set
+whatever the scale of the layer's activations. The control ``"shuffled"`` permutes the scale's
+channels at random every step: the same distribution of gradient scales, unrelated to which
+channel fired.
 
 Nothing else changes: the loss, the architecture and the Trainer never know the hooks exist.
 The gates also keep their own statistics (how far from uniform the mask is), on the device.
@@ -27,11 +28,11 @@ from typing import Literal
 import torch
 from torch import nn
 
+from acc.gate_entropy import probabilities_at_entropy
+
 MODES = ("batch", "sample")
 CONTROLS = ("shuffled",)
 ENTROPY_PREFIX = "entropy:"
-# the search for an entropy target's T: GRID points of log(1 / T) over LOG_U_RANGE
-ENTROPY_GRID, LOG_U_RANGE = 128, (-4.0, 12.0)
 
 
 class GatingError(ValueError):
@@ -99,56 +100,16 @@ def gate_probabilities(a: torch.Tensor, config: GateConfig) -> torch.Tensor:
     spatial = tuple(range(2, a.dim()))
     dims = (0, *spatial) if config.mode == "batch" else spatial
     target = config.target_entropy
+    if target is not None:  # the search rescales each row itself: sum |a| will do for mean |a|
+        total = torch.linalg.vector_norm(a, ord=1, dim=dims) if dims else a.abs()
+        return probabilities_at_entropy(total, target)
     # strength / T, with strength = mean |a| over dims: [C] (batch) or [B, C] (sample)
-    divisor = 1.0 if target is not None else config.temperature
     if dims:
         count = math.prod(a.shape[d] for d in dims)
-        logits = torch.linalg.vector_norm(a, ord=1, dim=dims) * (1.0 / (count * divisor))
+        logits = torch.linalg.vector_norm(a, ord=1, dim=dims) * (1.0 / (count * config.temperature))
     else:
-        logits = a.abs() * (1.0 / divisor)  # per-sample, no spatial dims: [B, C]
-    if target is not None:
-        return probabilities_at_entropy(logits, target)
+        logits = a.abs() * (1.0 / config.temperature)  # per-sample, no spatial dims: [B, C]
     return torch.softmax(logits, dim=-1)
-
-
-_LOG_U_GRID: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _log_u_grid(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """The search's points log(1 / T) and 1 / T, made once per device and dtype."""
-    key = (str(device), dtype)
-    if key not in _LOG_U_GRID:
-        log_u = torch.linspace(*LOG_U_RANGE, ENTROPY_GRID, device=device, dtype=dtype)
-        _LOG_U_GRID[key] = (log_u, log_u.exp())
-    return _LOG_U_GRID[key]
-
-
-def probabilities_at_entropy(strength: torch.Tensor, target: float) -> torch.Tensor:
-    """softmax(strength / T) over channels with T set, per row, so that the normalised entropy
-    is ``target``, with fixed work and no host sync: the entropy at GRID points of log(1 / T)
-    at once, the pair of neighbours that brackets the target, and linear interpolation inside
-    that bracket (one round of a GRID-ary bisection; the entropy matches the target to 0.003,
-    tests/test_gate_controls.py).
-
-    Strengths are first shifted and scaled to [-1, 0] per row, so one bracket (1 / T from e^-4
-    to e^12 in those units) fits every layer whatever its activations' scale; equal strengths
-    give the uniform mask (entropy 1). With z = u x <= 0 and max z = 0, the entropy is
-    log S - u (sum e^z x) / S with S = sum e^z: no overflow, no logsumexp needed."""
-    channels = strength.shape[-1]
-    rows = strength.reshape(-1, channels)  # [R, C]: R = 1 (mode batch) or B (mode sample)
-    low, high = torch.aminmax(rows, dim=-1, keepdim=True)
-    x = (rows - high).div_((high - low).clamp_min_(1e-12))  # [R, C] in [-1, 0]
-    log_u, u = _log_u_grid(x.device, x.dtype)  # [K]
-    # e^z with z >= -80: below that exp gives subnormal floats, 4x slower and no help to sums
-    e = (x.unsqueeze(1) * u.unsqueeze(-1)).clamp_min_(-80.0).exp_()  # [R, K, C]
-    total = e.sum(dim=-1)  # [R, K]
-    entropy = total.log() - u * torch.matmul(e, x.unsqueeze(-1)).squeeze(-1) / total  # nats
-    goal = target * math.log(channels)
-    above = (entropy > goal).sum(dim=-1, keepdim=True).clamp_(1, ENTROPY_GRID - 1)  # [R, 1]
-    first, second = entropy.gather(-1, above - 1), entropy.gather(-1, above)
-    fraction = ((first - goal) / (first - second).clamp_min(1e-12)).clamp_(0.0, 1.0)
-    chosen = log_u[above - 1] + fraction * (log_u[1] - log_u[0])  # [R, 1]
-    return torch.softmax(x * chosen.exp(), dim=-1).reshape(strength.shape)
 
 
 def scale_from_probabilities(p: torch.Tensor, config: GateConfig, dims: int) -> torch.Tensor:
