@@ -14,9 +14,11 @@ from acc.store import Store
 
 pytestmark = pytest.mark.slow
 
-HEATMAPS = """() => [...document.querySelectorAll('#sweep-heatmaps .facet')].map(d => ({
-    metric: d.dataset.metric, type: d.data[0].type, x: d.data[0].x, y: d.data[0].y,
-    z: d.data[0].z, title: d.layout.title.text}))"""
+HEATMAPS = """() => [...document.querySelectorAll('#sweep-heatmaps .facet')].map(f => {
+    const d = f.querySelector('.plot');
+    return {metric: f.dataset.metric, pair: f.dataset.pair, type: d.data[0].type, x: d.data[0].x,
+            y: d.data[0].y, z: d.data[0].z, title: f.querySelector('.chart-title').textContent};
+    })"""
 SWEEPS = "() => fetch('/api/sweeps').then(r => r.json())"
 
 
@@ -49,7 +51,7 @@ def test_a_sweep_fills_its_heatmap_and_opens_a_cells_run(page, tmp_path):
     assert heatmap["y"] == ["0.5", "2"] and heatmap["x"] == ["0.5", "1"]
     assert all(isinstance(v, float) for row in heatmap["z"] for v in row)
     # marks are the verdicts adjusted over the heatmap's 4 cells (Benjamini-Hochberg)
-    trace = page.evaluate("() => document.querySelector('#sweep-heatmaps .facet').data[0]")
+    trace = page.evaluate("() => document.querySelector('#sweep-heatmaps .facet .plot').data[0]")
     assert all(mark in ("", "✓", "✗", "=") for row in trace["text"] for mark in row)
     assert all("fdr_bh over 4" in text for row in trace["hovertext"] for text in row)
 
@@ -182,3 +184,91 @@ def test_an_interrupted_sweep_resumes_from_its_page_and_fills_in(page, tmp_path)
     assert page.locator("#sweep-resume-btn").is_hidden()
     [heatmap] = page.evaluate(HEATMAPS)
     assert all(isinstance(row[0], float) for row in heatmap["z"])
+
+
+def box_of(page, selector: str) -> dict:
+    return page.locator(selector).first.bounding_box()
+
+
+def below(upper: dict, lower: dict) -> bool:
+    return upper["y"] + upper["height"] <= lower["y"] + 0.5
+
+
+def test_a_sweep_with_the_shuffled_control_shows_each_pair_in_a_readable_layout(
+    page, tmp_path, tiny_mnist
+):
+    """Issue 18's leftover: with a shuffled control each metric has two comparisons and the
+    page showed one (its heatmap was empty: the control's cells overwrote the gated ones).
+    Issue 20, defect 6, at 1440x900: the parallel coordinates covered the next section, the
+    heatmaps were ~350 px with a clipped hover box, and the toolbar sat over the title."""
+    store = Store(tmp_path / "store")
+    base = {"steps": 4, "seeds": [1, 2], "eval_every": 0, "batch_size": 16}
+    base["controls"] = "shuffled"
+    grid = {"temperature": [0.5, 2.0]}
+    sweep_id = create_sweep(
+        store, "gradient_gating_l0", base, grid, {}, device="cpu", data_dir=tiny_mnist
+    )
+    results = execute_sweep(store, sweep_id)
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(page.url.split("#")[0] + f"#sweep={sweep_id}")
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_function("document.querySelectorAll('#sweep-heatmaps .facet').length === 2")
+    assert "1 setting(s) × 2 cell(s) × 2 arms (gated, shuffled)" in page.inner_text("#sweep-config")
+
+    # a heatmap per pair, each with the gated cells' differences from the results
+    metric = page.locator("#sweep-metric").input_value()
+    shown = {h["pair"]: h for h in page.evaluate(HEATMAPS)}
+    assert sorted(shown) == ["shuffled", "standard"]
+    for pair, heatmap in shown.items():
+        assert heatmap["title"].endswith(f" · gated − {pair}"), heatmap["title"]
+        assert heatmap["y"] == ["0.5", "2"] and heatmap["x"] == ["gated"]
+        expected = [
+            next(
+                c["mean_diff"]
+                for c in cell["comparisons"]
+                if c["metric"] == metric and c["b"].split("[")[0] == pair
+            )
+            for cell in sorted(
+                (c for c in results["cells"] if c["condition"] == "gated"),
+                key=lambda c: c["params"]["temperature"],
+            )
+        ]
+        assert [row[0] for row in heatmap["z"]] == pytest.approx(expected), pair
+
+    # big enough, the toolbar below the title, every hover box whole inside its heatmap
+    for n in range(2):
+        facet = page.locator("#sweep-heatmaps .facet").nth(n)
+        outer = facet.bounding_box()
+        assert outer["width"] >= 500 and outer["height"] >= 360, outer
+        drag = facet.locator(".nsewdrag").bounding_box()
+        for fy in (0.25, 0.75):
+            page.mouse.move(drag["x"] + drag["width"] / 2, drag["y"] + drag["height"] * fy)
+            page.wait_for_selector(f"#sweep-heatmaps .facet:nth-child({n + 1}) .hovertext")
+            hover = facet.locator(".hovertext").bounding_box()
+            assert (
+                outer["x"] <= hover["x"]
+                and hover["x"] + hover["width"] <= outer["x"] + outer["width"]
+            )
+            assert (
+                outer["y"] <= hover["y"]
+                and hover["y"] + hover["height"] <= outer["y"] + outer["height"]
+            )
+        assert below(
+            facet.locator(".chart-title").bounding_box(), facet.locator(".modebar").bounding_box()
+        )
+
+    # the parallel coordinates (both differences as axes) end above the next section
+    labels = page.evaluate(
+        "() => document.querySelector('#sweep-parcoords').data[0].dimensions.map(d => d.label)"
+    )
+    assert labels == ["temperature", f"{metric}: a − standard", f"{metric}: a − shuffled"]
+    drawn = page.evaluate(
+        """() => [...document.querySelectorAll('#sweep-parcoords svg, #sweep-parcoords text')]
+            .map(e => e.getBoundingClientRect().bottom + scrollY)"""
+    )
+    heading = box_of(page, "#sweep-entropy-section h3")
+    assert max(drawn) <= heading["y"], (max(drawn), heading)
+    assert below(box_of(page, "#sweep-parcoords"), heading)
+    head = page.locator("#sweep-entropy thead th").all_inner_texts()
+    assert head == ["temperature", "arm", "gate_entropy"], head

@@ -9,6 +9,9 @@
   const el = ACC.el;
   const $ = id => document.getElementById(id);
   const POLL_MS = 3000;
+  // The parallel coordinates' height; its box (style.css) is as tall, so nothing it draws
+  // reaches into the next section.
+  const PARCOORDS_HEIGHT = 380;
   const CONFIG = {displaylogo: false, responsive: true,
                   modeBarButtonsToRemove: ["select2d", "lasso2d"]};
   // Diverging, white at 0; blue where a − b < 0 (flipped when the hypothesis says "higher").
@@ -185,15 +188,24 @@
     return {done: arms.reduce((sum, runs) => sum + completed(runs), 0), total: n * arms.length};
   }
 
+  const armsOf = cells => distinct(cells.map(c => c.condition));
+
+  // "4 cell(s)", or "4 cell(s) × 2 arms (gated, shuffled)" with a control at every cell.
+  function cellsText(results) {
+    const arms = armsOf(results.cells);
+    const cells = results.cells.length / Math.max(1, results.settings.length) / Math.max(1, arms.length);
+    return `${results.settings.length} setting(s) × ${cells} cell(s)`
+      + (arms.length > 1 ? ` × ${arms.length} arms (${arms.join(", ")})` : "");
+  }
+
   function renderHeader(results) {
     $("sweep-title").textContent = results.sweep_id;
     $("sweep-status").textContent = results.status;
     $("sweep-status").className = `badge ${results.status}`;
     const base = results.base_params || {};
-    const cells = results.cells.length / Math.max(1, results.settings.length);
     $("sweep-config").textContent = `${results.recipe} · ${axesText(results.axes)} · seeds `
       + `${results.seeds.join(", ")} · steps ${base.steps} · eval every ${base.eval_every} · `
-      + `${results.settings.length} setting(s) × ${cells} cell(s)`;
+      + cellsText(results);
     const {done, total} = progress(results);
     $("sweep-progress").textContent = `${done} / ${total} branches completed`
       + (isOpen(results.status) ? " · refreshing every 3 s" : "");
@@ -216,7 +228,25 @@
     });
   }
 
-  const comparisonOf = (row, metric) => row.comparisons.find(c => c.metric === metric) || null;
+  // The arm a comparison's b names, without its cell label: "standard", or a control such as
+  // "shuffled" (compared at the same cell). One heatmap per metric and pair, as in the CLI.
+  const sideOf = name => String(name).split("[")[0];
+  const comparisonOf = (row, metric, b) => row.comparisons.find(
+    c => c.metric === metric && (b === undefined || sideOf(c.b) === b)) || null;
+
+  // The pairs (b sides) a metric is compared over, gated − standard first.
+  function pairsOf(rows, metric) {
+    const sides = [];
+    for (const row of rows) {
+      for (const c of row.comparisons) {
+        if (c.metric === metric && !sides.includes(sideOf(c.b))) sides.push(sideOf(c.b));
+      }
+    }
+    return sides.sort((x, y) => (x !== "standard") - (y !== "standard"));
+  }
+
+  // The rows of one heatmap: the cells whose arm is compared with b (a control arm is not).
+  const pairRows = (rows, metric, b) => rows.filter(r => comparisonOf(r, metric, b));
 
   function renderMetricSelect(results) {
     const found = new Map();
@@ -253,13 +283,13 @@
     return names;
   }
 
-  function colorscaleFor(rows, metric) {
-    const c = rows.map(r => comparisonOf(r, metric)).find(Boolean);
+  function colorscaleFor(rows, metric, b) {
+    const c = rows.map(r => comparisonOf(r, metric, b)).find(Boolean);
     return c && c.direction === "higher" ? BLUE_HIGH : BLUE_LOW;
   }
 
-  function diffRange(rows, metric) {
-    const diffs = rows.map(r => (comparisonOf(r, metric) || {}).mean_diff).filter(v => typeof v === "number");
+  function diffRange(rows, metric, b) {
+    const diffs = rows.map(r => (comparisonOf(r, metric, b) || {}).mean_diff).filter(v => typeof v === "number");
     return Math.max(...diffs.map(Math.abs), 0) || 1;
   }
 
@@ -268,18 +298,28 @@
   const mark = c => (c && MARKS[c.verdict]) || "";
 
   const meanStd = ACC.meanStdText;
+  const sameParams = (x, y) => JSON.stringify(x.params) === JSON.stringify(y.params);
 
-  function hoverText(row, metric) {
-    const c = comparisonOf(row, metric);
+  // What b is at this cell: the setting's standard arm, or the control arm of the same cell.
+  function otherArm(row, b, cells) {
+    if (b === "standard") return row.setting.standard;
+    return cells.find(c => c.setting === row.cell.setting && c.condition === b && sameParams(c, row.cell))
+      || {runs: [], mean: {}, std: {}};
+  }
+
+  function hoverText(row, metric, b, cells) {
+    const c = comparisonOf(row, metric, b);
+    const other = otherArm(row, b, cells);
     const lines = [paramText(row.cell.params),
                    `${row.cell.condition}: ${meanStd(row.cell, metric)} (n=${completed(row.cell.runs)})`,
-                   `standard: ${meanStd(row.setting.standard, metric)} (n=${completed(row.setting.standard.runs)})`];
+                   `${b}: ${meanStd(other, metric)} (n=${completed(other.runs)})`];
     if (c) {
       const interval = c.ci95 ? `[${ACC.fmt(c.ci95[0])}, ${ACC.fmt(c.ci95[1])}]` : "– (needs ≥ 2 seeds)";
-      lines.push(`${c.a} − ${c.b}: ${ACC.fmt(c.mean_diff)} · 95% ${interval} · n=${c.n}`,
+      lines.push(`${c.a} − ${sideOf(c.b)}: ${ACC.fmt(c.mean_diff)} · 95% ${interval} · n=${c.n}`,
                  `p adjusted ${ACC.pText(c.p_adjusted)} (${c.adjustment} over ${c.family_size}) · δ ${ACC.fmt(c.delta)}`,
-                 `${c.hypothesis}: ${c.verdict}${mark(c) ? ` ${mark(c)}` : ""}`
-                 + (c.verdict_note ? ` (${c.verdict_note})` : ""));
+                 // the cell is named on the first line: not again in the hypothesis
+                 `${c.hypothesis.replace(/\[[^\]]*\]/g, "")}: ${c.verdict}${mark(c) ? ` ${mark(c)}` : ""}`,
+                 ...(c.verdict_note ? [c.verdict_note] : []));
     }
     return lines.map(escapeText).join("<br>");
   }
@@ -296,38 +336,45 @@
     return [...facets.values()];
   }
 
-  function heatmapTrace(facet, axes, metric, scale, range, last) {
+  function heatmapTrace(facet, axes, pair, scale, range, last, cells) {
     const [yName, xName] = axes;
+    const {metric, b} = pair;
     const ys = distinct(facet.rows.map(r => r.cell.params[yName]));
     const xs = xName ? distinct(facet.rows.map(r => r.cell.params[xName])) : [null];
     const grid = fill => ys.map(() => xs.map(() => fill));
-    const z = grid(null), text = grid(""), hover = grid(""), cells = grid(null);
+    const z = grid(null), text = grid(""), hover = grid(""), at = grid(null);
     for (const row of facet.rows) {
       const i = ys.indexOf(row.cell.params[yName]);
       const j = xName ? xs.indexOf(row.cell.params[xName]) : 0;
-      const c = comparisonOf(row, metric);
-      cells[i][j] = row.cell;
+      const c = comparisonOf(row, metric, b);
+      at[i][j] = row.cell;
       z[i][j] = c && typeof c.mean_diff === "number" ? c.mean_diff : null;
       text[i][j] = mark(c);
-      hover[i][j] = hoverText(row, metric);
+      hover[i][j] = hoverText(row, metric, b, cells);
     }
     const trace = {
       type: "heatmap", x: xs.map(x => xName ? String(x) : facet.rows[0].cell.condition),
       y: ys.map(String), z, text, texttemplate: "%{text}", textfont: {size: 18},
       hovertext: hover, hoverinfo: "text", hoverongaps: false, xgap: 2, ygap: 2,
+      hoverlabel: {align: "left", font: {size: 12}},
       colorscale: scale, zmin: -range, zmax: range, zmid: 0, showscale: last,
-      colorbar: {title: {text: "a − b"}, thickness: 12},
+      colorbar: {title: {text: `a − ${b}`}, thickness: 12},
     };
-    return {trace, cells};
+    return {trace, cells: at};
   }
 
-  function heatmapLayout(facet, axes, metric, trace) {
-    const title = [facet.setting.id === "base" && !facet.extra.length ? "" : facet.key,
-                   ACC.metricInfo(metric).label].filter(Boolean).join(" · ");
+  // The title is the box's own HTML line above the plot, where the toolbar cannot cover it.
+  function heatmapTitle(facet, pair, several) {
+    return [facet.setting.id === "base" && !facet.extra.length ? "" : facet.key,
+            ACC.metricInfo(pair.metric).label, several ? `gated − ${pair.b}` : ""]
+      .filter(Boolean).join(" · ");
+  }
+
+  function heatmapLayout(facet, axes, pair, trace) {
     return {
-      title: {text: escapeText(title), font: {size: 13}, x: 0.01, xanchor: "left"},
-      uirevision: `${state.sweepId}|${facet.key}`, height: Math.max(240, 55 * trace.y.length + 120),
-      margin: {l: 70, r: 10, t: 40, b: 50}, paper_bgcolor: "#fff", plot_bgcolor: "#fafafa",
+      uirevision: `${state.sweepId}|${facet.key}|${pair.b}`,
+      height: Math.max(360, 70 * trace.y.length + 130),
+      margin: {l: 80, r: 10, t: 36, b: 56}, paper_bgcolor: "#fff", plot_bgcolor: "#fafafa",
       // every category shows, even before any cell has data
       xaxis: {title: {text: axes[1] || ""}, type: "category", categoryorder: "array",
               categoryarray: trace.x, range: [-0.5, trace.x.length - 0.5]},
@@ -345,10 +392,20 @@
     div.replaceChildren(el("p", {class: "muted"}, text));
   }
 
+  function facetBox(container, key, facet, b) {
+    let box = container.querySelector(`:scope > .facet[data-facet="${CSS.escape(key)}"]`);
+    if (!box) {
+      box = el("div", {class: "chart facet", "data-facet": key, "data-setting": facet.setting.id, "data-pair": b},
+               el("div", {class: "chart-title"}), el("div", {class: "plot"}));
+      container.append(box);
+    }
+    return box;
+  }
+
   function renderHeatmaps(container, results, metric) {
     const rows = rowsOf(results);
     if (!results.cells.length || !metric) {
-      container.querySelectorAll(".facet").forEach(div => Plotly.purge(div));
+      container.querySelectorAll(".facet .plot").forEach(div => Plotly.purge(div));
       container.replaceChildren(...(results.cells.length
         ? [el("p", {class: "muted"}, "The cells have no hypotheses to compare.")]
         : settingsHypotheses(results)));
@@ -356,25 +413,30 @@
     }
     container.querySelectorAll(":scope > :not(.facet)").forEach(node => node.remove());
     const axes = gatingAxes(results.cells);
-    const scale = colorscaleFor(rows, metric), range = diffRange(rows, metric);
-    const facets = facetsOf(rows, axes);
-    const keep = new Set(facets.map(f => f.key));
-    container.querySelectorAll(".facet").forEach(div => {
-      if (!keep.has(div.dataset.facet)) { Plotly.purge(div); div.remove(); }
+    const pairs = pairsOf(rows, metric).map(b => ({metric, b}));
+    const drawn = pairs.flatMap(pair => {
+      const tested = pairRows(rows, metric, pair.b);
+      const facets = facetsOf(tested, axes);
+      const scale = colorscaleFor(tested, metric, pair.b), range = diffRange(tested, metric, pair.b);
+      return facets.map((facet, n) => ({key: `${facet.key}|${pair.b}`, facet, pair, scale, range,
+                                        last: n === facets.length - 1}));
     });
-    facets.forEach((facet, n) => {
-      let div = container.querySelector(`.facet[data-facet="${CSS.escape(facet.key)}"]`);
-      if (!div) {
-        div = el("div", {class: "chart facet", "data-facet": facet.key, "data-setting": facet.setting.id});
-        container.append(div);
-      }
-      const {trace, cells} = heatmapTrace(facet, axes, metric, scale, range, n === facets.length - 1);
+    const keep = new Set(drawn.map(d => d.key));
+    container.querySelectorAll(":scope > .facet").forEach(box => {
+      if (!keep.has(box.dataset.facet)) { Plotly.purge(box.querySelector(".plot")); box.remove(); }
+    });
+    for (const d of drawn) {
+      const box = facetBox(container, d.key, d.facet, d.pair.b);
+      container.append(box);  // in the order drawn
+      const div = box.querySelector(".plot");
+      const {trace, cells} = heatmapTrace(d.facet, axes, d.pair, d.scale, d.range, d.last, results.cells);
       const fresh = !state.cellsAt.has(div);
       state.cellsAt.set(div, {cells, x: trace.x, y: trace.y});
-      Plotly.react(div, [trace], heatmapLayout(facet, axes, metric, trace), CONFIG);
-      div.dataset.metric = metric;
+      box.querySelector(".chart-title").textContent = heatmapTitle(d.facet, d.pair, pairs.length > 1);
+      Plotly.react(div, [trace], heatmapLayout(d.facet, axes, d.pair, trace), CONFIG);
+      box.dataset.metric = metric;
       if (fresh) div.on("plotly_click", event => openCell(div, event));
-    });
+    }
   }
 
   // A click on a heatmap cell opens the run that trained it (the setting's run).
@@ -411,8 +473,12 @@
             range: names.length > 1 ? [0, names.length - 1] : [-1, 1]};
   }
 
+  // All cells of the first pair (gated − standard), a line each; a control's difference
+  // (gated − shuffled) is one more axis where every line has it.
   function renderParcoords(div, results, metric) {
-    const rows = rowsOf(results).filter(r => typeof (comparisonOf(r, metric) || {}).mean_diff === "number");
+    const all = rowsOf(results);
+    const [first, ...others] = pairsOf(all, metric);
+    const rows = all.filter(r => typeof (comparisonOf(r, metric, first) || {}).mean_diff === "number");
     if (!rows.length) {
       showMessage(div, metric ? "No finished cells yet." : "No hypotheses to compare.");
       return;
@@ -421,15 +487,22 @@
     const names = [];
     for (const r of rows) for (const k of Object.keys(r.params)) if (!names.includes(k)) names.push(k);
     const base = results.base_params || {};
-    const diffs = rows.map(r => comparisonOf(r, metric).mean_diff);
+    const diffsOf = b => rows.map(r => (comparisonOf(r, metric, b) || {}).mean_diff);
+    const diffs = diffsOf(first);
     const range = Math.max(...diffs.map(Math.abs)) || 1;
     const dimensions = names.map(k => dimension(k, rows.map(r => k in r.params ? r.params[k] : base[k])));
-    dimensions.push({label: `${metric}: a − b`, values: diffs, range: [-range, range]});
-    const trace = {type: "parcoords", dimensions,
-                   line: {color: diffs, colorscale: colorscaleFor(rows, metric), cmin: -range, cmax: range,
-                          showscale: true, colorbar: {title: {text: "a − b"}, thickness: 12}}};
+    dimensions.push({label: `${metric}: a − ${first}`, values: diffs, range: [-range, range]});
+    for (const b of others) {
+      const values = diffsOf(b);
+      if (!values.every(v => typeof v === "number")) continue;
+      const span = Math.max(...values.map(Math.abs)) || 1;
+      dimensions.push({label: `${metric}: a − ${b}`, values, range: [-span, span]});
+    }
+    const trace = {type: "parcoords", dimensions, labelangle: 0, labelside: "top",
+                   line: {color: diffs, colorscale: colorscaleFor(rows, metric, first), cmin: -range, cmax: range,
+                          showscale: true, colorbar: {title: {text: `a − ${first}`}, thickness: 12}}};
     Plotly.react(div, [trace], {
-      uirevision: state.sweepId, height: 340, margin: {l: 70, r: 80, t: 50, b: 30},
+      uirevision: state.sweepId, height: PARCOORDS_HEIGHT, margin: {l: 70, r: 120, t: 60, b: 40},
       paper_bgcolor: "#fff",
     }, CONFIG);
     div.dataset.metric = metric;
@@ -441,11 +514,14 @@
     $("sweep-entropy-section").hidden = !keys.length;
     if (!keys.length) { container.replaceChildren(); return; }
     const axes = gatingAxes(results.cells);
+    const arms = armsOf(results.cells);  // gated, and a control's arm (shuffled) if any
     container.replaceChildren(...results.settings.map(s => {
       const cells = results.cells.filter(c => c.setting === s.id);
-      const head = el("tr", {}, axes.map(a => el("th", {}, a)), keys.map(k => el("th", {}, k)));
+      const head = el("tr", {}, axes.map(a => el("th", {}, a)), arms.length > 1 ? el("th", {}, "arm") : null,
+                      keys.map(k => el("th", {}, k)));
       const body = cells.map(c => el("tr", {},
         axes.map(a => el("td", {}, c.params[a] === undefined ? "–" : c.params[a])),
+        arms.length > 1 ? el("td", {}, c.condition) : null,
         keys.map(k => entropyCell(c, k))));
       return el("div", {class: "entropy"}, el("h4", {}, s.id),
                 el("table", {class: "data", "data-setting": s.id}, el("thead", {}, head), el("tbody", {}, body)));
