@@ -3,9 +3,10 @@
 ``BranchSpec`` is plain data: everything a worker on another machine needs (recipe name,
 validated parameters, condition, seed, the root checkpoint's bytes, where to resume from),
 nothing that only exists in the driver's memory. ``run_branch`` is a pure function of it: it
-streams events (``branch``, ``train``, ``step``, ``eval``, ``resume_point``, ``log``) through
-``emit`` while it trains and returns the final metrics and checkpoint bytes. It never opens
-the store: the driver is the only writer, wherever the branch ran.
+streams events (``branch``, ``train``, ``step``, ``eval``, ``phase``, ``resume_point``,
+``log``) through ``emit`` while it trains and evaluates, and returns the final metrics and
+checkpoint bytes. It never opens the store: the driver is the only writer, wherever the
+branch ran.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def run_branch(spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | N
         )
         seconds = time.perf_counter() - began
         emit({"type": "log", "message": f"{spec.label}: {p.steps - start} steps in {seconds:.1f}s"})
-        metrics = {**evaluate_tasks(model, tasks), **gate_metrics()}
+        metrics = {**_final_evaluation(model, tasks, emit, tag), **gate_metrics()}
         metadata = {
             "model": model.config(),
             "recipe_params": p.model_dump(),
@@ -261,6 +262,20 @@ def _train(trainer: Trainer, steps: int, every: int, save: Callable[[], None]) -
         if trainer.step >= steps:
             return
         save()
+
+
+def _final_evaluation(model, tasks: list[Task], emit: Emit, tag: dict) -> dict:
+    """Evaluate every task, saying where the evaluation is (``phase`` events): at level 3 it
+    takes minutes after the last step, and a branch that said nothing looked stuck. Index 0
+    is the one pass over the test images that the tasks share; then one event per task."""
+    total = len(tasks)
+
+    def phase(index: int, what: str) -> None:
+        emit({"type": "phase", "phase": "evaluating", "index": index, "total": total,
+              "task": what, **tag})  # fmt: skip
+
+    phase(0, "outputs on the test split")
+    return evaluate_tasks(model, tasks, on_task=lambda i, task: phase(i, task.name))
 
 
 def _check_threads(spec: BranchSpec, trained_with: int | None, emit: Emit) -> None:

@@ -8,9 +8,13 @@ in flight, so a hundred branches do not make a hundred lines.
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+QUIET_SECONDS = 5.0  # a final evaluation longer than this is narrated in a plain log
 
 
 class ProgressDisplay:
@@ -25,6 +29,8 @@ class ProgressDisplay:
             console=console,
         )
         self.bars: dict[tuple, int] = {}
+        self.said: dict[tuple, float] = {}  # when each branch's evaluation last said something
+        self.quiet_seconds = QUIET_SECONDS
         self.overall = (
             self.progress.add_task("branches done", total=total, status="") if total else None
         )
@@ -46,6 +52,8 @@ class ProgressDisplay:
             status = _status(event)
             self.progress.update(self.bars[key], completed=event["step"], status=status)
             self._plain_line(key, name, event["step"], status)
+        elif kind == "phase" and key in self.bars:
+            self._phase(key, name, event)
         elif kind == "branch" and event["state"] != "running":
             self._finished(key, name, event)
         elif kind == "log" and event.get("notice"):
@@ -57,6 +65,19 @@ class ProgressDisplay:
         if key not in self.bars:
             self.bars[key] = self.progress.add_task(f"{name:>16}", total=max(total, 1), status="")
         self.progress.update(self.bars[key], total=max(total, 1), completed=start)
+
+    def _phase(self, key: tuple, name: str, event: dict) -> None:
+        """After the last step: which part of the final evaluation runs (a level-3 one takes
+        minutes, and a bar at 30/30 that said nothing looked stuck). Without a terminal, a
+        line once the branch has been quiet for ``quiet_seconds``: a quick evaluation prints
+        nothing, a slow one names each part it moves on to."""
+        status = phase_text(event)
+        self.progress.update(self.bars[key], status=status)
+        if self.console.is_terminal or event["index"] == 0:
+            self.said[key] = time.monotonic()
+        elif time.monotonic() - self.said.get(key, 0.0) >= self.quiet_seconds:
+            self.console.print(f"{name}: {status}")
+            self.said[key] = time.monotonic()
 
     def _finished(self, key: tuple, name: str, event: dict) -> None:
         state, error = event["state"], event.get("error")
@@ -86,3 +107,8 @@ def _status(event: dict) -> str:
     unwell = [f"{k} {h}" for k, h in (event.get("health") or {}).items() if h != "healthy"]
     warning = f" · [yellow]{', '.join(unwell)}[/yellow]" if unwell else ""
     return f"{loss} · {event['steps_per_second']:.0f} it/s{warning}"
+
+
+def phase_text(event: dict) -> str:
+    """'evaluating 3/7: disentanglement' (0/7: the pass over the test images they share)."""
+    return f"{event['phase']} {event['index']}/{event['total']}: {escape(str(event['task']))}"

@@ -193,7 +193,7 @@ METRIC_CURVES = """() => [...document.querySelectorAll('#metric-charts [data-met
     .flat()"""
 
 
-def test_charts_stay_whole_when_series_replies_come_late_and_out_of_order(
+def test_charts_stay_whole_when_series_replies_come_late_and_out_of_order_and_say_evaluating(
     page, tmp_path, tiny_mnist
 ):
     """Issue 20, defect 4: after a page-started job completed, every gated curve showed one
@@ -211,10 +211,13 @@ def test_charts_stay_whole_when_series_replies_come_late_and_out_of_order(
 
     held = []
     page.route("**/series", lambda route: held.append((route, route.fetch())))
-    completed = []
+    completed, evaluating, checked = [], [], threading.Event()
 
     def on_event(event):  # the first two branches' /series reads precede the others' events
         jobs.add_event(job_id, finite(event))
+        if event["type"] == "phase" and event["index"] == 3 and not evaluating:
+            evaluating.append(event)  # the first branch waits in its final evaluation
+            checked.wait(20)
         if event["type"] == "branch" and event["state"] == "completed":
             completed.append(event)
             deadline = time.time() + 20
@@ -229,6 +232,19 @@ def test_charts_stay_whole_when_series_replies_come_late_and_out_of_order(
 
     thread = threading.Thread(target=drive)
     thread.start()
+    # defect 5: a branch past its last step says which part of its final evaluation runs
+    page.wait_for_function(
+        "document.querySelector('#branches [data-phase]')?.textContent === 'evaluating 3/6'",
+        timeout=30_000,
+    )
+    [phase] = evaluating
+    row = page.locator("#branches tbody tr", has=page.locator("[data-phase]"))
+    assert row.locator("td").nth(4).inner_text() == "–"  # no steps/s while it evaluates
+    assert page.inner_text("#training-now").startswith(
+        f"evaluating now: {phase['condition']} · seed {phase['seed']} "
+        f"(evaluating 3/6: {phase['task']}, since "
+    )
+    checked.set()
     deadline = time.time() + 30
     while len(held) < 5 and time.time() < deadline:  # one per completed branch, one at the end
         page.wait_for_timeout(50)

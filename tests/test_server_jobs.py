@@ -84,7 +84,7 @@ def test_event_stream_to_final_results_and_resume(server):
     ids = [seq for seq, _ in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     types = [e["type"] for _, e in events]
-    for kind in ("job", "branch", "train", "step", "eval", "results", "final"):
+    for kind in ("job", "branch", "train", "step", "eval", "phase", "results", "final"):
         assert kind in types, f"no {kind!r} event in {types}"
     evals = [e for _, e in events if e["type"] == "eval"]
     assert {(e["condition"], e["step"]) for e in evals} == {

@@ -308,8 +308,10 @@
     const {series} = state;
     ACC.renderBranches($("branches"), series, state.live);
     const running = series.branches.find(b => b.status === "running");
-    $("training-now").textContent = running
-      ? `training now: ${running.condition} · seed ${running.seed} (step ${running.steps_done})` : "";
+    const doing = running && ACC.branchPhase(running, state.live[`${running.condition}|${running.seed}`] || {}, series);
+    $("training-now").textContent = !running ? ""
+      : doing ? `evaluating now: ${running.condition} · seed ${running.seed} (${doing.text})`
+      : `training now: ${running.condition} · seed ${running.seed} (step ${running.steps_done})`;
     if (!dirty || dirty.loss) ACC.renderLoss($("loss-chart"), series, () => renderLive());
     if (!dirty || dirty.metrics) ACC.renderMetrics($("metric-charts"), series, () => renderLive());
   }
@@ -491,6 +493,9 @@
       return;
     } else if (ev.type === "train") {
       live.to_step = ev.to_step;
+      live.phase = null;
+    } else if (ev.type === "phase") {
+      live.phase = {index: ev.index, total: ev.total, task: ev.task, since: Date.now()};
     } else if (ev.type === "branch") {
       if (ev.state === "running" && state.results.status === "queued") {
         state.results.status = "running";  // the run has started; its row says so soon

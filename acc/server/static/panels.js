@@ -5,6 +5,20 @@
 (function () {
   const el = ACC.el;
 
+  // A running branch past its last step is in its final evaluation (minutes at level 3): the
+  // job's phase events say which part ("evaluating 6/7: disentanglement"); a run followed by
+  // polling (the CLI's) has only the step count to go by. Null while it trains.
+  ACC.branchPhase = function branchPhase(b, live, series) {
+    if (b.status !== "running") return null;
+    const p = live.phase;
+    if (p) {
+      return {label: `evaluating ${p.index}/${p.total}`,
+              text: `evaluating ${p.index}/${p.total}: ${p.task}, since ${new Date(p.since).toLocaleTimeString()}`};
+    }
+    const total = live.to_step || series.steps || 0;
+    return total && b.steps_done >= total ? {label: "evaluating", text: "final evaluation"} : null;
+  };
+
   ACC.renderBranches = function renderBranches(table, series, live) {
     const head = el("tr", {}, ["condition", "seed", "state", "progress", "steps/s", "last loss", "loss health"]
       .map(h => el("th", {}, h)));
@@ -18,16 +32,20 @@
         : losses.map(([task, s]) => `${task} ${ACC.fmt(lastOf(s))}`).join(" · ") || "–";
       const total = l.to_step || series.steps || 0;
       const pct = total ? Math.min(100, 100 * b.steps_done / total) : 0;
+      const phase = ACC.branchPhase(b, l, series);
       return el("tr", {class: b.status === "running" ? "active" : ""},
         el("td", {}, el("span", {class: "swatch",
                                  style: `background:${ACC.conditionColor(series.conditions, b.condition)}`}),
            b.condition),
         el("td", {}, b.seed),
-        el("td", {title: b.error || ""}, el("span", {class: `badge ${b.status}`}, b.status === "running" ? "training" : b.status),
+        el("td", {title: b.error || (phase ? phase.text : "")},
+           el("span", {class: `badge ${b.status}`, "data-phase": phase ? "evaluating" : null},
+              phase ? phase.label : b.status === "running" ? "training" : b.status),
+           phase && phase.text !== phase.label ? el("div", {class: "muted small-text"}, phase.text) : null,
            b.status === "failed" && b.error ? el("div", {class: "error small-text"}, b.error) : null),
         el("td", {}, el("div", {class: "bar"}, el("div", {style: `width:${pct}%`})),
            `${b.steps_done} / ${total}`),
-        el("td", {}, l.steps_per_second ? l.steps_per_second.toFixed(0) : "–"),
+        el("td", {}, l.steps_per_second && !phase ? l.steps_per_second.toFixed(0) : "–"),
         el("td", {}, last),
         el("td", {}, Object.entries(b.health || {}).map(([task, h]) =>
           el("span", {class: `badge ${h}`, title: `${task}: ${h}`}, `${task} ${h}`))));
