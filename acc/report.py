@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 
 from acc.eval_metric import split_key
+from acc.fit import fit_columns, fits
 
 VERDICT_STYLE = {
     "supported": "green",
@@ -15,22 +17,22 @@ VERDICT_STYLE = {
 }
 
 
-def fmt(value: float | None, std: float | None = None) -> str:
+def fmt(value: float | None, std: float | None = None, stacked: bool = False) -> str:
+    """``0.2489 ± 0.009``; ``stacked``: the spread on a line of its own (narrow outputs)."""
     if value is None:
         return "–"
     text = f"{value:.4g}"
-    return text if std is None else f"{text} ± {std:.2g}"
+    if std is None:
+        return text
+    return f"{text}\n± {std:.2g}" if stacked else f"{text} ± {std:.2g}"
 
 
-def metrics_table(results: dict) -> Table:
+def metrics_table(results: dict, width: int | None = None) -> list[Table]:
     """One row per scalar metric, one column per condition: mean ± std over seeds; a star (and
-    bold) where one condition is better by more than noise (``results["best"]``, acc.best)."""
+    bold) where one condition is better by more than noise (``results["best"]``, acc.best).
+    Laid out to fit ``width`` (acc.fit): spreads stacked under means, then the conditions
+    split over several tables; names and numbers are never cut."""
     conditions = results["conditions"]
-    table = Table(title=f"{results['recipe']}  ·  run {results['run_id']}  ·  {results['status']}")
-    table.add_column("metric", no_wrap=True)
-    for name, entry in conditions.items():
-        seeds = sum(1 for r in entry["runs"] if r["status"] == "completed")
-        table.add_column(f"{name} (n={seeds})", justify="right")
     keys = sorted(
         {
             k
@@ -40,24 +42,41 @@ def metrics_table(results: dict) -> Table:
         },
         key=metric_order,
     )
+    title = f"{results['recipe']}  ·  run {results['run_id']}  ·  {results['status']}"
+    return fit_columns(
+        lambda names, stacked: _metrics_rows(results, keys, names, stacked, title),
+        list(conditions),
+        width,
+    )
+
+
+def _metrics_rows(results: dict, keys: list, names, stacked: bool, title: str) -> Table:
+    conditions = results["conditions"]
+    table = Table(title=title)
+    table.add_column("metric", no_wrap=True)
+    for name in names:
+        seeds = sum(1 for r in conditions[name]["runs"] if r["status"] == "completed")
+        header = f"{escape(name)}\n(n={seeds})" if stacked else f"{escape(name)} (n={seeds})"
+        table.add_column(header, justify="right", overflow="fold")
     for key in keys:
-        means = {c: e["mean"].get(key) for c, e in conditions.items()}
         best = results.get("best", {}).get(key)  # the star's rule: acc.best
         cells = []
-        for name, entry in conditions.items():
-            cell = fmt(means[name], entry["std"].get(key))
+        for name in names:
+            entry = conditions[name]
+            cell = fmt(entry["mean"].get(key), entry["std"].get(key), stacked)
             cells.append(f"[bold]{cell} *[/bold]" if name == best else cell)
         table.add_row(escape(key), *cells)  # escape: "[conv1]" is not rich markup
     return table
 
 
-def comparison_table(results: dict) -> Table:
+def comparison_table(results: dict, width: int | None = None) -> Table | Group:
     """One row per hypothesis: the paired difference and its 95% interval, the p-value
     adjusted over the family, delta and the verdict; an inconclusive verdict says beneath it
-    what the data still exclude and how many seeds would decide (acc.stats). Two-line cells
-    keep it readable at 100 columns."""
+    what the data still exclude and how many seeds would decide (acc.stats). Where the table
+    is wider than ``width``, each hypothesis is a block of lines instead (nothing dropped)."""
     rows = results["comparisons"]
-    table = Table(title=f"Hypotheses (paired by seed; {family_text(rows)})")
+    title = f"Hypotheses (paired by seed; {family_text(rows)})"
+    table = Table(title=title)
     table.add_column("hypothesis", ratio=3, overflow="fold")
     table.add_column("a − b, 95% CI", justify="right", no_wrap=True)
     table.add_column("n", justify="right")
@@ -65,16 +84,37 @@ def comparison_table(results: dict) -> Table:
     table.add_column("δ", justify="right", no_wrap=True)
     table.add_column("verdict", ratio=2, min_width=12)
     for row in rows:
-        ci = row["ci95"]
         table.add_row(
             f"{escape(row['metric'])}\n[dim]{escape(row['hypothesis'])}[/dim]",
-            f"{fmt(row['mean_diff'])}\n[dim]" + (f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "–"),
+            f"{fmt(row['mean_diff'])}\n[dim]{_ci_text(row)}",
             str(row["n"]),
             p_text(row.get("p_adjusted")),
             fmt(row.get("delta")),
             verdict_text(row),
         )
-    return table
+    return table if fits(table, width) else _hypothesis_blocks(title, rows)
+
+
+def _ci_text(row: dict) -> str:
+    ci = row["ci95"]
+    return f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "–"
+
+
+def _hypothesis_blocks(title: str, rows: list[dict]) -> Group:
+    """The hypotheses table for a narrow output: per hypothesis, its metric and direction,
+    then its numbers labelled on one (wrapping) line, then what an inconclusive one needs."""
+    lines = [f"[bold]{escape(title)}[/bold]"]
+    for row in rows:
+        style = VERDICT_STYLE.get(row["verdict"], "")
+        lines.append(f"[bold]{escape(row['metric'])}[/bold]: {escape(row['hypothesis'])}")
+        lines.append(
+            f"  a − b {fmt(row['mean_diff'])}, 95% CI {escape(_ci_text(row))} · n {row['n']} · "
+            f"p adj. {p_text(row.get('p_adjusted'))} · δ {fmt(row.get('delta'))} · "
+            f"[{style}]{row['verdict']}[/{style}]"
+        )
+        if row.get("verdict_note"):
+            lines.append(f"  [dim]{escape(row['verdict_note'])}[/dim]")
+    return Group(*lines)
 
 
 def family_text(rows: list[dict]) -> str:
@@ -153,7 +193,7 @@ def list_metrics_table(results: dict) -> Table | None:
         return None
     table = Table(title="List-valued metrics (mean over seeds, per element)")
     for column in ("metric", "condition", "range", "values, largest first"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # wrapped where narrow, never cut
     for key, name, values in rows:
         ordered = sorted((v for v in values if v is not None), reverse=True)
         span = f"{ordered[-1]:.3g} – {ordered[0]:.3g}" if ordered else "–"
@@ -168,7 +208,9 @@ def branches_table(results: dict) -> Table:
     """One row per branch: its status, steps, and each training task's loss health."""
     table = Table(title="Branches")
     for column in ("condition", "seed", "status", "steps", "loss health"):
-        table.add_column(column, justify="right" if column in ("seed", "steps") else "left")
+        table.add_column(
+            column, justify="right" if column in ("seed", "steps") else "left", overflow="fold"
+        )
     for name, entry in results["conditions"].items():
         for r in entry["runs"]:
             health = " ".join(

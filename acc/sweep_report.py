@@ -9,6 +9,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
+from acc.fit import fit_columns
 from acc.report import fmt, metric_order
 
 MARKS = {
@@ -19,8 +20,9 @@ MARKS = {
 }
 
 
-def sweep_tables(results: dict) -> list:
-    """Everything ``acc sweep`` / ``acc show SWEEP_ID`` prints, in order."""
+def sweep_tables(results: dict, width: int | None = None) -> list:
+    """Everything ``acc sweep`` / ``acc show SWEEP_ID`` prints, in order; tables laid out to
+    fit ``width`` (acc.fit: cells stacked, then columns split), never cut."""
     cells = results["cells"]
     out = [
         f"[bold]sweep {results['sweep_id']}[/bold] · {results['recipe']} · {results['status']} · "
@@ -28,7 +30,7 @@ def sweep_tables(results: dict) -> list:
         f"{len(results['seeds'])} seed(s)"
     ]
     if not cells:
-        return [*out, legend(results), settings_table(results)]
+        return [*out, legend(results), *settings_table(results, width)]
     out.append(legend(results))
     pairs = _pairs(cells)
     several = len({b for _, b in pairs}) > 1  # with a control: name the pair in each title
@@ -36,24 +38,22 @@ def sweep_tables(results: dict) -> list:
         tested = [c for c in cells if _comparison(c, metric, b)]  # the cells' gated arms
         title = f"{metric} (gated − {b})" if several else metric
         for setting in results["settings"]:
-            out.append(
-                _grid(
-                    {**results, "cells": tested},
-                    setting["id"],
-                    lambda c, m=metric, b=b: _cell(_comparison(c, m, b)),
-                    title,
-                )
+            out += _grid(
+                {**results, "cells": tested},
+                setting["id"],
+                lambda c, stacked, m=metric, b=b: _cell(_comparison(c, m, b), stacked),
+                title,
+                width,
             )
         out.append(_best_line(tested, metric, b))
     for key in sorted({k for c in cells for k in c["mean"] if k.startswith("gate_entropy")}):
         for setting in results["settings"]:
-            out.append(
-                _grid(
-                    results,
-                    setting["id"],
-                    lambda c, k=key: fmt(c["mean"].get(k)),
-                    f"{key} (1 = uniform mask, 0 = one-hot)",
-                )
+            out += _grid(
+                results,
+                setting["id"],
+                lambda c, stacked, k=key: fmt(c["mean"].get(k)),
+                f"{key} (1 = uniform mask, 0 = one-hot)",
+                width,
             )
     if results.get("error"):
         out.append(f"[red]sweep {results['status']}: {results['error']}[/red]")
@@ -76,29 +76,47 @@ def legend(results: dict) -> str:
     )
 
 
-def settings_table(results: dict) -> Table:
-    """A sweep without gating axes (e.g. over beta): per setting and condition, the mean over
-    seeds of every unlabelled metric, and how its hypotheses came out."""
-    rows = [
-        (setting, name, entry)
-        for setting in results["settings"]
-        for name, entry in setting.get("conditions", {}).items()
-    ]
-    keys = sorted(
-        {k for _, _, e in rows for k, v in e["mean"].items() if "[" not in k and _number(v)},
-        key=metric_order,
-    )
-    table = Table(title="Per setting and condition: mean over seeds; hypotheses (a vs b)")
-    for column in ("setting", "condition", *keys, "hypotheses"):
-        table.add_column(
-            escape(column), justify="left" if column in ("setting", "condition") else "right"
+def settings_table(results: dict, width: int | None = None) -> list[Table]:
+    """A sweep without gating axes (e.g. over beta): per setting, the metrics as rows and its
+    conditions as columns (mean ± std over seeds, as a run's table), and a last row saying
+    how each condition's hypotheses came out. Laid out to fit ``width`` (acc.fit)."""
+    out = []
+    for setting in results["settings"]:
+        conditions = setting.get("conditions", {})
+        keys = sorted(
+            {k for e in conditions.values() for k, v in e["mean"].items() if _number(v)},
+            key=metric_order,
         )
-    for setting, name, entry in rows:
+        title = f"setting {escape(setting['id'])}: mean ± std over seeds; hypotheses (a vs b)"
+        out += fit_columns(
+            lambda names, stacked, s=setting, k=keys, t=title: _setting_rows(
+                s, k, names, stacked, t
+            ),
+            list(conditions),
+            width,
+        )
+    return out
+
+
+def _setting_rows(setting: dict, keys: list, names, stacked: bool, title: str) -> Table:
+    conditions = setting["conditions"]
+    table = Table(title=title)
+    table.add_column("metric", no_wrap=True)
+    for name in names:
+        table.add_column(escape(name), justify="right", overflow="fold")
+    for key in keys:
+        cells = [
+            fmt(conditions[n]["mean"].get(key), conditions[n]["std"].get(key), stacked)
+            for n in names
+        ]
+        table.add_row(escape(key), *cells)
+    summaries = []
+    for name in names:
         verdicts = [c["verdict"] for c in setting.get("comparisons", []) if c["a"] == name]
-        summary = " ".join(f"{MARKS[v]} {verdicts.count(v)}" for v in MARKS if verdicts.count(v))
-        table.add_row(
-            escape(setting["id"]), name, *(fmt(entry["mean"].get(k)) for k in keys), summary
+        summaries.append(
+            " ".join(f"{MARKS[v]} {verdicts.count(v)}" for v in MARKS if verdicts.count(v))
         )
+    table.add_row("hypotheses", *summaries)
     return table
 
 
@@ -126,34 +144,44 @@ def _comparison(cell: dict, metric: str, b: str) -> dict | None:
     )
 
 
-def _cell(c: dict | None) -> str:
+def _cell(c: dict | None, stacked: bool = False) -> str:
+    """The mean difference, its 95% interval and the verdict's mark; ``stacked``: the
+    interval on a line of its own (narrow outputs)."""
     if c is None or c["mean_diff"] is None:
         return "–"
     if c["ci95"] is None:
         return f"{c['mean_diff']:+.3g} (n={c['n']})"
     low, high = c["ci95"]
-    return f"{c['mean_diff']:+.3g} [{low:+.2g}, {high:+.2g}] {MARKS[c['verdict']]}"
+    interval = escape(f"[{low:+.2g}, {high:+.2g}]")
+    if stacked:
+        return f"{c['mean_diff']:+.3g} {MARKS[c['verdict']]}\n{interval}"
+    return f"{c['mean_diff']:+.3g} {interval} {MARKS[c['verdict']]}"
 
 
-def _grid(results: dict, setting: str, text, title: str) -> Table:
-    """Cells of one setting laid out: the first gating axis down, the rest across."""
+def _grid(results: dict, setting: str, text, title: str, width: int | None) -> list[Table]:
+    """Cells of one setting laid out: the first gating axis down, the rest across; fitted to
+    ``width`` (cells stacked, then the columns split over tables that repeat the rows)."""
     cells = [c for c in results["cells"] if c["setting"] == setting]
     axes = list(cells[0]["params"]) if cells else []
     rows, columns = _values(cells, axes[:1]), _values(cells, axes[1:])
-    table = Table(title=f"{escape(title)} · {escape(setting)}")
     across = f" \\ {', '.join(axes[1:])}" if len(axes) > 1 else ""
-    table.add_column(escape(f"{axes[0]}{across}") if axes else "cell")
-    for column in columns:
-        table.add_column(escape(column or "gated"), justify="right")
-    for row in rows:
-        texts = []
-        for column in columns:
-            match = [
-                c for c in cells if _label(c, axes[:1]) == row and _label(c, axes[1:]) == column
-            ]
-            texts.append(text(match[0]) if match else "")
-        table.add_row(escape(row), *texts)
-    return table
+
+    def build(shown, stacked: bool) -> Table:
+        table = Table(title=f"{escape(title)} · {escape(setting)}")
+        table.add_column(escape(f"{axes[0]}{across}") if axes else "cell", overflow="fold")
+        for column in shown:
+            table.add_column(escape(column or "gated"), justify="right", overflow="fold")
+        for row in rows:
+            texts = []
+            for column in shown:
+                match = [
+                    c for c in cells if _label(c, axes[:1]) == row and _label(c, axes[1:]) == column
+                ]
+                texts.append(text(match[0], stacked) if match else "")
+            table.add_row(escape(row), *texts)
+        return table
+
+    return fit_columns(build, columns, width)
 
 
 def _values(cells: list[dict], axes: list[str]) -> list[str]:

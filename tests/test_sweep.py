@@ -260,4 +260,6 @@ def test_a_sweep_without_gating_axes_compares_each_settings_own_conditions(tmp_p
     assert set(setting["conditions"]) == {"standard", "gated"}
     assert {c["a"] for c in setting["comparisons"]} == {"gated"}
     text = " ".join(out.output.split())
-    assert "Per setting and condition" in text and "lr=0.01 │ gated" in text
+    # per setting its metrics as rows and its conditions as columns (issue 20, defect 7)
+    assert "setting lr=0.01: mean ± std over seeds" in text
+    assert "┃ metric ┃ standard ┃ gated ┃" in text and "│ hypotheses │" in text

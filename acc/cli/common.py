@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import sys
@@ -32,6 +33,7 @@ class Commands(TyperGroup):
 
     def invoke(self, ctx: typer.Context):
         _opened.clear()
+        console.width = output_width()  # COLUMNS as it is when this command runs
         try:
             return super().invoke(ctx)
         except sqlite3.DatabaseError as exc:
@@ -49,8 +51,18 @@ app = typer.Typer(
     help="ACC: train autoencoders with and without competitive gradient gating "
     "and compare what they learn.",
 )
-# Piped output (a log file, CI) gets wide tables instead of 80 columns of truncated names.
-console = Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def output_width() -> int | None:
+    """The width tables are laid out for (acc.fit): $COLUMNS when set; else the terminal's
+    (None: rich asks it); else, for piped output (a log file, CI), 160 columns."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return None if sys.stdout.isatty() else 160
+
+
+console = Console(width=output_width())
 # Notices about the store itself (leftovers removed, read-only) go to stderr: stdout is the
 # command's answer, and `acc show --json > results.json` must stay JSON.
 notices = Console(stderr=True)
@@ -318,7 +330,7 @@ def write_json(path: Path, results: dict) -> None:
 
 
 def render_sweep(results: dict) -> None:
-    for part in sweep_tables(results):
+    for part in sweep_tables(results, console.width):
         console.print(part)
 
 

@@ -336,12 +336,13 @@ def render_run(results: dict) -> None:
         console.print(f"[bold]{escape(results['name'])}[/bold]")
     if results.get("note"):
         console.print(escape(results["note"]))
-    console.print(metrics_table(results))
+    for table in metrics_table(results, console.width):
+        console.print(table)
     if (lists := list_metrics_table(results)) is not None:
         console.print(lists)
     console.print(branches_table(results))
     if results["comparisons"]:
-        console.print(comparison_table(results))
+        console.print(comparison_table(results, console.width))
     for line in failures(results):
         console.print(f"[red]{line}[/red]")
     if results.get("error"):
