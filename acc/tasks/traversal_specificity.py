@@ -6,6 +6,7 @@ steps, see ``acc.traversal``), decoded, cropped to the centre 28x28 and measured
 Morpho-MNIST measurements. r[g, f] = mean over images of |slope of f (standardised by the
 test split's std) against t|; specificity of g = r[g, own] / sum_f r[g, f]; reported: the
 mean over groups (1 = each slot moves only its factor; 1/F = no specificity). Final only.
+The posterior maps come from the final evaluation's shared pass over the test images (MU).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from torch import nn
 from acc.data import Dataset
 from acc.eval_metric import EvalMetric
 from acc.factors import dataset_images_uint8, measure
-from acc.tasks.base import EvalOnlyTask, TaskError, require_factors
+from acc.model_output import ModelOutput
+from acc.tasks.base import EvalOnlyTask, TaskError, require_factors, require_output
 from acc.traversal import STEPS, posterior_maps, principal_direction, traverse
 
 IMAGES = 100
@@ -27,6 +29,7 @@ IMAGES = 100
 
 class TraversalSpecificityTask(EvalOnlyTask):
     periodic: ClassVar[bool] = False
+    reads_outputs: ClassVar[bool] = True  # the posterior maps: MU of the shared pass
 
     def __init__(
         self, name: str, dataset: Dataset, groups: tuple = (),
@@ -44,7 +47,7 @@ class TraversalSpecificityTask(EvalOnlyTask):
                 f"TraversalSpecificityTask {self.name!r} needs a factor-slot model (encode, "
                 "decode) and factor groups named after measured factors"
             )
-        maps = posterior_maps(model, self.dataset.test.images)  # [N, C, H, W]
+        maps = self.maps(model)  # [N, C, H, W]
         pooled = maps.mean(dim=(2, 3))  # [N, C]
         std = {f: float(self.dataset.test.factors[f].double().std()) for f in self.factors}
         specificity = []
@@ -54,6 +57,15 @@ class TraversalSpecificityTask(EvalOnlyTask):
             slopes = self.slopes(decoded, std)  # factor -> mean |slope|
             specificity.append(slopes[group.name] / max(sum(slopes.values()), 1e-12))
         return {EvalMetric.TRAVERSAL_SPECIFICITY.value: float(np.mean(specificity))}
+
+    def maps(self, model: nn.Module) -> torch.Tensor:
+        """The posterior means of every test image, per position: [N, C, H, W], from the
+        shared pass's outputs when one is open."""
+        if self._shared_outputs is None:
+            return posterior_maps(model, self.dataset.test.images)
+        return torch.cat(
+            [require_output(out, ModelOutput.MU, self) for _, out in self.test_outputs(model)]
+        )
 
     def slopes(self, decoded: torch.Tensor, std: dict[str, float]) -> dict[str, float]:
         """Mean over images of |d factor / d t| (factor in units of its test-set std)."""
