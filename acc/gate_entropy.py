@@ -57,7 +57,7 @@ def probabilities_at_entropy(strength: torch.Tensor, target: float) -> torch.Ten
 
 def probabilities_at_entropy_one_row(strength: torch.Tensor, target: float) -> torch.Tensor:
     """One row ([C] or [1, C]) on the CPU: 1 / T found in Python floats, then the softmax."""
-    values = strength.reshape(-1).tolist()
+    values = (strength if strength.dim() == 1 else strength.reshape(-1)).tolist()
     high, low = max(values), min(values)
     if high == low:  # equal strengths: no T changes the mask
         return torch.softmax(strength * 0.0, dim=-1)
