@@ -194,11 +194,23 @@ def test_queued_job_can_be_cancelled_once(client):
     job = response.json()
     assert job["status"] == "queued" and job["run_id"]
     assert client.get("/api/jobs").json()[0]["id"] == job["id"]
-    assert client.get(f"/api/runs/{job['run_id']}").json()["status"] == "queued"
+    queued = client.get(f"/api/runs/{job['run_id']}").json()
+    assert queued["status"] == "queued" and queued["config"]["checkpoint_every"] == 1000
     cancelled = client.post(f"/api/jobs/{job['id']}/cancel")
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
     assert client.post(f"/api/jobs/{job['id']}/cancel").status_code == 409
     assert client.get(f"/api/runs/{job['run_id']}").json()["status"] == "cancelled"
+
+
+def test_a_job_sets_how_often_its_branches_save_resume_points(client):
+    """Issue 20, defect 13: dashboard jobs could not set checkpoint_every (`acc run` can)."""
+    body = {"recipe": "gradient_gating_l0", "params": {"steps": 5, "seeds": [1]}}
+    job = client.post("/api/jobs", json={**body, "checkpoint_every": 7}).json()
+    assert client.get(f"/api/runs/{job['run_id']}").json()["config"]["checkpoint_every"] == 7
+    client.post(f"/api/jobs/{job['id']}/cancel")
+    for bad in (-1, 2.5, "often"):
+        refused = client.post("/api/jobs", json={**body, "checkpoint_every": bad})
+        assert refused.status_code == 422 and "checkpoint_every" in refused.text, refused.text
 
 
 def test_statuses_are_served_for_the_page(client):
@@ -348,6 +360,16 @@ def test_task_catalog_offers_layer_tasks(client):
     assert tasks["WeightDiversityTask"]["layer_task"]
     assert [p["name"] for p in tasks["WeightDiversityTask"]["params"]][0] == "layer_name"
     assert not tasks["ReconstructionTask"]["layer_task"]
+    # plain text, the task's own summary (issue 20, defect 13: raw ``markup`` and a base
+    # class's "A measurement: no training signal" showed in the inspector)
+    assert tasks["RegressionTask"]["description"] == (
+        "A linear probe from some latent channels to one measured factor. Linear probe from "
+        "latent channels [start, end) to the standardised factor."
+    )
+    assert tasks["DeadUnitsTask"]["description"] == (
+        "Channels of a layer that are zero on every test image."
+    )
+    assert not any("`" in t["description"] for t in tasks.values())
 
 
 def test_page_is_served_and_works_offline(client):

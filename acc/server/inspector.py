@@ -9,6 +9,8 @@ up in the dashboard without touching the server. Datasets are loaded once per vi
 from __future__ import annotations
 
 import inspect
+import re
+import sys
 import threading
 import types
 import typing
@@ -132,17 +134,36 @@ def task_catalog() -> list[dict]:
             }
             for p, (t, d) in task_parameters(cls).items()
         ]
-        doc = inspect.getdoc(cls) or ""
         catalog.append(
             {
                 "name": name,
-                "description": doc.split("\n\n")[0].replace("\n", " "),
+                "description": task_description(cls),
                 "layer_task": issubclass(cls, LayerTask),
                 "eval_only": bool(getattr(cls, "eval_only", False)),
                 "params": params,
             }
         )
     return catalog
+
+
+def task_description(cls: type) -> str:
+    """A task as the inspector describes it, in plain text: its module's one-line summary
+    ("DeadUnitsTask: channels of a layer that are zero on every test image.") and its own
+    docstring's first paragraph, without reStructuredText markup (``x``, :class:`X`). A
+    docstring inherited from a base class ("A measurement: no training signal") says
+    nothing about the task, so only the class's own is read."""
+    module = (inspect.getdoc(sys.modules[cls.__module__]) or "").split("\n\n")[0]
+    summary = module.partition(": ")[2] if module.startswith(f"{cls.__name__}:") else module
+    own = inspect.cleandoc(cls.__dict__.get("__doc__") or "").split("\n\n")[0]
+    parts = [summary[:1].upper() + summary[1:], own]
+    return plain_text(" ".join(p for p in parts if p))
+
+
+def plain_text(text: str) -> str:
+    """reStructuredText roles and literals as their bare text, on one line."""
+    text = re.sub(r":[\w:]+:`~?([^`]*)`", r"\1", text)  # :class:`X`, :func:`~a.b`
+    text = re.sub(r"``([^`]*)``|`([^`]*)`", lambda m: m.group(1) or m.group(2) or "", text)
+    return " ".join(text.split())
 
 
 def _type_name(annotation: Any) -> str:

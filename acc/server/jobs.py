@@ -26,6 +26,7 @@ from acc.executors import Executor, make_executor
 from acc.jsonable import finite
 from acc.results import build_results, build_sweep_results
 from acc.runner import (
+    DEFAULT_CHECKPOINT_EVERY,
     check_resumable,
     check_resumable_sweep,
     create_run,
@@ -151,10 +152,15 @@ class JobManager:
     # --- operations --------------------------------------------------------------------------
 
     def submit(
-        self, recipe: str, params: dict, deltas: dict | None = None, correction: str | None = None
+        self,
+        recipe: str,
+        params: dict,
+        deltas: dict | None = None,
+        correction: str | None = None,
+        checkpoint_every: int | None = None,
     ) -> dict:
         """Validate and queue. Raises RegistryError / ParamsError / DataError / DecisionError
-        on bad input."""
+        on bad input. ``checkpoint_every``: steps between resume points (None: the default)."""
         with self._queue_slot():
             run_id = create_run(
                 self.store,
@@ -163,6 +169,9 @@ class JobManager:
                 "cuda" if self.gpus_per_branch else self.device,
                 self.data_dir,
                 queued=True,
+                checkpoint_every=(
+                    DEFAULT_CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
+                ),
                 remote_device=bool(self.gpus_per_branch),
                 deltas=deltas,
                 correction=correction,

@@ -38,7 +38,9 @@ def manager_of(request: Request) -> JobManager:
 def start_job(body: JobRequest, request: Request) -> dict:
     """Queue a recipe run; its branches train in worker processes. Answers at once (202)."""
     require_recipe(body.recipe)
-    return manager_of(request).submit(body.recipe, body.params, body.deltas, body.correction)
+    return manager_of(request).submit(
+        body.recipe, body.params, body.deltas, body.correction, body.checkpoint_every
+    )
 
 
 def require_recipe(name: str) -> None:

@@ -43,6 +43,15 @@ CORRECTION_FIELD = Field(
 )
 
 
+# How often a branch saves a resume point, as `acc run --checkpoint-every` sets it.
+CHECKPOINT_EVERY_FIELD = Field(
+    None,
+    ge=0,
+    le=10**9,
+    description="steps between a branch's resume points (0: none); default 1,000",
+)
+
+
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -56,6 +65,7 @@ class JobRequest(BaseModel):
     )
     deltas: dict[str, Any] = DELTAS_FIELD
     correction: str | None = CORRECTION_FIELD
+    checkpoint_every: int | None = CHECKPOINT_EVERY_FIELD
 
     _finite = field_validator("params")(_all_finite)
     _delta = field_validator("deltas")(_deltas)
