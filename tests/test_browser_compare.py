@@ -128,6 +128,17 @@ def test_name_note_filter_export_and_delete_a_run(page, two_runs):
     page.wait_for_function("document.querySelector('#label-status').textContent === 'saved'")
     run = store.get_run(ids[1])
     assert run["name"] == "colder gate" and run["note"].startswith("temperature 0.5")
+    # issue 20, defect 13: the header names a named run (it showed the id alone), and a note
+    # of two lines shows both (the box showed one)
+    assert page.inner_text("#run-title") == "colder gate" and page.inner_text("#run-id") == ids[1]
+    page.fill("#run-note", "first line\nsecond line")
+    assert page.evaluate(
+        "() => { const n = document.querySelector('#run-note');"
+        " return n.rows === 2 && n.scrollHeight <= n.clientHeight + 1; }"
+    )
+    page.click("#run-config")
+    page.wait_for_function("document.querySelector('#label-status').textContent === 'saved'")
+    assert store.get_run(ids[1])["note"] == "first line\nsecond line"
     page.wait_for_function("document.querySelector('#runs').textContent.includes('colder gate')")
 
     # filter the list by text

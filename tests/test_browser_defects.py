@@ -7,6 +7,7 @@ except where the defect is about a run started from the page.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -81,6 +82,13 @@ def test_a_finished_level2_run_reads_correctly(page, tmp_path, small_mnist_dir):
     config = page.locator("#run-config").inner_text()
     assert "temperature 0.5" in config and "latent_dim 8" in config, config
 
+    # issue 20, defect 13: a list-valued metric reads as a summary (every value on hover), in
+    # the run's table and in the compare view (one run: "Comparing 1 run")
+    cell = page.locator('#comparison tr[data-metric="kl_per_dim"] td').first
+    kl_text = cell.inner_text()
+    assert re.fullmatch(r"8 values, \S+ … \S+", kl_text), kl_text
+    assert len(cell.get_attribute("title").split(": ")[1].split(", ")) == 8
+
     # defect 6: the inspector's layer defaults to the layer the recipe measured with the task
     page.locator("#ckpt-tree button", has_text="gated").first.click()
     page.wait_for_selector("#inspector form")
@@ -88,6 +96,14 @@ def test_a_finished_level2_run_reads_correctly(page, tmp_path, small_mnist_dir):
     assert page.locator("#inspector select[name=layer_name]").input_value() == "encoder.relu1"
     page.select_option("#inspector select[name=task]", "EffectiveRankTask")
     assert page.locator("#inspector select[name=layer_name]").input_value() == "encoder.conv1"
+    assert "``" not in page.inner_text("#inspector")  # plain text, not reStructuredText
+
+    page.goto(page.url.split("#")[0] + f"#compare={run_id}")
+    page.reload()
+    page.wait_for_selector('#compare-table tr[data-metric="kl_per_dim"]')
+    assert page.inner_text("#compare-count") == "1 run"
+    compared = page.locator('#compare-table tr[data-metric="kl_per_dim"] td').first.inner_text()
+    assert compared == kl_text
 
 
 def test_a_cli_run_is_followed_by_polling_and_says_so(page, tmp_path, long_cli_run):
@@ -113,8 +129,13 @@ def test_a_run_started_from_the_page_reads_correctly_live_and_cancelled(page, mo
     page.fill("#p-steps", "100000")
     page.fill("#p-seeds", "3")
     page.fill("#p-eval_every", "0")
+    page.fill("#p-checkpoint_every", "5000")  # issue 20, defect 13: a job sets it too
     page.click("#run-btn")
     page.wait_for_selector("#branches .badge.running", timeout=60_000)  # a branch trains
+    config = page.evaluate(
+        "() => fetch('/api/runs/' + location.hash.slice(5)).then(r => r.json()).then(r => r.config)"
+    )
+    assert config["checkpoint_every"] == 5000 and config["steps"] == 100000
 
     # defect 3: the header says running (the jobs list did; the header said queued)
     page.wait_for_function(
@@ -154,6 +175,17 @@ def test_unknown_run_reload_and_favicon(page):
     page.wait_for_selector("body[data-ready]")
     page.wait_for_function("document.querySelector('#empty').textContent.includes('no-such-run')")
     assert "No run" in page.locator("#empty").inner_text()
+    # issue 20, defect 13: deep links to nothing said "Comparing 1 runs" above empty charts,
+    # or showed the sweep view's empty sections under the error
+    for link, said, view in [
+        ("#compare=no-such-run", "Nothing to compare: no-such-run: no run", "#compare-view"),
+        ("#sweep=no-such-sweep", 'No sweep "no-such-sweep" to show: ', "#sweep-view"),
+    ]:
+        page.goto(page.url.split("#")[0] + link)
+        page.reload()
+        page.wait_for_selector("body[data-ready]")
+        page.wait_for_function(f"document.querySelector('#empty').textContent.startsWith({said!r})")
+        assert page.locator(view).is_hidden() and page.locator("#chart-controls").is_hidden()
 
     page.select_option("#recipe", "gradient_gating_l1")
     page.fill("#p-steps", "77")
@@ -276,4 +308,30 @@ def test_charts_stay_whole_when_series_replies_come_late_and_out_of_order_and_sa
     deliver(1)  # read before the last two branches trained: their events go on top
     deliver(4, 3, 2, 0)  # the newest, then older ones (last the oldest): dropped
     jobs.finish(job_id, "completed")
+    jobs.close()
+
+
+def test_a_run_closed_under_its_page_says_why(page, tmp_path, tiny_mnist):
+    """Issue 20, defect 13: the header said "running" while every branch was queued, and a run
+    interrupted by a killed server showed no error: the restarted server (or any reader of the
+    store) closed it, and its job said so with no final event for the page."""
+    store = Store(tmp_path / "store")
+    params = {"steps": 10, "seeds": [1], "eval_every": 0, "batch_size": 16}
+    run_id = create_run(store, "gradient_gating_l0", params, "cpu", tiny_mnist)
+    jobs = JobStore(tmp_path / "store")
+    job_id = jobs.create(run_id, "gradient_gating_l0", params)
+    jobs.set_running(job_id, 0)
+    open_run(page, run_id)  # started, nothing trains yet
+    assert page.inner_text("#run-status") == "waiting"
+
+    why = "the process that ran it (pid 12345) ended without closing it"
+    store.interrupt_open_branches(run_id, why)
+    store.finish_run(run_id, "interrupted", why)
+    jobs.finish(job_id, "interrupted", "the server stopped while the job was running")
+    jobs.add_event(job_id, {"type": "job", "status": "interrupted", "error": why})
+    page.wait_for_function(
+        "document.querySelector('#run-status').textContent === 'interrupted'", timeout=5_000
+    )
+    assert page.inner_text("#run-error") == why
+    assert page.locator("#resume-btn").is_visible() and page.inner_text("#live") == "idle"
     jobs.close()

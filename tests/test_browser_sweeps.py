@@ -177,9 +177,12 @@ def test_an_interrupted_sweep_resumes_from_its_page_and_fills_in(page, tmp_path)
     assert heatmap["y"] == ["0.5", "1"] and len(heatmap["x"]) == 1
     assert heatmap["z"] == [[None], [None]]
     page.click("#sweep-resume-btn")
+    # issue 20, defect 13: the header's badge said "idle" while the page polled the sweep
+    page.wait_for_function("document.querySelector('#live').textContent === 'polling'")
     page.wait_for_function(  # polled while it trains
         "document.querySelector('#sweep-status').textContent === 'completed'", timeout=120_000
     )
+    assert page.inner_text("#live") == "idle"
     assert "3 / 3 branches completed" in page.locator("#sweep-progress").inner_text()
     assert page.locator("#sweep-resume-btn").is_hidden()
     [heatmap] = page.evaluate(HEATMAPS)

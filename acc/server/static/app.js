@@ -81,8 +81,11 @@
     $("form-error").textContent = "";
     $("run-btn").disabled = true;
     try {
-      const job = await ACC.api("/api/jobs", {method: "POST",
-                                              body: {recipe: $("recipe").value, params: formParams()}});
+      const body = {recipe: $("recipe").value, params: formParams()};
+      if ($("p-checkpoint_every").value.trim() !== "" || $("p-checkpoint_every").validity.badInput) {
+        body.checkpoint_every = ACC.wholeNumber("p-checkpoint_every", "Resume point every (steps)");
+      }
+      const job = await ACC.api("/api/jobs", {method: "POST", body});
       await refreshLists();
       await openRun(job.run_id);
     } catch (err) {
@@ -134,7 +137,8 @@
     $("jobs").replaceChildren(...jobs.map(job => el("li", {class: shown(job) ? "selected" : ""},
       el("button", {type: "button", class: "link", onclick: () => openJob(job)},
          job.sweep_id ? `${job.recipe} sweep` : job.recipe),
-      " ", el("span", {class: `badge ${job.status}`}, job.cancel_requested ? "cancelling" : job.status),
+      " ", el("span", {class: `badge ${job.status}`, title: job.error || ""},
+              job.cancel_requested ? "cancelling" : job.status),
       el("div", {class: "muted params"}, paramSummary(job.recipe, job.params || {}, ["seeds"]).join(" · ")),
       ["queued", "running"].includes(job.status)
         ? el("button", {type: "button", class: "small", onclick: () => cancelJob(job.id)}, "cancel") : null)));
@@ -279,7 +283,9 @@
 
   function renderAll() {
     const {results} = state;
-    $("run-title").textContent = results.run_id;
+    // a named run is headed by its name, its id beside it
+    $("run-title").textContent = results.name || results.run_id;
+    $("run-id").textContent = results.name ? results.run_id : "";
     showStatus(results.status);
     const c = results.config;
     $("run-config").textContent = [`${results.recipe} · steps ${c.steps} · seeds ${c.seeds.join(", ")} · `
@@ -299,9 +305,14 @@
     ACC.renderPictures($("pictures"), $("picture-seed"), results);
   }
 
+  // A run that has started while none of its branches has (workers starting, a sweep's later
+  // settings) says so rather than "running".
   function showStatus(status) {
-    $("run-status").textContent = status;
-    $("run-status").className = `badge ${status}`;
+    const branches = state.series ? state.series.branches : [];
+    const waiting = status === "running" && branches.every(b => b.status === "queued");
+    $("run-status").textContent = waiting ? "waiting" : status;
+    $("run-status").className = `badge ${waiting ? "queued" : status}`;
+    $("run-status").title = waiting ? "started; every branch is still queued (waiting for a worker)" : "";
   }
 
   function renderLive(dirty) {
@@ -499,9 +510,9 @@
     } else if (ev.type === "branch") {
       if (ev.state === "running" && state.results.status === "queued") {
         state.results.status = "running";  // the run has started; its row says so soon
-        showStatus("running");
         refreshResults().catch(() => {});
       }
+      if (ev.state === "running") showStatus(state.results.status);  // no longer "waiting"
       if (ev.state === "completed") refreshSeries().catch(() => {});
     } else if (ev.type === "results") {
       refreshResults();
@@ -511,6 +522,12 @@
     } else if (ev.type === "job") {
       if (ev.status === "cancelling") $("run-status").textContent = "cancelling";
       if (ev.status === "running") refreshResults();  // the queued run has started
+      // closed without a final event (a killed server's run, closed by whoever read the store
+      // first): its results say how it ended and why
+      if (!["queued", "running", "cancelling"].includes(ev.status)) {
+        stopFollowing();
+        refreshResults().then(showLogNote).catch(() => {});
+      }
       refreshLists();
     } else if (ev.type === "final") {
       ticket("results")();  // the newest results: a reply still in flight is older

@@ -15,7 +15,7 @@
   const colorOf = i => ACC.palette[i % ACC.palette.length];
 
   ACC.closeCompare = function closeCompare() {
-    if (state.poll) clearInterval(state.poll);
+    if (state.poll) { clearInterval(state.poll); ACC.setLive("idle"); }
     state.poll = null;
     state.ids = [];
     $("compare-view").hidden = true;
@@ -32,9 +32,9 @@
     $("empty").hidden = true;
     $("compare-view").hidden = false;
     $("chart-controls").hidden = false;
-    $("compare-count").textContent = ids.length;
+    $("compare-count").textContent = `${ids.length} runs`;
     await load(ids);
-    if (state.ids !== ids) return;
+    if (state.ids !== ids || !state.runs.length) return;
     const open = state.runs.some(r => ACC.openStatuses.includes(r.results.status));
     if (open) {
       state.poll = setInterval(() => load(ids).catch(() => {}), POLL_MS);
@@ -56,8 +56,14 @@
     state.runs = settled.filter(s => s.status === "fulfilled").map(s => s.value);
     const missing = settled.map((s, i) => s.status === "rejected" ? `${ids[i]}: ${s.reason.message}` : null)
       .filter(Boolean);
+    if (!state.runs.length) {  // a deep link to nothing: say so, without an empty layout
+      ACC.showEmpty(`Nothing to compare: ${missing.join("; ") || "no runs named"}.`);
+      return;
+    }
+    const n = state.runs.length;
+    $("compare-count").textContent = `${n} run${n === 1 ? "" : "s"}`;
     $("compare-error").textContent = missing.length ? `Not shown: ${missing.join("; ")}` : "";
-    if (ids.length < 2) $("compare-error").textContent += " Pick two or more runs to compare.";
+    if (n < 2) $("compare-error").textContent += " Pick two or more runs to compare.";
     render();
     if (state.poll && !state.runs.some(r => ACC.openStatuses.includes(r.results.status))) {
       clearInterval(state.poll);
@@ -134,7 +140,7 @@
       el("span", {class: "muted"}, ` (n=${col.c.runs.filter(r => r.status === "completed").length})`))));
     const rows = ACC.finalMetricKeys(columns.map(col => col.c)).map(key => el("tr", {"data-metric": key},
       el("th", {title: ACC.metricInfo(key).label}, key),
-      columns.map(col => el("td", {}, ACC.meanStdText(col.c, key)))));
+      columns.map(col => el("td", {title: ACC.meanStdTitle(col.c, key)}, ACC.meanStdText(col.c, key)))));
     $("compare-table").replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
   }
 })();

@@ -62,10 +62,23 @@
   // a count of units (/api/metrics says which) as 12 or 11.5 ± 0.71, not 12.0000 ± 0.7071.
   ACC.meanStdText = function meanStdText(c, key) {
     const mean = (c.mean || {})[key], std = (c.std || {})[key];
-    if (Array.isArray(mean)) return `[${mean.map(v => ACC.fmt(v, 3)).join(", ")}]`;
+    if (Array.isArray(mean)) return listSummary(mean);
     const count = (ACC.metrics[key.split("[")[0]] || {}).count;
     const text = count ? ACC.countText : ACC.fmt;
     return std === null || std === undefined ? text(mean) : `${text(mean)} ± ${ACC.fmt(std, count ? 2 : undefined)}`;
+  };
+
+  // A list-valued metric (kl_per_dim: one value per latent dimension) in a table cell: how
+  // many values and their range; the cell's hover lists them all (ACC.meanStdTitle).
+  function listSummary(values) {
+    const numbers = values.filter(v => typeof v === "number");
+    if (!numbers.length) return `${values.length} values`;
+    return `${values.length} values, ${ACC.fmt(Math.min(...numbers), 3)} … ${ACC.fmt(Math.max(...numbers), 3)}`;
+  }
+
+  ACC.meanStdTitle = function meanStdTitle(c, key) {
+    const mean = (c.mean || {})[key];
+    return Array.isArray(mean) ? `mean over seeds, per dimension: ${mean.map(v => ACC.fmt(v, 3)).join(", ")}` : "";
   };
 
   // The star's rule is the server's (acc/best.py, shared with the CLI): not on a tie, and with
@@ -84,7 +97,7 @@
       const info = ACC.metricInfo(key);
       return el("tr", {"data-metric": key},
         el("th", {title: info.label}, key, el("span", {class: "muted"}, ` ${info.label}`)),
-        names.map(n => el("td", {class: n === best ? "best" : ""},
+        names.map(n => el("td", {class: n === best ? "best" : "", title: ACC.meanStdTitle(results.conditions[n], key)},
                           ACC.meanStdText(results.conditions[n], key), n === best ? " ★" : "")));
     });
     table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
@@ -230,6 +243,11 @@
     showParams();
   };
 
+  // A note shows every line it has (up to 8; then it scrolls).
+  function fitRows(textarea) {
+    textarea.rows = Math.min(8, Math.max(1, textarea.value.split("\n").length));
+  }
+
   // The run's name and note: edited in place, saved when the field loses focus.
   ACC.renderRunLabel = function renderRunLabel(results, runId) {
     const name = document.getElementById("run-name"), note = document.getElementById("run-note");
@@ -237,6 +255,8 @@
     if (name.dataset.run !== runId || document.activeElement !== name) name.value = results.name || "";
     if (note.dataset.run !== runId || document.activeElement !== note) note.value = results.note || "";
     name.dataset.run = note.dataset.run = runId;
+    fitRows(note);
+    note.oninput = () => fitRows(note);
     const save = async field => {
       if (field.value === (results[field.name] || "")) return;
       status.textContent = "saving…";
@@ -245,6 +265,10 @@
                       {method: "PATCH", body: {[field.name]: field.value}});
         results[field.name] = field.value;
         status.textContent = "saved";
+        if (field === name) {
+          document.getElementById("run-title").textContent = field.value || runId;
+          document.getElementById("run-id").textContent = field.value ? runId : "";
+        }
         ACC.refreshLists().catch(() => {});
       } catch (err) {
         status.textContent = err.message;

@@ -102,7 +102,7 @@
   // --- opening, polling, resuming ------------------------------------------------------------
 
   function stopPolling() {
-    if (state.poll) clearInterval(state.poll);
+    if (state.poll) { clearInterval(state.poll); ACC.setLive("idle"); }
     state.poll = null;
   }
 
@@ -127,13 +127,16 @@
     let results;
     try {
       results = await ACC.api(`/api/sweeps/${encodeURIComponent(sweepId)}`);
-    } catch (err) {
-      if (state.sweepId === sweepId) $("sweep-error").textContent = err.message;
+    } catch (err) {  // a deep link to nothing: say so, without the sweep view's empty layout
+      if (state.sweepId === sweepId) ACC.showEmpty(`No sweep "${sweepId}" to show: ${err.message}`);
       return;
     }
     if (state.sweepId !== sweepId) return;
     show(results);
-    if (isOpen(results.status)) state.poll = setInterval(() => pollSweep().catch(() => {}), POLL_MS);
+    if (isOpen(results.status)) {
+      state.poll = setInterval(() => pollSweep().catch(() => {}), POLL_MS);
+      ACC.setLive("polling");
+    }
   }
   ACC.openSweep = openSweep;
 
