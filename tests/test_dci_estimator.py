@@ -12,6 +12,7 @@ from acc.data import Dataset, Split
 from acc.disentanglement import dci
 from acc.recipes.gradient_gating_l3 import GradientGatingL3
 from acc.tasks.base import shared_test_pass
+from acc.tasks.base import test_batches as batches_of
 from acc.tasks.disentanglement import DisentanglementTask
 from acc.tasks.traversal_specificity import TraversalSpecificityTask
 from acc.trainer import evaluate_tasks
@@ -140,3 +141,14 @@ def test_tasks_read_the_shared_pass_when_one_is_open():
     assert np.array_equal(shared_codes, task.codes(model, data.test))
     assert torch.allclose(shared_maps, traversal.maps(model), atol=1e-6)
     assert shared_maps.shape == (60, 20, 8, 8)
+
+
+def test_the_factor_slot_models_test_pass_runs_250_images_at_a_time():
+    """Its decoder's maps of 1,000 images overflow the CPU caches (twice the time per image);
+    other models keep EVAL_BATCH."""
+    recipe = GradientGatingL3()
+    model = recipe.build_model(recipe.Params(width="small", seeds=[0]))
+    data = Dataset("bars", "32", bars(10, 0), bars(600, 1))
+    assert [len(b) for b in batches_of(model, data)] == [250, 250, 100]
+    data = Dataset("bars", "32", bars(10, 0), bars(2500, 1))
+    assert [len(b) for b in batches_of(torch.nn.Identity(), data)] == [1000, 1000, 500]

@@ -242,9 +242,11 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
 
 
 def test_batches(
-    model: nn.Module, dataset: Dataset, batch_size: int = EVAL_BATCH
+    model: nn.Module, dataset: Dataset, batch_size: int | None = None
 ) -> Iterator[torch.Tensor]:
-    """The held-out test images in order, in evaluation mode."""
+    """The held-out test images in order, in evaluation mode, ``batch_size`` at a time
+    (default: the model's ``eval_batch`` where it sets one, else EVAL_BATCH)."""
+    batch_size = batch_size or getattr(model, "eval_batch", EVAL_BATCH)
     images = dataset.test.images
     with evaluation_mode(model):
         for start in range(0, images.shape[0], batch_size):
