@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 
 from acc.runner import create_run, execute_run
 from acc.store import Store
@@ -97,7 +98,7 @@ def test_the_live_loss_chart_draws_every_point_it_receives(page):
     page.wait_for_function(drawn_to_the_end, timeout=5_000)  # within a second or two
 
 
-def test_inspector_evaluates_a_checkpoint_task(page):
+def test_inspector_evaluates_a_checkpoint_task_shows_its_time_and_cancels(page, monkeypatch):
     run_from_the_form(page, steps=10, seed=3, eval_every=0)
     page.locator("#ckpt-tree button", has_text="gated").first.click()
     page.wait_for_selector("#inspector form")
@@ -107,6 +108,28 @@ def test_inspector_evaluates_a_checkpoint_task(page):
     page.click("#inspector button[type=submit]")
     page.wait_for_selector("#inspector .result table", timeout=60_000)
     assert "effective_rank" in page.locator("#inspector .result").inner_text()
+
+    # issue 20, defect 5: the inspector's evaluations (80+ s at level 3) showed nothing while
+    # they ran and could not be stopped. A stand-in for a slow task computes until cancelled;
+    # the same evaluation ran a moment ago, so the page says how long that took.
+    def slow(model, task, task_type):
+        x = torch.randn(64, 64)
+        while True:
+            x = torch.tanh(x @ x)
+
+    monkeypatch.setattr("acc.server.routes_evaluations.run_evaluation", slow)
+    page.click("#inspector button[type=submit]")
+    page.wait_for_function(
+        "/evaluating on the test split… [1-9]\\d* s \\(last time \\d+ s\\)/"
+        ".test(document.querySelector('#inspector .evaluating')?.textContent)",
+        timeout=10_000,
+    )
+    page.click("#inspector .evaluating button")
+    page.wait_for_function(
+        "document.querySelector('#inspector .result').textContent.startsWith('cancelled after')",
+        timeout=10_000,
+    )
+    assert page.locator("#inspector button[type=submit]").is_enabled()
 
 
 def test_bad_parameters_are_shown_and_nothing_starts(page):

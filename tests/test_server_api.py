@@ -134,6 +134,9 @@ def test_openapi_documents_every_endpoint(client):
         "/api/runs/{run_id}/checkpoints",
         "/api/checkpoints/{ckpt_id}",
         "/api/checkpoints/{ckpt_id}/evaluate",
+        "/api/checkpoints/{ckpt_id}/evaluations",
+        "/api/evaluations/{evaluation_id}",
+        "/api/evaluations/{evaluation_id}/cancel",
         "/api/checkpoints/{ckpt_id}/filters.png",
         "/api/checkpoints/{ckpt_id}/reconstructions.png",
         "/api/checkpoints/{ckpt_id}/traversals.png",
@@ -353,6 +356,49 @@ def test_bad_evaluations_are_422_with_the_reason(client, cli_run, body, message)
     response = client.post(f"/api/checkpoints/{ckpt}/evaluate", json=body)
     assert response.status_code == 422
     assert message in str(response.json()["detail"])
+
+
+def wait_for(client, evaluation: dict, seconds: float = 20) -> dict:
+    deadline = time.monotonic() + seconds
+    while evaluation["status"] in ("running", "cancelling") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        evaluation = client.get(f"/api/evaluations/{evaluation['id']}").json()
+    return evaluation
+
+
+def test_background_evaluations_report_their_time_and_stop_when_cancelled(
+    client, cli_run, monkeypatch
+):
+    """Issue 20, defect 5: the inspector's evaluations (80+ s at level 3) need progress and a
+    cancel. The metrics are the one-request endpoint's; a repeat knows how long it will take."""
+    ckpt = cli_run[1]["conditions"]["gated"]["runs"][0]["checkpoint_id"]
+    body = {"task": "EffectiveRankTask", "params": {"layer_name": "encoder.0"}}
+    direct = client.post(f"/api/checkpoints/{ckpt}/evaluate", json=body).json()["metrics"]
+    started = client.post(f"/api/checkpoints/{ckpt}/evaluations", json=body)
+    assert started.status_code == 202 and started.json()["expected_seconds"] is None
+    first = wait_for(client, started.json())
+    assert first["status"] == "completed" and first["metrics"] == direct
+    again = client.post(f"/api/checkpoints/{ckpt}/evaluations", json=body).json()
+    assert again["expected_seconds"] == first["seconds"]
+    wait_for(client, again)
+    bad = client.post(f"/api/checkpoints/{ckpt}/evaluations", json={"task": "NoSuchTask"})
+    assert bad.status_code == 422 and "unknown task 'NoSuchTask'" in bad.text
+
+    def slow(model, task, task_type):  # a task that computes until it is stopped
+        x = torch.randn(64, 64)
+        while True:
+            x = torch.tanh(x @ x)
+
+    monkeypatch.setattr("acc.server.routes_evaluations.run_evaluation", slow)
+    running = client.post(f"/api/checkpoints/{ckpt}/evaluations", json=body).json()
+    time.sleep(0.3)
+    assert client.get(f"/api/evaluations/{running['id']}").json()["seconds"] >= 0.3
+    cancelling = client.post(f"/api/evaluations/{running['id']}/cancel")
+    assert cancelling.status_code == 202 and cancelling.json()["status"] == "cancelling"
+    stopped = wait_for(client, cancelling.json(), seconds=5)
+    assert stopped["status"] == "cancelled" and stopped["metrics"] is None
+    assert client.post(f"/api/evaluations/{running['id']}/cancel").status_code == 409
+    assert client.get("/api/evaluations/eval-000000000000").status_code == 404
 
 
 def test_task_catalog_offers_layer_tasks(client):

@@ -236,6 +236,7 @@ BODIES = {  # a valid body per endpoint; each of its fields (and keys) gets each
         "correction": "holm",
     },
     "/api/checkpoints/{ckpt}/evaluate": {"task": "l1", "params": {"name": "l1"}},
+    "/api/checkpoints/{ckpt}/evaluations": {"task": "l1", "params": {"name": "l1"}},
     "/api/runs/{run}": {"name": "a name", "note": "a note"},
 }
 

@@ -29,7 +29,8 @@ from acc.recipes import recipe_registry
 from acc.recipes.base import condition_descriptions
 from acc.registry import RegistryError
 from acc.runner import NothingToResume, ParamsError, ResumeError, resolve_device
-from acc.server import routes_jobs, routes_runs, routes_sweeps
+from acc.server import routes_evaluations, routes_jobs, routes_runs, routes_sweeps
+from acc.server.evaluations import EvaluationFinished, EvaluationNotFound, Evaluations
 from acc.server.guard import Guard
 from acc.server.images import ImageError
 from acc.server.inspector import DatasetCache, InspectError
@@ -118,10 +119,12 @@ def create_app(
     )
     app.state.manager = manager
     app.state.datasets = DatasetCache(data_dir)
+    app.state.evaluations = Evaluations()
     _add_error_handlers(app)
     app.include_router(routes_jobs.router)
     app.include_router(routes_runs.router)
     app.include_router(routes_sweeps.router)
+    app.include_router(routes_evaluations.router)
     _add_page(app)
     app.add_middleware(UniqueKeys)  # inside the Guard: nobody unknown gets a body read
     if allowed_hosts is not None or token is not None:
@@ -234,6 +237,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         (StoreBusy, 409),
         (QueueFull, 422),
         (InspectError, 422),
+        (EvaluationNotFound, 404),
+        (EvaluationFinished, 409),
         (ImageError, 422),
         (DataError, 503),
     ):

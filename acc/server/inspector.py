@@ -202,6 +202,15 @@ def evaluate_checkpoint(
     store: Store, ckpt_id: str, task_type: str, params: dict, datasets: DatasetCache
 ) -> dict:
     """Metrics of one task on one checkpoint, on the held-out test split."""
+    model, task = prepare_evaluation(store, ckpt_id, task_type, params, datasets)
+    return run_evaluation(model, task, task_type)
+
+
+def prepare_evaluation(
+    store: Store, ckpt_id: str, task_type: str, params: dict, datasets: DatasetCache
+) -> tuple[nn.Module, object]:
+    """The checkpoint's model and the task, checked against each other: every input error is
+    found here, before an evaluation starts (StoreError, CheckpointError, InspectError)."""
     model, _ = load_model(store, ckpt_id)
     task = build_task(task_type, params, datasets.get(dataset_view(model)))
     layer = getattr(task, "layer_name", None)
@@ -209,6 +218,10 @@ def evaluate_checkpoint(
         raise InspectError(
             f"unknown layer {layer!r}; this model's layers: {', '.join(layer_names(model))}"
         )
+    return model, task
+
+
+def run_evaluation(model: nn.Module, task, task_type: str) -> dict:
     try:
         with torch.no_grad():
             return task.evaluate(model)

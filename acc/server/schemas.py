@@ -205,3 +205,17 @@ class Evaluation(BaseModel):
     task: str
     params: dict[str, Any]
     metrics: dict[str, Any]
+
+
+class BackgroundEvaluation(BaseModel):
+    id: str
+    checkpoint: str
+    task: str
+    params: dict[str, Any]
+    status: str = Field(description="running, cancelling, completed, failed or cancelled")
+    seconds: float = Field(description="how long it has run (or ran)")
+    expected_seconds: float | None = Field(
+        description="how long the same evaluation took last time in this server, if it ran"
+    )
+    metrics: dict[str, Any] | None = Field(description="once completed")
+    error: str | None

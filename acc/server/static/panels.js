@@ -206,6 +206,30 @@
     return params;
   }
 
+  // A background evaluation (some take 80+ s): how long it has run against how long the same
+  // one took last time, and a Cancel button; polled until it ends. Its last state, or null if
+  // the inspector moved on to another checkpoint meanwhile.
+  const EVAL_POLL_MS = 500;
+  async function followEvaluation(ev, result) {
+    const bar = el("div", {style: "width:0%"});
+    const text = el("span", {class: "muted"});
+    const cancel = el("button", {type: "button", class: "small", onclick: () => {
+      cancel.disabled = true;
+      ACC.api(`/api/evaluations/${ev.id}/cancel`, {method: "POST"}).catch(() => {});
+    }}, "cancel");
+    result.replaceChildren(el("p", {class: "evaluating"}, el("span", {class: "bar"}, bar), text, " ", cancel));
+    while (["running", "cancelling"].includes(ev.status)) {
+      const expected = ev.expected_seconds, known = typeof expected === "number";
+      text.textContent = `${ev.status === "cancelling" ? "cancelling" : "evaluating on the test split"}… `
+        + `${Math.round(ev.seconds)} s` + (known ? ` (last time ${Math.round(expected)} s)` : "");
+      bar.style.width = known ? `${Math.min(100, 100 * ev.seconds / Math.max(expected, 0.1))}%` : "0%";
+      await new Promise(done => setTimeout(done, EVAL_POLL_MS));
+      if (!result.isConnected) return null;
+      ev = await ACC.api(`/api/evaluations/${ev.id}`);
+    }
+    return ev;
+  }
+
   ACC.renderInspector = async function renderInspector(box, ckptId, tasks) {
     box.replaceChildren(el("p", {class: "muted"}, `loading ${ckptId}…`));
     const info = await ACC.api(`/api/checkpoints/${ckptId}`);
@@ -224,14 +248,23 @@
     form.addEventListener("submit", async event => {
       event.preventDefault();
       const task = tasks.find(t => t.name === taskSelect.value);
-      result.replaceChildren(el("p", {class: "muted"}, "evaluating on the test split…"));
+      const button = form.querySelector("button[type=submit]");
+      button.disabled = true;
       try {
-        const out = await ACC.api(`/api/checkpoints/${ckptId}/evaluate`,
-                                  {method: "POST", body: {task: task.name, params: readParams(form, task)}});
-        result.replaceChildren(el("table", {class: "data metrics"}, Object.entries(out.metrics).map(
-          ([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, Array.isArray(v) ? v.map(x => ACC.fmt(x, 3)).join(", ") : ACC.fmt(v))))));
+        const started = await ACC.api(`/api/checkpoints/${ckptId}/evaluations`,
+                                      {method: "POST", body: {task: task.name, params: readParams(form, task)}});
+        const out = await followEvaluation(started, result);
+        if (out && out.status === "completed") {
+          result.replaceChildren(el("table", {class: "data metrics"}, Object.entries(out.metrics).map(
+            ([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, Array.isArray(v) ? v.map(x => ACC.fmt(x, 3)).join(", ") : ACC.fmt(v))))));
+        } else if (out) {
+          result.replaceChildren(el("p", {class: out.status === "cancelled" ? "muted" : "error"},
+                                    out.status === "cancelled" ? `cancelled after ${out.seconds} s` : out.error));
+        }
       } catch (err) {
         result.replaceChildren(el("p", {class: "error"}, err.message));
+      } finally {
+        button.disabled = false;
       }
     });
     box.replaceChildren(
