@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from acc.runner import create_sweep, execute_sweep
+from acc.status import Status
 from acc.store import Store
 
 pytestmark = pytest.mark.slow
@@ -176,6 +177,18 @@ def test_an_interrupted_sweep_resumes_from_its_page_and_fills_in(page, tmp_path)
     [heatmap] = page.evaluate(HEATMAPS)
     assert heatmap["y"] == ["0.5", "1"] and len(heatmap["x"]) == 1
     assert heatmap["z"] == [[None], [None]]
+
+    # issue 20: the page deletes a finished sweep; one of its runs in use: refused, and why
+    [run] = store.sweep_runs(sweep_id)
+    store.finish_run(run["id"], Status.RUNNING)
+    page.once("dialog", lambda d: d.accept())
+    page.click("#sweep-delete-btn")
+    page.wait_for_function("document.querySelector('#sweep-error').textContent.length > 0")
+    assert page.inner_text("#sweep-error") == (
+        f"sweep {sweep_id}'s run {run['id']} is running: cancel it first (its job in the"
+        " dashboard, or Ctrl-C the `acc run`/`acc sweep` that trains it), then delete it"
+    )
+    store.finish_run(run["id"], Status.INTERRUPTED)
     page.click("#sweep-resume-btn")
     # issue 20, defect 13: the header's badge said "idle" while the page polled the sweep
     page.wait_for_function("document.querySelector('#live').textContent === 'polling'")
@@ -187,6 +200,19 @@ def test_an_interrupted_sweep_resumes_from_its_page_and_fills_in(page, tmp_path)
     assert page.locator("#sweep-resume-btn").is_hidden()
     [heatmap] = page.evaluate(HEATMAPS)
     assert all(isinstance(row[0], float) for row in heatmap["z"])
+
+    # Delete asks first (declined: nothing goes), then deletes the sweep and its runs
+    page.once("dialog", lambda d: d.dismiss())
+    page.click("#sweep-delete-btn")
+    assert [s["id"] for s in page.evaluate(SWEEPS)] == [sweep_id]
+    page.once("dialog", lambda d: d.accept())
+    page.click("#sweep-delete-btn")
+    page.wait_for_selector("#empty:not([hidden])")
+    assert page.inner_text("#empty") == (
+        f"Deleted sweep {sweep_id} (1 runs, 3 branches, 4 checkpoints)."
+    )
+    assert page.evaluate(SWEEPS) == [] and store.sweep_runs(sweep_id) == []
+    page.wait_for_function("document.querySelector('#sweeps li').textContent === 'no sweeps yet'")
 
 
 def box_of(page, selector: str) -> dict:

@@ -163,6 +163,23 @@
     }
   }
 
+  // Delete the open (finished) sweep with its runs after the researcher confirms, as a run's
+  // Delete does; the server refuses (409) while the sweep or one of its runs is in use.
+  async function deleteSweep() {
+    const sweepId = state.sweepId;
+    if (!confirm(`Delete sweep ${sweepId}, its runs, branches, curves and checkpoints? This cannot be undone.`)) return;
+    $("sweep-error").textContent = "";
+    try {
+      const out = await ACC.api(`/api/sweeps/${encodeURIComponent(sweepId)}`, {method: "DELETE"});
+      ACC.showEmpty(`Deleted sweep ${sweepId} (${out.runs} runs, ${out.branches} branches, `
+                    + `${out.checkpoints} checkpoints).`);
+      history.replaceState(null, "", "#");
+      await ACC.refreshLists();
+    } catch (err) {
+      $("sweep-error").textContent = err.message;
+    }
+  }
+
   // --- the view ------------------------------------------------------------------------------
 
   function show(results) {
@@ -214,6 +231,7 @@
       + (isOpen(results.status) ? " · refreshing every 3 s" : "");
     $("sweep-error").textContent = results.error || "";
     $("sweep-resume-btn").hidden = isOpen(results.status) || done >= total;
+    $("sweep-delete-btn").hidden = isOpen(results.status);  // the server refuses an open one
   }
 
   // One row per cell (or per setting, for a sweep without gating axes): its parameters, its
@@ -575,6 +593,7 @@
     $("s-recipe").addEventListener("change", showSweepRecipe);
     $("sweep-form").addEventListener("submit", submitSweep);
     $("sweep-resume-btn").addEventListener("click", resumeSweep);
+    $("sweep-delete-btn").addEventListener("click", deleteSweep);
     $("sweep-compare-btn").addEventListener("click", compareSettings);
     $("sweep-metric").addEventListener("change", () => { state.metric = $("sweep-metric").value; renderCharts(); });
     showSweepRecipe();
