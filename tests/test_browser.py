@@ -7,6 +7,7 @@ job. Skipped only where Chromium is missing outside CI; in CI (CI=true) it must 
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import torch
@@ -72,6 +73,35 @@ def test_run_a_recipe_and_compare_the_conditions(page, tmp_path):
     assert page.locator("#pictures img").count() == 4
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+    # issue 20: the job list gives each job's start time and how long it took
+    [job] = page.evaluate("() => fetch('/api/jobs').then(r => r.json())")
+    page.wait_for_function("document.querySelector('#jobs .job-time').textContent.includes('took')")
+    started = time.strftime("%H:%M:%S", time.localtime(job["started_at"]))
+    took = duration_text(job["finished_at"] - job["started_at"])
+    assert page.inner_text("#jobs .job-time") == f"started {started} · took {took}"
+    # durations as a person writes them; a running job's time so far; a queued one's date
+    texts = page.evaluate("() => [2.34, 42.9, 125, 3725, 0].map(ACC.durationText)")
+    assert texts == ["2.3 s", "42 s", "2 min 05 s", "1 h 02 min", "0.0 s"]
+    assert texts == [duration_text(s) for s in (2.34, 42.9, 125, 3725, 0)]
+    running = {"created_at": 100, "started_at": 1000, "finished_at": None}
+    queued = {"created_at": 1_000_000_000, "started_at": None}
+    assert page.evaluate("j => ACC.jobTimeText(j, 1075)", running).endswith(" · running 1 min 15 s")
+    assert page.evaluate("j => ACC.jobTimeText(j, 0)", queued) == "queued " + (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1_000_000_000))  # not today: dated
+    )
+
+
+def duration_text(seconds: float) -> str:
+    """The page's ACC.durationText, to check it against."""
+    whole = int(seconds)
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole // 60 % 60:02d} min"
 
 
 def run_from_the_form(page, steps: int, seed: int, eval_every: int) -> None:

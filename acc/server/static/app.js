@@ -129,7 +129,7 @@
                                                              ACC.api("/api/sweeps")]);
     const sweepId = ACC.currentSweep();
     const key = JSON.stringify([jobs, total, runs, sweeps, state.runId, sweepId, [...state.picked]]);
-    if (key === state.listsKey) return;  // unchanged: leave the DOM alone
+    if (key === state.listsKey) { tickJobTimes(jobs); return; }  // unchanged: leave the DOM alone
     state.listsKey = key;
     // a sweep's job has the sweep's id as its run id: it opens the sweep view
     const openJob = job => job.sweep_id ? ACC.openSweep(job.sweep_id) : openRun(job.run_id);
@@ -140,6 +140,7 @@
       " ", el("span", {class: `badge ${job.status}`, title: job.error || ""},
               job.cancel_requested ? "cancelling" : job.status),
       el("div", {class: "muted params"}, paramSummary(job.recipe, job.params || {}, ["seeds"]).join(" · ")),
+      el("div", {class: "muted job-time", "data-job": job.id, title: jobTimesTitle(job)}, ACC.jobTimeText(job, Date.now() / 1000)),
       ["queued", "running"].includes(job.status)
         ? el("button", {type: "button", class: "small", onclick: () => cancelJob(job.id)}, "cancel") : null)));
     if (total > jobs.length) $("jobs").append(el("li", {class: "muted"}, `showing ${jobs.length} of ${total}`));
@@ -157,6 +158,20 @@
     ACC.renderSweepList($("sweeps"), sweeps);
   }
   ACC.refreshLists = refreshLists;
+
+  // A running job's time so far, in lists that are otherwise unchanged.
+  function tickJobTimes(jobs) {
+    const now = Date.now() / 1000;
+    for (const job of jobs.filter(j => j.started_at && !j.finished_at)) {
+      const div = $("jobs").querySelector(`.job-time[data-job="${CSS.escape(job.id)}"]`);
+      if (div) div.textContent = ACC.jobTimeText(job, now);
+    }
+  }
+
+  // The full dates behind a job's times (hover).
+  const jobTimesTitle = job => [["created", job.created_at], ["started", job.started_at],
+                                ["finished", job.finished_at]]
+    .filter(([, t]) => t).map(([what, t]) => `${what} ${ACC.when(t)}`).join("\n");
 
   // Runs ticked in the list, for the comparison view.
   function pick(runId, on) {

@@ -91,6 +91,36 @@ ACC.when = function when(seconds) {
   return seconds ? new Date(seconds * 1000).toLocaleString() : "";
 };
 
+// A moment as a job list shows it: the local time of day (24 h), with the date before it
+// when it is not today.
+ACC.clockText = function clockText(seconds) {
+  const d = new Date(seconds * 1000);
+  const two = n => String(n).padStart(2, "0");
+  const time = `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+  const day = `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}`;
+  return d.toDateString() === new Date().toDateString() ? time : `${day} ${time}`;
+};
+
+// A duration: "2.3 s" under 10 s, "42 s" under a minute, "2 min 05 s", "1 h 02 min".
+ACC.durationText = function durationText(seconds) {
+  const s = Math.max(0, seconds);
+  if (s < 10) return `${s.toFixed(1)} s`;
+  const whole = Math.floor(s);
+  if (whole < 60) return `${whole} s`;
+  const two = n => String(n).padStart(2, "0");
+  if (whole < 3600) return `${Math.floor(whole / 60)} min ${two(whole % 60)} s`;
+  return `${Math.floor(whole / 3600)} h ${two(Math.floor(whole / 60) % 60)} min`;
+};
+
+// A job's times: when it started and how long it took (or has run so far: a running job's
+// text is refreshed with the lists); a queued job says since when it waits.
+ACC.jobTimeText = function jobTimeText(job, now) {
+  if (!job.started_at) return `queued ${ACC.clockText(job.created_at)}`;
+  const started = `started ${ACC.clockText(job.started_at)}`;
+  if (!job.finished_at) return `${started} · running ${ACC.durationText(now - job.started_at)}`;
+  return `${started} · took ${ACC.durationText(job.finished_at - job.started_at)}`;
+};
+
 // A number box with text in it reports an empty value: read it as an error, never as "use
 // the default" (an empty Steps used to start a default 25,000-step run or sweep).
 ACC.wholeNumber = function wholeNumber(id, label) {
