@@ -217,30 +217,45 @@ class Store:
         recipe: str | None = None,
         status: Status | str | None = None,
         search: str | None = None,
+        offset: int = 0,
     ) -> list[dict]:
-        """The newest ``limit`` runs, optionally only those of ``recipe``, in ``status``, or
-        whose id, name or note holds ``search`` (case-insensitive). ValueError for a status
-        that does not exist."""
-        clauses, args = [], []
-        if recipe is not None:
-            clauses.append("recipe = ?")
-            args.append(recipe)
-        if status is not None:
-            clauses.append("status = ?")
-            args.append(str(parse_status(status)))
-        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
-        cursor = self._db.execute(
-            "SELECT id, recipe, status, created_at, finished_at, sweep_id, name, note FROM runs "
-            f"{where}ORDER BY created_at DESC, rowid DESC" + ("" if search else " LIMIT ?"),
-            args if search else [*args, limit],
-        )
+        """The newest ``limit`` runs after the first ``offset`` (a page of the list),
+        optionally only those of ``recipe``, in ``status``, or whose id, name or note holds
+        ``search`` (case-insensitive). ValueError for a status that does not exist."""
+        where, args = _run_filter(recipe, status)
         if not search:
+            cursor = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs {where}ORDER BY created_at DESC, rowid DESC "
+                "LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            )
             return [dict(r) for r in cursor.fetchall()]
+        found = self._search_runs(where, args, search, offset + limit)
+        return found[offset:]
+
+    def count_runs(
+        self,
+        recipe: str | None = None,
+        status: Status | str | None = None,
+        search: str | None = None,
+    ) -> int:
+        """How many runs ``list_runs`` pages through with these filters (the list's total)."""
+        where, args = _run_filter(recipe, status)
+        if not search:
+            return self._db.execute(f"SELECT COUNT(*) FROM runs {where}", args).fetchone()[0]
+        return len(self._search_runs(where, args, search, None))
+
+    def _search_runs(self, where: str, args: list, search: str, limit: int | None) -> list[dict]:
+        """Runs whose id, name or note holds ``search``, newest first, at most ``limit``. In
+        Python: SQLite's LIKE and lower() fold ASCII letters only."""
+        cursor = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs {where}ORDER BY created_at DESC, rowid DESC", args
+        )
         needle, found = search.casefold(), []
-        for row in cursor:  # in Python: SQLite's LIKE and lower() fold ASCII letters only
+        for row in cursor:
             if any(needle in (row[k] or "").casefold() for k in ("id", "name", "note")):
                 found.append(dict(row))
-                if len(found) >= limit:
+                if limit is not None and len(found) >= limit:
                     break
         cursor.close()
         return found
@@ -533,6 +548,22 @@ class Store:
             "SELECT step, metrics FROM evals WHERE branch_id = ? ORDER BY step", (branch_id,)
         ).fetchall()
         return [{"step": r["step"], "metrics": json.loads(r["metrics"])} for r in rows]
+
+
+_RUN_COLUMNS = "id, recipe, status, created_at, finished_at, sweep_id, name, note"
+
+
+def _run_filter(recipe: str | None, status: Status | str | None) -> tuple[str, list]:
+    """The WHERE clause (with a trailing space, or "") and its arguments for a run list's
+    recipe and status filters. ValueError for a status that does not exist."""
+    clauses, args = [], []
+    if recipe is not None:
+        clauses.append("recipe = ?")
+        args.append(recipe)
+    if status is not None:
+        clauses.append("status = ?")
+        args.append(str(parse_status(status)))
+    return (f"WHERE {' AND '.join(clauses)} " if clauses else ""), args
 
 
 def _refuse_open(db: sqlite3.Connection, what: str, status: str, run_id: str) -> None:

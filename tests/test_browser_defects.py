@@ -206,18 +206,40 @@ def test_unknown_run_reload_and_favicon(page):
     assert icon[0] == 200 and icon[1].startswith("image/") and icon[2] == 200, icon
 
 
-def test_the_jobs_list_says_how_many_jobs_there_are(page, tmp_path):
-    """Issue 20, defect 10: the list showed the newest 15 jobs and never said there were more."""
+RUN_NAMES = "() => [...document.querySelectorAll('#runs li button.link')].map(b => b.textContent)"
+
+
+def test_the_jobs_list_says_how_many_jobs_there_are_and_the_run_list_pages(page, tmp_path):
+    """Issue 20, defect 10: the list showed the newest 15 jobs and never said there were more.
+    Issue 20, capabilities: the run list showed the newest 100 runs and no more, ever."""
     jobs = JobStore(tmp_path / "store")
     for i in range(17):
         jobs.finish(jobs.create(f"run-{i}", "gradient_gating_l0", {"steps": 1}), "cancelled")
     jobs.close()
+    store = Store(tmp_path / "store")
+    for i in range(53):
+        store.create_run("gradient_gating_l0", {}, [], {}, name=f"r{i}")
+    store.close()
     page.reload()
     page.wait_for_selector("body[data-ready]")
     page.wait_for_function(
         "document.querySelector('#jobs').textContent.includes('showing 15 of 17')", timeout=5_000
     )
     assert page.locator("#jobs .badge").count() == 15
+
+    # 50 runs a page, newest first; the pager says which of how many
+    page.wait_for_function("document.querySelector('#runs-page').textContent === '1–50 of 53'")
+    assert page.evaluate(RUN_NAMES) == [f"r{i}" for i in range(52, 2, -1)]
+    assert page.locator("#runs-newer").is_disabled()
+    page.click("#runs-older")
+    page.wait_for_function("document.querySelector('#runs-page').textContent === '51–53 of 53'")
+    assert page.evaluate(RUN_NAMES) == ["r2", "r1", "r0"]
+    assert page.locator("#runs-older").is_disabled() and page.locator("#runs-newer").is_enabled()
+    # a filter starts again at its first page; one page needs no pager
+    page.fill("#run-filter", "r5")
+    page.wait_for_function("document.querySelectorAll('#runs li').length === 4")
+    assert page.evaluate(RUN_NAMES) == ["r52", "r51", "r50", "r5"]
+    assert page.locator("#runs-pager").is_hidden()
 
 
 METRIC_CURVES = """() => [...document.querySelectorAll('#metric-charts [data-metric]')].map(box =>

@@ -615,3 +615,21 @@ def test_a_database_that_fails_under_the_server_is_503_naming_it(tmp_path, monke
     detail = response.json()["detail"]
     assert str(tmp_path / "acc.sqlite") in detail and "is corrupt" in detail
     assert "PRAGMA integrity_check" in detail
+
+
+def test_the_run_list_pages_and_says_how_many_runs_match(tmp_path):
+    """Issue 20, capabilities: /api/runs gave the newest ``limit`` runs and no way past them."""
+    store = Store(tmp_path)
+    for i in range(5):
+        store.create_run("gradient_gating_l0", {}, [], {}, name=f"r{i}", note="odd" * (i % 2))
+    store.close()
+    with TestClient(create_app(tmp_path, max_concurrent=0)) as c:
+        page = c.get("/api/runs?limit=2&offset=2")
+        assert [r["name"] for r in page.json()] == ["r2", "r1"]
+        assert page.headers["X-Total-Count"] == "5"
+        searched = c.get("/api/runs?q=ODD&limit=1&offset=1")  # search pages too
+        assert [r["name"] for r in searched.json()] == ["r1"]
+        assert searched.headers["X-Total-Count"] == "2"
+        assert c.get("/api/runs?offset=7").json() == []
+        bad = c.get("/api/runs?offset=-1")
+        assert bad.status_code == 422 and "offset" in bad.text

@@ -48,16 +48,25 @@ PNG = {"content": {"image/png": {}}, "description": "a PNG image"}
 @router.get("/runs", response_model=list[RunSummary])
 def list_runs(
     request: Request,
+    response: Response,
     limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(
+        0, ge=0, le=10**9, description="skip this many (newest first): the next page"
+    ),
     recipe: str | None = Query(None, max_length=100, description="only this recipe's runs"),
     status: Status | None = Query(None, description="only runs in this status"),
     q: str | None = Query(
         None, max_length=200, description="only runs whose id, name or note holds this (any case)"
     ),
 ) -> list[dict]:
+    """The newest runs matching the filters, ``limit`` at a time from ``offset``; the
+    ``X-Total-Count`` header says how many match in all (for paging)."""
     manager = manager_of(request)
     jobs = manager.jobs.job_ids_by_run()
-    runs = manager.store.list_runs(limit, recipe=recipe, status=status, search=q)
+    runs = manager.store.list_runs(limit, recipe=recipe, status=status, search=q, offset=offset)
+    response.headers["X-Total-Count"] = str(
+        manager.store.count_runs(recipe=recipe, status=status, search=q)
+    )
     return [{**run, "job_id": jobs.get(run["id"])} for run in runs]
 
 

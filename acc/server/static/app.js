@@ -107,28 +107,50 @@
 
   // --- lists -------------------------------------------------------------------------------
 
+  // The run list is paged: RUNS_SHOWN runs from state.runsOffset (newest first).
+  const RUNS_SHOWN = 50;
   function runsQuery() {
-    const query = new URLSearchParams();
+    const query = new URLSearchParams({limit: RUNS_SHOWN, offset: state.runsOffset || 0});
     if ($("run-filter").value.trim()) query.set("q", $("run-filter").value.trim());
     if ($("run-filter-recipe").value) query.set("recipe", $("run-filter-recipe").value);
     if ($("run-filter-status").value) query.set("status", $("run-filter-status").value);
-    return query.toString() ? `/api/runs?${query}` : "/api/runs";
+    return `/api/runs?${query}`;
   }
 
-  // The newest jobs, and how many there are in all (the X-Total-Count header).
-  const JOBS_SHOWN = 15;
-  async function jobsPage() {
-    const response = await fetch(`/api/jobs?limit=${JOBS_SHOWN}`);
+  // A page of a list, and how many there are in all (the X-Total-Count header).
+  async function listPage(path) {
+    const response = await fetch(path);
     const data = await response.json();
     if (!response.ok) throw new Error(ACC.errorText(data) || `${response.status}`);
     return [data, Number(response.headers.get("X-Total-Count")) || data.length];
   }
+  const JOBS_SHOWN = 15;
+
+  // The pager under the run list: which runs are shown of how many, and the buttons to the
+  // newer and older pages (hidden while one page holds them all).
+  function renderRunsPager(shown, total) {
+    const offset = state.runsOffset || 0;
+    $("runs-pager").hidden = offset === 0 && total <= RUNS_SHOWN;
+    $("runs-page").textContent = shown ? `${offset + 1}–${offset + shown} of ${total}` : `0 of ${total}`;
+    $("runs-newer").disabled = offset === 0;
+    $("runs-older").disabled = offset + shown >= total;
+  }
+
+  function pageRuns(direction) {
+    state.runsOffset = Math.max(0, (state.runsOffset || 0) + direction * RUNS_SHOWN);
+    refreshLists().catch(() => {});
+  }
 
   async function refreshLists() {
-    const [[jobs, total], runs, sweeps] = await Promise.all([jobsPage(), ACC.api(runsQuery()),
-                                                             ACC.api("/api/sweeps")]);
+    const [[jobs, total], [runs, runsTotal], sweeps] = await Promise.all([
+      listPage(`/api/jobs?limit=${JOBS_SHOWN}`), listPage(runsQuery()), ACC.api("/api/sweeps")]);
+    if (!runs.length && state.runsOffset && runsTotal) {  // runs went (deleted): the last page
+      state.runsOffset = Math.floor((runsTotal - 1) / RUNS_SHOWN) * RUNS_SHOWN;
+      return refreshLists();
+    }
     const sweepId = ACC.currentSweep();
-    const key = JSON.stringify([jobs, total, runs, sweeps, state.runId, sweepId, [...state.picked]]);
+    const key = JSON.stringify([jobs, total, runs, runsTotal, state.runsOffset, sweeps, state.runId,
+                                sweepId, [...state.picked]]);
     if (key === state.listsKey) { tickJobTimes(jobs); return; }  // unchanged: leave the DOM alone
     state.listsKey = key;
     // a sweep's job has the sweep's id as its run id: it opens the sweep view
@@ -154,6 +176,7 @@
       run.sweep_id ? el("span", {class: "muted"}, " sweep")
         : run.job_id ? null : el("span", {class: "muted"}, " cli"))));
     if (!runs.length) $("runs").replaceChildren(el("li", {class: "muted"}, "no runs match"));
+    renderRunsPager(runs.length, runsTotal);
     showPicked();
     ACC.renderSweepList($("sweeps"), sweeps);
   }
@@ -576,9 +599,11 @@
     $("run-filter-status").replaceChildren(el("option", {value: ""}, "any status"),
       ...statuses.values.map(s => el("option", {value: s}, s)));
     for (const id of ["run-filter", "run-filter-recipe", "run-filter-status"]) {
-      $(id).addEventListener("input", () => refreshLists().catch(() => {}));
+      $(id).addEventListener("input", () => { state.runsOffset = 0; refreshLists().catch(() => {}); });
     }
     $("compare-btn").addEventListener("click", () => ACC.openCompare([...state.picked]));
+    $("runs-newer").addEventListener("click", () => pageRuns(-1));
+    $("runs-older").addEventListener("click", () => pageRuns(1));
     $("delete-btn").addEventListener("click", deleteRun);
     ACC.initChartControls(() => { ACC.redrawRun(); ACC.redrawCompare(); });
     $("cancel-btn").addEventListener("click", () => state.jobId && cancelJob(state.jobId));
