@@ -13,6 +13,7 @@ executor can release its branches without each failing on the same full disk.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from acc.branch import BranchFailure, BranchOutcome, BranchResult, BranchSpec
@@ -74,6 +75,8 @@ class RunRecorder:
     def _event(self, spec: BranchSpec, event: dict) -> None:
         event = {**event, "run_id": spec.run_id}  # a sweep's listeners tell its runs apart
         kind = event["type"]
+        if kind in ("step", "eval"):  # when it was recorded: the charts' time axes
+            event["time"] = time.time()
         if kind == "branch" and event["state"] == Status.RUNNING:
             restarted = spec.branch_id in self._started  # a retry keeps its first start
             self.store.start_branch(spec.branch_id, event.get("from_step", 0), restarted)
@@ -85,11 +88,12 @@ class RunRecorder:
                 event["losses"],
                 event.get("health"),
                 points=event.get("points"),
+                at=event["time"],
             )
         elif kind == "health":
             self.store.set_health(spec.branch_id, event["health"])
         elif kind == "eval":
-            self.store.add_eval(spec.branch_id, event["step"], event["metrics"])
+            self.store.add_eval(spec.branch_id, event["step"], event["metrics"], event["time"])
         elif kind == "resume_point":
             self.store.checkpoints.save_resume_point(
                 spec.run_id, spec.branch_id, event["step"], event["state"]

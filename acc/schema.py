@@ -73,4 +73,18 @@ ALTER TABLE runs ADD COLUMN name TEXT;
 ALTER TABLE runs ADD COLUMN note TEXT
 """
 
-MIGRATIONS: list[Migration] = [INITIAL, add_run_owner, BRANCHES_AS_UNITS, SWEEPS, RUN_LABELS]
+# When each loss point and evaluation was recorded (seconds since the epoch; NULL in rows
+# recorded before): the charts' wall-clock and relative-time x-axes.
+POINT_TIMES = """
+ALTER TABLE losses ADD COLUMN time REAL;
+ALTER TABLE evals ADD COLUMN time REAL
+"""
+
+MIGRATIONS: list[Migration] = [
+    INITIAL,
+    add_run_owner,
+    BRANCHES_AS_UNITS,
+    SWEEPS,
+    RUN_LABELS,
+    POINT_TIMES,
+]

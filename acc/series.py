@@ -1,7 +1,8 @@
 """Time series of a run for the charts: losses and periodic metrics per condition and seed.
 
-Column-oriented (``{"step": [...], "value": [...]}``) because that is what plotly traces take;
-list-valued metrics (``kl_per_dim``) are left out of the curves (they are in the results).
+Column-oriented (``{"step": [...], "value": [...], "time": [...]}``: ``time`` is when each point
+was recorded, seconds since the epoch, for the charts' time axes) because that is what plotly
+traces take; list-valued metrics (``kl_per_dim``) are left out of the curves (they are in the results).
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ def run_series(store: Store, run_id: str, final_point: bool = True) -> dict:
 
 def _branch_series(store: Store, branch: dict, final_point: bool) -> dict:
     losses: dict[str, dict[str, list]] = {}
-    for row in store.losses(branch["id"]):
-        series = losses.setdefault(row["task"], {"step": [], "value": []})
+    for row in store.losses(branch["id"], with_time=True):
+        series = losses.setdefault(row["task"], {"step": [], "value": [], "time": []})
         series["step"].append(row["step"])
         series["value"].append(row["value"])
-    evals = store.evals(branch["id"])
+        series["time"].append(row["time"])
+    evals = store.evals(branch["id"], with_time=True)
     if final_point:
         evals = _with_final_point(evals, branch)
     keys = sorted({k for e in evals for k, v in e["metrics"].items() if _is_number(v)})
@@ -46,8 +48,13 @@ def _branch_series(store: Store, branch: dict, final_point: bool) -> dict:
         "steps_done": branch["steps_done"],
         "error": branch["error"],
         "health": branch["health"] or {},
+        "started_at": branch["started_at"],
         "losses": losses,
-        "evals": {"step": [e["step"] for e in evals], "metrics": metrics},
+        "evals": {
+            "step": [e["step"] for e in evals],
+            "time": [e.get("time") for e in evals],
+            "metrics": metrics,
+        },
     }
 
 
@@ -64,4 +71,5 @@ def _with_final_point(evals: list[dict], branch: dict) -> list[dict]:
     if not evals or not final or branch["status"] != "completed" or evals[-1]["step"] >= steps:
         return evals
     periodic = {k for e in evals for k in e["metrics"]}
-    return [*evals, {"step": steps, "metrics": {k: v for k, v in final.items() if k in periodic}}]
+    final_point = {k: v for k, v in final.items() if k in periodic}
+    return [*evals, {"step": steps, "time": branch["finished_at"], "metrics": final_point}]

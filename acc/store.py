@@ -499,22 +499,26 @@ class Store:
         losses: dict[str, float],
         health: dict | None = None,
         points: dict | None = None,
+        at: float | None = None,
     ) -> None:
         """The branch has trained ``step`` steps: its loss rows and health, in one transaction.
         The rows are ``points`` when given (a step event's ``{"step": [s, ...], "losses":
-        {task: [v, ...]}}``: one row per point and task), else ``losses`` at ``step``."""
+        {task: [v, ...]}}``: one row per point and task), else ``losses`` at ``step``; all
+        recorded ``at`` (seconds since the epoch; now when not given)."""
+        at = time.time() if at is None else at
         if points is None:
-            rows = [(branch_id, step, task, value) for task, value in losses.items()]
+            rows = [(branch_id, step, task, value, at) for task, value in losses.items()]
         else:
             columns = points["losses"].items()
             rows = [
-                (branch_id, s, task, values[i])
+                (branch_id, s, task, values[i], at)
                 for i, s in enumerate(points["step"])
                 for task, values in columns
             ]
         with transaction(self._db) as db:
             db.executemany(
-                "INSERT INTO losses (branch_id, step, task, value) VALUES (?, ?, ?, ?)", rows
+                "INSERT INTO losses (branch_id, step, task, value, time) VALUES (?, ?, ?, ?, ?)",
+                rows,
             )
             db.execute(
                 "UPDATE branches SET steps_done = ?, health = COALESCE(?, health) WHERE id = ?",
@@ -530,24 +534,34 @@ class Store:
                 "UPDATE branches SET health = ? WHERE id = ?", (json.dumps(merged), branch_id)
             )
 
-    def add_eval(self, branch_id: int, step: int, metrics: dict) -> None:
+    def add_eval(self, branch_id: int, step: int, metrics: dict, at: float | None = None) -> None:
+        """One periodic evaluation, recorded ``at`` (seconds since the epoch; now if not given)."""
+        at = time.time() if at is None else at
         with transaction(self._db) as db:
             db.execute(
-                "INSERT INTO evals (branch_id, step, metrics) VALUES (?, ?, ?)",
-                (branch_id, step, json.dumps(metrics)),
+                "INSERT INTO evals (branch_id, step, metrics, time) VALUES (?, ?, ?, ?)",
+                (branch_id, step, json.dumps(metrics), at),
             )
 
-    def losses(self, branch_id: int) -> list[dict]:
+    def losses(self, branch_id: int, with_time: bool = False) -> list[dict]:
+        """The branch's loss rows by step; ``with_time`` adds when each was recorded (None in
+        rows recorded before times were stored)."""
+        columns = "step, task, value, time" if with_time else "step, task, value"
         rows = self._db.execute(
-            "SELECT step, task, value FROM losses WHERE branch_id = ? ORDER BY step", (branch_id,)
+            f"SELECT {columns} FROM losses WHERE branch_id = ? ORDER BY step", (branch_id,)
         ).fetchall()
         return [dict(r) for r in rows]
 
-    def evals(self, branch_id: int) -> list[dict]:
+    def evals(self, branch_id: int, with_time: bool = False) -> list[dict]:
+        """The branch's periodic evaluations by step (``with_time``: as ``losses``)."""
         rows = self._db.execute(
-            "SELECT step, metrics FROM evals WHERE branch_id = ? ORDER BY step", (branch_id,)
+            "SELECT step, metrics, time FROM evals WHERE branch_id = ? ORDER BY step", (branch_id,)
         ).fetchall()
-        return [{"step": r["step"], "metrics": json.loads(r["metrics"])} for r in rows]
+        out = [{"step": r["step"], "metrics": json.loads(r["metrics"])} for r in rows]
+        if with_time:
+            for row, r in zip(out, rows):
+                row["time"] = r["time"]
+        return out
 
 
 _RUN_COLUMNS = "id, recipe, status, created_at, finished_at, sweep_id, name, note"

@@ -21,6 +21,7 @@ from acc.cli import app
 from acc.models import LinearAutoencoder, build_model
 from acc.runner import run_recipe
 from acc.schema import MIGRATIONS
+from acc.series import run_series
 from acc.store import Store, StoreError, valid_id
 
 
@@ -52,6 +53,33 @@ def test_run_branch_series_round_trip(store):
     ]
     assert reopened.evals(branch) == [{"step": 100, "metrics": {"weight_cosine_sim": 0.5}}]
     assert reopened.list_runs()[0]["id"] == run_id
+
+
+def test_loss_points_and_evaluations_say_when_they_were_recorded(store):
+    """Issue 20, capabilities: the charts' wall-clock and relative-time axes need each point's
+    time; the series give it, and a completed branch's final point its finish."""
+    run_id = store.create_run("r", {"steps": 100}, [], {"standard": "plain"})
+    branch = store.plan_branch(run_id, "standard", 1)
+    store.start_branch(branch)
+    points = {"step": [10, 20], "losses": {"reconstruction": [0.5, 0.25]}}
+    store.add_losses(branch, 20, {"reconstruction": 0.25}, points=points, at=1000.5)
+    store.add_eval(branch, 50, {"weight_cosine_sim": 0.5}, at=1002.0)
+    before = time.time()
+    store.add_losses(branch, 30, {"reconstruction": 0.125})  # now, when not given
+    store.record_metrics(branch, {"weight_cosine_sim": 0.25})
+    store.finish_branch(branch, "completed", 100)
+    times = [r["time"] for r in store.losses(branch, with_time=True)]
+    assert times[:2] == [1000.5, 1000.5] and before <= times[2] <= time.time()
+    assert store.evals(branch, with_time=True)[0]["time"] == 1002.0
+    [b] = run_series(store, run_id)["branches"]
+    assert b["losses"]["reconstruction"]["time"] == times
+    finished = store.branches(run_id)[0]["finished_at"]
+    assert b["evals"] == {
+        "step": [50, 100],
+        "time": [1002.0, finished],
+        "metrics": {"weight_cosine_sim": [0.5, 0.25]},
+    }
+    assert b["started_at"] == store.branches(run_id)[0]["started_at"]
 
 
 def test_checkpoint_is_safetensors_with_metadata(store):
