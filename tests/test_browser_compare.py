@@ -113,6 +113,45 @@ def test_compare_two_runs_smooth_scale_and_link(page, two_runs):
     assert drawn == pytest.approx(ema(stored, 0.9), rel=1e-9)
     assert drawn != pytest.approx(stored, rel=1e-3)
 
+    # issue 20: relative and wall-clock time on the x-axis, from the times the store recorded
+    rows = store.losses(branch["id"], with_time=True)
+    gated_2 = (
+        "document.querySelector('#loss-chart .plot').data.find(t => t.name === 'gated · seed 2')"
+    )
+    page.select_option("#x-axis", "relative")
+    page.wait_for_function(f"{gated_2}.x[0] !== 1")
+    relative = [r["time"] - branch["started_at"] for r in rows]
+    assert page.evaluate(f"{gated_2}.x") == pytest.approx(relative, abs=1e-6)
+    assert 0 <= relative[0] <= relative[-1] < 60
+    assert page.inner_text("#run-view .x-name >> nth=0") == "seconds since the branch started"
+    page.select_option("#x-axis", "wall")
+    page.wait_for_function(
+        "document.querySelector('#loss-chart .plot').layout.xaxis.type === 'date'"
+    )
+    assert page.evaluate(f"{gated_2}.x") == pytest.approx([r["time"] * 1000 for r in rows])
+    # the compare view's charts follow (the choice is kept), the metrics' mean at the seeds'
+    # mean time of each evaluation
+    page.goto(page.url.split("#")[0] + f"#compare={ids[0]},{ids[1]}")
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_selector("#compare-metrics .plot .main-svg")
+    assert page.input_value("#x-axis") == "wall"
+    assert page.inner_text("#compare-view .x-name >> nth=0") == "wall-clock time"
+    mean = page.evaluate(
+        """document.querySelector('#compare-metrics [data-metric="effective_rank"] .plot')
+           .data.find(t => t.name && t.name.startsWith('baseline · gated')).x"""
+    )
+    gated = [b for b in store.branches(ids[0]) if b["condition"] == "gated"]
+    times = [[e["time"] for e in store.evals(b["id"], with_time=True)] for b in gated]
+    assert mean == pytest.approx([1000 * (a + b) / 2 for a, b in zip(*times)])
+    assert page.evaluate("document.querySelector('#compare-loss .plot').layout.xaxis.type") == (
+        "date"
+    )
+    page.select_option("#x-axis", "step")
+    page.wait_for_function(
+        "document.querySelector('#compare-loss .plot').layout.xaxis.type === 'linear'"
+    )
+
 
 def test_name_note_filter_export_and_delete_a_run(page, two_runs):
     store, ids = two_runs

@@ -471,17 +471,18 @@
     let b = state.series.branches.find(x => x.condition === condition && x.seed === seed);
     if (!b) {
       b = {condition, seed, status: "running", steps_done: 0, error: null, losses: {},
-           evals: {step: [], metrics: {}}};
+           started_at: null, evals: {step: [], time: [], metrics: {}}};
       state.series.branches.push(b);
     }
     return b;
   }
 
-  function addEval(b, step, metrics) {
+  function addEval(b, step, metrics, time) {
     const steps = b.evals.step;
     if (steps.length && step <= steps[steps.length - 1]) return;  // a replayed event
     const i = steps.length;
     steps.push(step);
+    (b.evals.time || (b.evals.time = new Array(i).fill(null))).push(time ?? null);
     for (const [key, value] of Object.entries(metrics)) {
       if (typeof value !== "number" && value !== null) continue;
       if (!b.evals.metrics[key]) b.evals.metrics[key] = new Array(i).fill(null);
@@ -492,14 +493,16 @@
   }
 
   // A step event's loss points ({step: [...], losses: {task: [...]}}: one per step on short
-  // runs), as the store records them; replayed points are skipped.
-  function addLosses(b, step, points) {
+  // runs), as the store records them, at the event's time; replayed points are skipped.
+  function addLosses(b, step, points, time) {
     for (const [task, values] of Object.entries(points.losses)) {
-      const s = b.losses[task] || (b.losses[task] = {step: [], value: []});
+      const s = b.losses[task] || (b.losses[task] = {step: [], value: [], time: []});
+      if (!s.time) s.time = new Array(s.step.length).fill(null);
       points.step.forEach((at, i) => {
         if (s.step.length && at <= s.step[s.step.length - 1]) return;
         s.step.push(at);
         s.value.push(values[i]);
+        s.time.push(time ?? null);
       });
     }
     b.steps_done = Math.max(b.steps_done, step);
@@ -512,10 +515,10 @@
     const b = branchOf(ev.condition, ev.seed);
     if (ev.type === "step") {
       addLosses(b, ev.step, ev.points || {step: [ev.step], losses: Object.fromEntries(
-        Object.entries(ev.losses).map(([task, value]) => [task, [value]]))});
+        Object.entries(ev.losses).map(([task, value]) => [task, [value]]))}, ev.time);
       if (ev.health) b.health = ev.health;
     } else if (ev.type === "eval") {
-      addEval(b, ev.step, ev.metrics);
+      addEval(b, ev.step, ev.metrics, ev.time);
     } else if (ev.type === "branch") {
       b.status = ev.state;
       b.error = ev.error || null;

@@ -15,7 +15,7 @@
   const DASHES = ["solid", "dot", "dash", "longdash", "dashdot"];
   const OPTIONS_KEY = "acc.chartOptions";
 
-  ACC.chartOptions = Object.assign({smoothing: 0, seeds: false, linkX: true, log: {loss: true}},
+  ACC.chartOptions = Object.assign({smoothing: 0, seeds: false, linkX: true, log: {loss: true}, x: "step"},
                                    JSON.parse(localStorage.getItem(OPTIONS_KEY) || "{}"));
   ACC.saveChartOptions = () => localStorage.setItem(OPTIONS_KEY, JSON.stringify(ACC.chartOptions));
 
@@ -40,12 +40,38 @@
     return `rgb(${mix(n >> 16)}, ${mix((n >> 8) & 255)}, ${mix(n & 255)})`;
   };
 
+  // The x-axis: the training step, the seconds since the branch started, or the wall-clock
+  // time each point was recorded (the series' ``time``; points recorded before ACC stored
+  // times have none and are left out of the time axes).
+  const X_NAMES = {step: "training step", relative: "seconds since the branch started",
+                   wall: "wall-clock time"};
+  const xMode = () => (ACC.chartOptions.x in X_NAMES ? ACC.chartOptions.x : "step");
+
+  ACC.xValues = function xValues(curve, branch) {
+    const mode = xMode();
+    if (mode === "step") return curve.step;
+    const times = curve.time || [];
+    const first = times.find(t => typeof t === "number");
+    const origin = typeof branch.started_at === "number" ? branch.started_at : first;
+    return curve.step.map((_, i) => {
+      const t = times[i];
+      if (typeof t !== "number") return null;
+      return mode === "wall" ? t * 1000 : Math.max(0, t - origin);  // a date axis takes ms
+    });
+  };
+
+  // The section titles name the x-axis ("x = training step").
+  ACC.showXName = () => document.querySelectorAll(".x-name").forEach(s => { s.textContent = X_NAMES[xMode()]; });
+
   function layout(uirevision, steps, logY, extra) {
+    const mode = xMode();
+    const xaxis = mode === "wall" ? {type: "date"} : mode === "step" && steps ? {range: [0, steps]} : {};
     return Object.assign({
-      // x is the training step on every chart (the section titles say so); the legend sits
-      // under the tick labels, where it can never cover the title or the curves
-      uirevision, height: 250, margin: {l: 55, r: 10, t: 8, b: 30},
-      xaxis: Object.assign({automargin: true}, steps ? {range: [0, steps]} : {}),
+      // the section titles name the x-axis; the legend sits under the tick labels, where it
+      // can never cover the title or the curves. A new axis is a new uirevision: a step
+      // range kept on a time axis would show nothing.
+      uirevision: `${uirevision}:${mode}`, height: 250, margin: {l: 55, r: 10, t: 8, b: 30},
+      xaxis: Object.assign({automargin: true}, xaxis),
       yaxis: {type: logY ? "log" : "linear", automargin: true},
       showlegend: true, legend: {orientation: "h", x: 0, y: -0.12, yanchor: "top", font: {size: 11}},
       hovermode: "x unified", paper_bgcolor: "#fff", plot_bgcolor: "#fafafa",
@@ -100,15 +126,16 @@
       const seedIndex = series.seeds ? Math.max(0, series.seeds.indexOf(b.seed)) : 0;
       const color = ACC.seedShade(ACC.conditionColor(series.conditions, b.condition), seedIndex);
       for (const [task, points] of Object.entries(b.losses)) {
+        const x = ACC.xValues(points, b);
         const name = `${b.condition} · seed ${b.seed}` + (tasks.length > 1 ? ` · ${task}` : "");
         const dash = DASHES[tasks.indexOf(task) % DASHES.length];
         if (smoothing) {
-          traces.push({x: points.step, y: points.value, type: "scatter", mode: "lines",
+          traces.push({x, y: points.value, type: "scatter", mode: "lines",
                        line: {color, width: 1, dash}, opacity: 0.25, legendgroup: name,
                        showlegend: false, hoverinfo: "skip"});
         }
         traces.push({
-          x: points.step, y: ACC.smooth(points.value, smoothing), type: "scatter",
+          x, y: ACC.smooth(points.value, smoothing), type: "scatter",
           mode: points.step.length < 20 ? "lines+markers" : "lines", name, legendgroup: name,
           line: {color, width: 1.6, dash}, hoverlabel: {namelength: -1},
         });
@@ -134,40 +161,49 @@
     return ACC.sortMetricKeys(keys);
   };
 
-  // Mean and sample std (ddof = 1) over the curves ({step, value}) of one group, step by step.
+  // Mean and sample std (ddof = 1) over the curves ({step, value, x}) of one group, step by
+  // step; x is the mean of the seeds' x at that step (their times, on a time axis), or the
+  // step where a curve has no x.
   ACC.aggregateCurves = function aggregateCurves(curves) {
     const byStep = new Map();
     for (const curve of curves) {
       curve.step.forEach((step, i) => {
         const v = curve.value[i];
         if (typeof v !== "number") return;
-        if (!byStep.has(step)) byStep.set(step, []);
-        byStep.get(step).push(v);
+        if (!byStep.has(step)) byStep.set(step, {vs: [], xs: []});
+        byStep.get(step).vs.push(v);
+        const x = curve.x ? curve.x[i] : step;
+        if (typeof x === "number") byStep.get(step).xs.push(x);
       });
     }
     const steps = [...byStep.keys()].sort((a, b) => a - b);
-    const out = {step: steps, mean: [], std: [], n: []};
+    const out = {step: steps, x: [], mean: [], std: [], n: []};
+    const average = vs => vs.reduce((s, v) => s + v, 0) / vs.length;
     for (const step of steps) {
-      const vs = byStep.get(step);
-      const mean = vs.reduce((s, v) => s + v, 0) / vs.length;
+      const {vs, xs} = byStep.get(step);
+      const mean = average(vs);
       const std = vs.length > 1
         ? Math.sqrt(vs.reduce((s, v) => s + (v - mean) ** 2, 0) / (vs.length - 1)) : null;
       out.mean.push(mean); out.std.push(std); out.n.push(vs.length);
+      out.x.push(xs.length ? average(xs) : null);
     }
     return out;
   };
 
-  const evalCurve = (b, key) => ({step: b.evals.step, value: b.evals.metrics[key] || []});
+  const evalCurve = (b, key) => {
+    const curve = {step: b.evals.step, time: b.evals.time, value: b.evals.metrics[key] || []};
+    return Object.assign(curve, {x: ACC.xValues(curve, b)});
+  };
   ACC.aggregate = (branches, key) => ACC.aggregateCurves(branches.map(b => evalCurve(b, key)));
 
   // Traces of one group (a condition, or a run's condition): its seeds' lines, or its mean
-  // with a ±1 std band. ``curves``: one {step, value, seed} per branch.
+  // with a ±1 std band. ``curves``: one {step, value, seed, x} per branch.
   function groupTraces(name, color, curves, options) {
     options = options || {};
     const smoothing = options.smoothing || 0;
     if (options.seeds) {
       return curves.filter(c => c.step.length).map((c, i) => ({
-        x: c.step, y: ACC.smooth(c.value, smoothing), type: "scatter", mode: "lines+markers",
+        x: c.x || c.step, y: ACC.smooth(c.value, smoothing), type: "scatter", mode: "lines+markers",
         name: `${name} · seed ${c.seed}`, legendgroup: name, marker: {size: 3},
         line: {color: ACC.seedShade(color, i), width: 1.5, dash: options.dash},
         hoverlabel: {namelength: -1}}));
@@ -180,13 +216,13 @@
     if (agg.std.some(s => s !== null)) {
       const upper = mean.map((m, i) => agg.std[i] === null ? m : m + agg.std[i]);
       const lower = mean.map((m, i) => agg.std[i] === null ? m : m - agg.std[i]);
-      traces.push({x: agg.step, y: upper, mode: "lines", line: {width: 0}, showlegend: false,
+      traces.push({x: agg.x, y: upper, mode: "lines", line: {width: 0}, showlegend: false,
                    hoverinfo: "skip", legendgroup: name, type: "scatter"});
-      traces.push({x: agg.step, y: lower, mode: "lines", line: {width: 0}, fill: "tonexty",
+      traces.push({x: agg.x, y: lower, mode: "lines", line: {width: 0}, fill: "tonexty",
                    fillcolor: ACC.rgba(color, 0.18), showlegend: false, hoverinfo: "skip",
                    legendgroup: name, type: "scatter"});
     }
-    traces.push({x: agg.step, y: mean, type: "scatter", mode: agg.step.length < 60 ? "lines+markers" : "lines",
+    traces.push({x: agg.x, y: mean, type: "scatter", mode: agg.step.length < 60 ? "lines+markers" : "lines",
                  name: `${name} (n=${seeds} seed${seeds === 1 ? "" : "s"})`,
                  legendgroup: name, line: {color, width: 2, dash: options.dash}, marker: {size: 4},
                  customdata: agg.std.map(s => ACC.fmt(s)), hoverlabel: {namelength: -1},
@@ -246,15 +282,19 @@
     $("smoothing").value = o.smoothing;
     $("show-seeds").checked = o.seeds;
     $("link-x").checked = o.linkX;
+    $("x-axis").value = xMode();
     show();
+    ACC.showXName();
     const changed = () => {
       o.smoothing = Number($("smoothing").value);
       o.seeds = $("show-seeds").checked;
       o.linkX = $("link-x").checked;
+      o.x = $("x-axis").value;
       ACC.saveChartOptions();
       show();
+      ACC.showXName();
       onChange();
     };
-    ["smoothing", "show-seeds", "link-x"].forEach(id => $(id).addEventListener("input", changed));
+    ["smoothing", "show-seeds", "link-x", "x-axis"].forEach(id => $(id).addEventListener("input", changed));
   };
 })();

@@ -95,12 +95,14 @@
     $("compare-runs").replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
   }
 
-  // Each run's conditions as groups of curves: one {step, value, seed} per branch.
+  // Each run's conditions as groups of curves: one {step, value, seed, x} per branch (x: the
+  // chosen axis, the step or the time the point was recorded).
   function groups(curveOf) {
+    const withX = (curve, b) => Object.assign({}, curve, {seed: b.seed, x: ACC.xValues(curve, b)});
     return state.runs.flatMap((run, i) => run.series.conditions.map((condition, j) => ({
       name: `${label(run)} · ${condition}`, color: colorOf(i), dash: DASHES[j % DASHES.length],
       curves: run.series.branches.filter(b => b.condition === condition)
-        .map(b => Object.assign(curveOf(b), {seed: b.seed})).filter(c => c.step.length),
+        .map(b => withX(curveOf(b), b)).filter(c => c.step.length),
     })));
   }
 
@@ -124,7 +126,7 @@
     const keys = ACC.metricKeys(state.runs.map(r => r.series));
     if (!keys.length) return ACC.showEmptyCharts(container, "No periodic evaluations in these runs.");
     for (const key of keys) {
-      const traces = groups(b => ({step: b.evals.step, value: b.evals.metrics[key] || []}))
+      const traces = groups(b => ({step: b.evals.step, time: b.evals.time, value: b.evals.metrics[key] || []}))
         .flatMap(g => ACC.groupTraces(g.name, g.color, g.curves, {dash: g.dash, seeds: ACC.chartOptions.seeds}));
       const div = ACC.chartBox(container, key, ACC.metricTitle(key), ACC.redrawCompare);
       ACC.drawChart(div, traces, uirevision(), maxSteps(), ACC.chartOptions.log[key]);
