@@ -182,6 +182,7 @@ def _cells(results: dict, setting: str, cells: list[dict]) -> list[dict]:
                 "setting": setting,
                 "params": params,
                 "condition": condition,
+                "name": name,  # the run's condition this cell is, e.g. gated[temperature=0.5]
                 "run_id": results["run_id"],
                 **{k: entry[k] for k in ("runs", "mean", "std")},
                 "comparisons": comparisons,

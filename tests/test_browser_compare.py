@@ -61,6 +61,9 @@ def test_compare_two_runs_smooth_scale_and_link(page, two_runs):
            .data.map(t => t.name).filter(Boolean)"""
     )
     assert len(metric_names) == 4, metric_names  # a mean per run and condition
+    # issue 20: the run table says which parameters differ between the runs
+    differs = page.locator("#compare-runs td.differs").all_inner_texts()
+    assert differs == ["temperature=1", "temperature=0.5"]
 
     # the deep link opens the same comparison
     page.reload()

@@ -109,6 +109,42 @@ def test_a_sweep_fills_its_heatmap_and_opens_a_cells_run(page, tmp_path):
     assert page.locator("#sweep-view").is_hidden()
     assert page.locator("#compare-table thead th").count() == 1 + 5
 
+    # issue 20: single cells side by side, curves included; the run table says what differs
+    page.goto(page.url.split("#")[0] + f"#sweep={sweep_id}")
+    page.reload()
+    page.wait_for_selector("#sweep-settings tr.cell-row")
+    low, high = (
+        next(c for c in results["cells"] if c["params"] == p)
+        for p in (
+            {"temperature": 0.5, "gate_strength": 0.5},
+            {"temperature": 2, "gate_strength": 1},
+        )
+    )
+    page.uncheck(f'#sweep-settings input.pick[data-run="{low["run_id"]}"]')
+    for cell in (low, high):
+        page.check(f'#sweep-settings input.pick[data-run="{cell["run_id"]}:{cell["name"]}"]')
+    page.click("#sweep-compare-btn")
+    page.wait_for_selector("#compare-table tbody tr")
+    head = page.locator("#compare-table thead th").all_inner_texts()
+    assert len(head) == 3 and head[1].startswith(f"{low['run_id']} · {low['name']}")
+    assert page.inner_text("#compare-count") == "2 entries"
+    differs = page.locator("#compare-runs td.differs").all_inner_texts()
+    # one setting (one run): only the cells' own values differ, as their names give them
+    assert [sorted(d.split(" · ")) for d in differs] == [
+        sorted(c["name"].removeprefix("gated[").removesuffix("]").split(",")) for c in (low, high)
+    ], differs
+    means = page.evaluate(
+        "() => document.querySelector('#compare-loss .plot').data.filter(t => t.name)"
+        ".map(t => [t.name, t.x.length])"
+    )
+    assert [n for n, _ in means] == [
+        f"{low['run_id']} · {low['name']} (n=2 seeds)",
+        f"{high['run_id']} · {high['name']} (n=2 seeds)",
+    ]
+    assert all(length == 10 for _, length in means)  # a point per step of both seeds' mean
+    page.reload()  # the deep link names the cells (their commas encoded)
+    page.wait_for_function("document.querySelectorAll('#compare-table thead th').length === 3")
+
 
 @pytest.mark.parametrize(
     "grid,message",

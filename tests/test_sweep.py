@@ -76,6 +76,10 @@ def test_a_standard_branch_trains_once_per_seed_and_setting(swept):
     settings = [s["id"] for s in results["settings"]]
     assert settings == ["optimizer=adam,lr=0.001", "optimizer=sgd,lr=0.5"]
     assert len(results["cells"]) == 8 and {c["condition"] for c in results["cells"]} == {"gated"}
+    # each cell names the run's condition it is (the page ticks it into the compare view)
+    for cell in results["cells"]:
+        assert cell["name"] == f"gated[{label(cell['params'])}]"
+        assert cell["name"] in {b["condition"] for b in store.branches(cell["run_id"])}
 
 
 def test_cells_pair_with_their_settings_standard(swept):

@@ -620,7 +620,8 @@
     const match = location.hash.match(/^#run=(.+)$/);
     if (match) openRun(decodeURIComponent(match[1])).catch(() => {});
     const compare = location.hash.match(/^#compare=(.+)$/);
-    if (compare) ACC.openCompare(decodeURIComponent(compare[1]).split(",").filter(Boolean));
+    // each entry is URI-encoded: a cell's condition ("gated[a=1,b=2]") has commas of its own
+    if (compare) ACC.openCompare(compare[1].split(",").filter(Boolean).map(decodeURIComponent));
     const sweep = location.hash.match(/^#sweep=(.+)$/);
     if (sweep) ACC.openSweep(decodeURIComponent(sweep[1]));
     document.body.dataset.ready = "true";  // the form holds the recipe's defaults from now on

@@ -1,7 +1,10 @@
 // The comparison view: two or more runs side by side (of one recipe, or of recipes that share
-// metric keys). Loss and metric curves overlaid (mean ± std per run and condition; colour =
-// run, dash = condition) and one final-metrics table with a column per run × condition.
-// Deep link: #compare=ID1,ID2. Runs that are still training are re-read every POLL_MS.
+// metric keys), or single conditions of runs (a sweep's cells: "RUN:gated[temperature=0.5]").
+// Loss and metric curves overlaid (mean ± std per entry and condition; colour = entry, dash =
+// condition), a table of the entries with the parameters that differ between them, and one
+// final-metrics table with a column per entry × condition.
+// Deep link: #compare=ID1,ID2:CONDITION (each entry URI-encoded). Runs that are still training
+// are re-read every POLL_MS.
 "use strict";
 
 (function () {
@@ -11,7 +14,14 @@
   const DASHES = ["solid", "dash", "dot", "dashdot", "longdash"];
   const state = {ids: [], runs: [], poll: null};
 
-  const label = run => run.results.name || run.id;
+  // An entry's key: a run id, or "RUN:CONDITION" for one condition of it (ids have no ":").
+  const splitKey = key => {
+    const at = key.indexOf(":");
+    return at < 0 ? {id: key, condition: null} : {id: key.slice(0, at), condition: key.slice(at + 1)};
+  };
+  const label = run => (run.results.name || run.id) + (run.condition ? ` · ${run.condition}` : "");
+  // The conditions an entry shows: its one condition, or all of its run's.
+  const conditionsOf = run => run.condition ? [run.condition] : run.series.conditions;
   const colorOf = i => ACC.palette[i % ACC.palette.length];
 
   ACC.closeCompare = function closeCompare() {
@@ -29,10 +39,11 @@
     state.ids = ids;
     state.runs = [];
     history.replaceState(null, "", `#compare=${ids.map(encodeURIComponent).join(",")}`);
+    ACC.comparedKeys = ids;
     $("empty").hidden = true;
     $("compare-view").hidden = false;
     $("chart-controls").hidden = false;
-    $("compare-count").textContent = `${ids.length} runs`;
+    $("compare-count").textContent = `${ids.length} entries`;
     await load(ids);
     if (state.ids !== ids || !state.runs.length) return;
     const open = state.runs.some(r => ACC.openStatuses.includes(r.results.status));
@@ -42,16 +53,31 @@
     }
   };
 
-  // Results and curves of every run; a run that cannot be read is named, the rest shown.
-  // Later reads (polling) fetch only the runs that are still open: finished runs do not change.
+  // Results and curves of every entry's run (each run read once); an entry that cannot be
+  // read, or names a condition its run does not have, is named, the rest shown. Later reads
+  // (polling) fetch only the runs that are still open: finished runs do not change.
   async function load(ids) {
     const known = new Map(state.runs.map(r => [r.id, r]));
     const finished = id => known.has(id) && !ACC.openStatuses.includes(known.get(id).results.status);
-    const read = id => finished(id) ? Promise.resolve(known.get(id))
-      : Promise.all([ACC.api(`/api/runs/${encodeURIComponent(id)}`),
-                     ACC.api(`/api/runs/${encodeURIComponent(id)}/series`)])
-        .then(([results, series]) => ({id, results, series}));
-    const settled = await Promise.allSettled(ids.map(read));
+    const reads = new Map();
+    const read = id => {
+      if (!reads.has(id)) {
+        reads.set(id, finished(id) ? Promise.resolve(known.get(id))
+          : Promise.all([ACC.api(`/api/runs/${encodeURIComponent(id)}`),
+                         ACC.api(`/api/runs/${encodeURIComponent(id)}/series`)])
+            .then(([results, series]) => ({results, series})));
+      }
+      return reads.get(id);
+    };
+    const entry = async key => {
+      const {id, condition} = splitKey(key);
+      const {results, series} = await read(id);
+      if (condition !== null && !(condition in results.conditions)) {
+        throw new Error(`no condition "${condition}" in this run (it has ${Object.keys(results.conditions).join(", ")})`);
+      }
+      return {key, id, condition, results, series};
+    };
+    const settled = await Promise.allSettled(ids.map(entry));
     if (state.ids !== ids) return;
     state.runs = settled.filter(s => s.status === "fulfilled").map(s => s.value);
     const missing = settled.map((s, i) => s.status === "rejected" ? `${ids[i]}: ${s.reason.message}` : null)
@@ -61,9 +87,10 @@
       return;
     }
     const n = state.runs.length;
-    $("compare-count").textContent = `${n} run${n === 1 ? "" : "s"}`;
+    const cells = state.runs.some(r => r.condition);
+    $("compare-count").textContent = `${n} ${cells ? "entr" : "run"}${n === 1 ? (cells ? "y" : "") : (cells ? "ies" : "s")}`;
     $("compare-error").textContent = missing.length ? `Not shown: ${missing.join("; ")}` : "";
-    if (n < 2) $("compare-error").textContent += " Pick two or more runs to compare.";
+    if (n < 2) $("compare-error").textContent += " Pick two or more runs (or cells) to compare.";
     render();
     if (state.poll && !state.runs.some(r => ACC.openStatuses.includes(r.results.status))) {
       clearInterval(state.poll);
@@ -82,25 +109,56 @@
   }
 
   function renderRunTable() {
-    const head = el("tr", {}, ["", "run", "recipe", "status", "steps", "seeds", "note", ""].map(h => el("th", {}, h)));
-    const rows = state.runs.map((run, i) => el("tr", {"data-run": run.id},
+    const differs = differingParams(state.runs);
+    const head = el("tr", {}, ["", "run", "recipe", "status", "steps", "seeds", "differs", "note", ""]
+      .map(h => el("th", {}, h)));
+    const rows = state.runs.map((run, i) => el("tr", {"data-run": run.id, "data-key": run.key},
       el("td", {}, el("span", {class: "swatch", style: `background:${colorOf(i)}`})),
       el("td", {}, el("button", {type: "button", class: "link", onclick: () => ACC.openRun(run.id)}, label(run))),
       el("td", {}, run.results.recipe),
       el("td", {}, el("span", {class: `badge ${run.results.status}`}, run.results.status)),
       el("td", {}, run.results.config.steps), el("td", {}, run.results.config.seeds.join(", ")),
+      el("td", {class: "differs"}, differs.map(k => `${k}=${paramsOf(run)[k] ?? "–"}`).join(" · ")),
       el("td", {class: "muted"}, run.results.note || ""),
-      el("td", {}, el("button", {type: "button", class: "small", title: "leave this run out",
-                                 onclick: () => ACC.openCompare(state.ids.filter(id => id !== run.id))}, "remove"))));
+      el("td", {}, el("button", {type: "button", class: "small", title: "leave this one out",
+                                 onclick: () => ACC.openCompare(state.ids.filter(k => k !== run.key))}, "remove"))));
     $("compare-runs").replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
+  }
+
+  // An entry's parameters as text: its run's configuration, with a cell's own values (from
+  // its condition's label, "gated[temperature=0.5,gate_strength=1]") over them. Steps and
+  // seeds have their own columns; the list of a sweep's cells is no parameter of one entry.
+  const OWN_COLUMNS = ["steps", "seeds", "cells"];
+  function paramsOf(run) {
+    const text = v => (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v));
+    const params = {};
+    for (const [k, v] of Object.entries(run.results.config || {})) {
+      if (!OWN_COLUMNS.includes(k)) params[k] = text(v);
+    }
+    const cell = /\[(.*)\]$/.exec(run.condition || "");
+    for (const pair of cell ? cell[1].split(",") : []) {
+      const eq = pair.indexOf("=");
+      if (eq > 0) params[pair.slice(0, eq)] = pair.slice(eq + 1);
+    }
+    return params;
+  }
+
+  // The parameters whose values are not the same in every entry (1 and 1.0 are the same).
+  function differingParams(runs) {
+    const all = runs.map(paramsOf);
+    const same = (a, b) => a === b || (a !== undefined && b !== undefined && a.trim() !== ""
+                                       && b.trim() !== "" && Number(a) === Number(b));
+    const keys = [...new Set(all.flatMap(p => Object.keys(p)))];
+    return keys.filter(k => all.some(p => !same(p[k], all[0][k])));
   }
 
   // Each run's conditions as groups of curves: one {step, value, seed, x} per branch (x: the
   // chosen axis, the step or the time the point was recorded).
   function groups(curveOf) {
     const withX = (curve, b) => Object.assign({}, curve, {seed: b.seed, x: ACC.xValues(curve, b)});
-    return state.runs.flatMap((run, i) => run.series.conditions.map((condition, j) => ({
-      name: `${label(run)} · ${condition}`, color: colorOf(i), dash: DASHES[j % DASHES.length],
+    return state.runs.flatMap((run, i) => conditionsOf(run).map((condition, j) => ({
+      name: run.condition ? label(run) : `${label(run)} · ${condition}`, color: colorOf(i),
+      dash: DASHES[j % DASHES.length],
       curves: run.series.branches.filter(b => b.condition === condition)
         .map(b => withX(curveOf(b), b)).filter(c => c.step.length),
     })));
@@ -135,10 +193,11 @@
 
   // One row per metric any of the runs has, a column per run × condition.
   function renderTable() {
-    const columns = state.runs.flatMap((run, i) => Object.keys(run.results.conditions)
+    const columns = state.runs.flatMap((run, i) => (run.condition ? [run.condition] : Object.keys(run.results.conditions))
       .map(condition => ({run, i, condition, c: run.results.conditions[condition]})));
     const head = el("tr", {}, el("th", {}, "metric"), columns.map(col => el("th", {"data-run": col.run.id},
-      el("span", {class: "swatch", style: `background:${colorOf(col.i)}`}), `${label(col.run)} · ${col.condition}`,
+      el("span", {class: "swatch", style: `background:${colorOf(col.i)}`}),
+      col.run.condition ? label(col.run) : `${label(col.run)} · ${col.condition}`,
       el("span", {class: "muted"}, ` (n=${col.c.runs.filter(r => r.status === "completed").length})`))));
     const rows = ACC.finalMetricKeys(columns.map(col => col.c)).map(key => el("tr", {"data-metric": key},
       el("th", {title: ACC.metricInfo(key).label}, key),

@@ -119,6 +119,7 @@
     $("chart-controls").hidden = true;
     stopPolling();
     Object.assign(state, {sweepId, results: null, key: null});
+    $("sweep-settings").replaceChildren();  // another sweep: none of the last one's ticks
     history.replaceState(null, "", `#sweep=${encodeURIComponent(sweepId)}`);
     $("empty").hidden = true;
     $("sweep-view").hidden = false;
@@ -558,31 +559,43 @@
               meanStd(cell, key));
   }
 
-  // The settings' runs, each with its standard arm and its cells; ticked ones (or all) open
-  // side by side in the comparison view.
+  // The settings' runs, each with its standard arm and its cells; what is ticked opens side by
+  // side in the comparison view: a ticked setting is its whole run, a ticked arm or cell that
+  // one condition of it (compare.js: "RUN:gated[temperature=0.5]"), curves included.
   function renderSettings(table, results) {
     const head = el("tr", {}, ["", "setting", "run", "status", "standard (completed seeds)", "cells (completed seeds)"]
       .map(h => el("th", {}, h)));
-    const rows = results.settings.map(s => {
+    const seeds = results.seeds.length;
+    // a refresh (polling) keeps what the researcher ticked
+    const ticked = new Map([...table.querySelectorAll("input.pick")].map(i => [i.dataset.run, i.checked]));
+    const pick = (key, label, checked) => el("td", {}, el("input", {type: "checkbox", class: "pick", "data-run": key,
+      checked: ticked.has(key) ? ticked.get(key) : checked, "aria-label": `compare ${label}`}));
+    const rows = results.settings.flatMap(s => {
       const cells = results.cells.filter(c => c.setting === s.id);
-      return el("tr", {"data-setting": s.id},
-        el("td", {}, el("input", {type: "checkbox", class: "pick", "data-run": s.run_id, checked: true,
-                                  "aria-label": `compare ${s.id}`})),
+      const row = el("tr", {"data-setting": s.id},
+        pick(s.run_id, s.id, true),
         el("th", {}, s.id),
         el("td", {}, el("button", {type: "button", class: "link",
                                    onclick: () => ACC.openRun(s.run_id).catch(() => {})}, s.run_id)),
         el("td", {}, el("span", {class: `badge ${s.status}`}, s.status)),
-        el("td", {}, `${completed(s.standard.runs)} / ${results.seeds.length}`),
+        el("td", {}, `${completed(s.standard.runs)} / ${seeds}`),
         el("td", {}, cells.length
-          ? `${cells.reduce((sum, c) => sum + completed(c.runs), 0)} / ${cells.length * results.seeds.length}`
+          ? `${cells.reduce((sum, c) => sum + completed(c.runs), 0)} / ${cells.length * seeds}`
           : "–"));
+      if (!cells.length) return [row];
+      const arm = (key, text, runs) => el("tr", {class: "cell-row", "data-key": key},
+        pick(key, `${s.id} ${text}`, false),
+        el("td", {colspan: 3, class: "muted"}, `↳ ${text}`),
+        el("td", {colspan: 2}, `${completed(runs)} / ${seeds}`));
+      return [row, arm(`${s.run_id}:standard`, "standard", s.standard.runs),
+              ...cells.map(c => arm(`${c.run_id}:${c.name}`, `${c.condition} · ${paramText(c.params)}`, c.runs))];
     });
     table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
   }
 
   function compareSettings() {
-    const ids = [...$("sweep-settings").querySelectorAll("input.pick:checked")].map(i => i.dataset.run);
-    ACC.openCompare(ids);
+    const keys = [...$("sweep-settings").querySelectorAll("input.pick:checked")].map(i => i.dataset.run);
+    ACC.openCompare(keys);
   }
 
   // --- start (called by app.js once the recipes are known) ----------------------------------
