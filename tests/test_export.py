@@ -87,14 +87,16 @@ def test_json_export_holds_results_and_every_curve(real_store, real_run, tmp_pat
     for exported, branch in zip(doc["branches"], branches):
         assert exported["status"] == "completed" and exported["steps_done"] == 20
         assert exported["final_metrics"] == branch["metrics"]
-        losses = real_store.losses(branch["id"])
+        losses = real_store.losses(branch["id"], with_time=True)
         assert exported["losses"]["reconstruction"] == {
             "step": [r["step"] for r in losses],
             "value": [r["value"] for r in losses],
+            "time": [r["time"] for r in losses],  # when each point was recorded (issue 20)
         }
         assert exported["losses"]["reconstruction"]["step"][-1] == 20
-        evals = real_store.evals(branch["id"])
+        evals = real_store.evals(branch["id"], with_time=True)
         assert exported["evals"]["step"] == [e["step"] for e in evals] == [0, 10, 20]
+        assert exported["evals"]["time"] == [e["time"] for e in evals]
         for key, values in exported["evals"]["metrics"].items():
             assert values == [e["metrics"].get(key) for e in evals]  # None: not measured
         assert "weight_cosine_sim" in exported["evals"]["metrics"]
@@ -199,7 +201,7 @@ def test_non_finite_and_list_values_in_an_open_run(store, tmp_path):
     assert failed["evals"]["metrics"] == {"psnr": [None]}  # list-valued curves left out
     assert failed["final_metrics"] == {"psnr": None, "kl_per_dim": [0.5, 0.25], "l1": 0.1}
     assert failed["error"] == "loss is infinite" and queued["status"] == "queued"
-    assert queued["losses"] == {} and queued["evals"] == {"step": [], "metrics": {}}
+    assert queued["losses"] == {} and queued["evals"] == {"step": [], "time": [], "metrics": {}}
 
     folder = write_csv(store, run_id, tmp_path / "csv")
     final = list(csv.reader((folder / "final_metrics.csv").open()))[1:]
