@@ -19,6 +19,12 @@ from acc.server import create_app
 from acc.server.serving import ServerThread
 from acc.store import Store
 
+# pytest-xdist's workers run with COLUMNS=80 and LINES=24 set; the CLI lays its tables out for
+# $COLUMNS, so tests would see 80-column tables under `make test` and 160-column ones when run
+# alone. Tests that want a width set it themselves (tests/test_table_layout.py).
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
+import acc.branch
 from acc import checkpoints
 from acc.branch import BranchSpec
 from acc.cli import app
@@ -77,12 +78,20 @@ def test_a_run_that_completes_exits_0_with_no_error(store):
     assert run["status"] == "completed" and run["error"] is None
 
 
-def test_a_sweep_takes_its_worst_runs_status(store):
+def test_a_sweep_takes_its_worst_runs_status(store, monkeypatch):
+    train = acc.branch._train
+
+    def broken_at_batch_48(trainer, *args):
+        if trainer.config.batch_size == 48:
+            raise RuntimeError("training broke")
+        return train(trainer, *args)
+
+    monkeypatch.setattr("acc.branch._train", broken_at_batch_48)  # inline: this process
     sweep_id = create_sweep(
         store,
         "gradient_gating_l0",
         {"steps": 10, "seeds": [1], "eval_every": 0},
-        grid={"batch_size": [32, 100000]},
+        grid={"batch_size": [32, 48]},
         zipped={},
         device="cpu",
     )  # fmt: skip  (batch_size is no gating parameter: one run per setting)
