@@ -132,6 +132,16 @@ def test_csv_export_is_tidy_and_exact(real_store, real_run, tmp_path):
     assert ("gated", 4, "gate_entropy") in final and ("standard", 4, "gate_entropy") not in final
 
 
+def test_the_readme_names_each_csv_files_columns(real_store, real_run, tmp_path):
+    """Issue 20, defect 13: the README listed one set of columns for all three files."""
+    _, run_id = real_run
+    folder = export_run(real_store, run_id, "csv", tmp_path)
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    for name in CSV_FILES:
+        header = (folder / name).open().readline().strip().split(",")
+        assert f"`{name}` ({', '.join(header)})" in readme, name
+
+
 def test_tensorboard_export_reads_back(real_store, real_run, tmp_path):
     _, run_id = real_run
     folder = export_run(real_store, run_id, "tensorboard", tmp_path)
