@@ -13,9 +13,12 @@ Every number comes from scipy.stats or statsmodels, imported inside the function
 them costs every worker process seconds, and workers never compare.
 
 Degenerate inputs give numbers, never NaN (JSON has none): with n < 2 there is no interval,
-p-value or power; a difference with zero spread (sd 0, e.g. a gate of strength 0, bit-identical
-to standard) is exactly known: p = 1 if its mean is 0 else 0, its intervals are the point,
-it is equivalent when |mean| < delta, mde80 is 0 and 2 seeds suffice.
+p-value or power; a difference with zero spread (sd 0) has no t statistic: with mean 0 (a gate
+of strength 0, bit-identical to standard) p = 1; otherwise (a count such as active_units that
+moved by the same whole unit in every seed) p is the exact sign-flip permutation test's,
+2 / 2^n, so that two seeds agreeing cannot decide anything (p = 0.5) and six can (0.031). Its
+intervals are the point, it is equivalent when |mean| < delta, mde80 is 0, and the seeds needed
+are the fewest at which that permutation test can reach 5% (6).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from typing import Literal
 SUPPORTED, CONTRADICTED = "supported", "contradicted"
 EQUIVALENT, INCONCLUSIVE = "equivalent", "inconclusive"
 VERDICTS = (SUPPORTED, CONTRADICTED, EQUIVALENT, INCONCLUSIVE)
+# the fewest seeds at which a difference repeated exactly in every seed reaches p < 0.05 by
+# the sign-flip test (2 / 2^n: 0.0625 at 5 seeds, 0.031 at 6)
+ZERO_SPREAD_SEEDS = 6
 ALPHA = 0.05  # every test, interval and power calculation is at 5%
 POWER = 0.8  # mde80 and seeds_needed: 80% power
 
@@ -141,10 +147,15 @@ def t_interval(mean: float, sd: float, n: int, level: float) -> list[float]:
 
 def p_value(diffs: list[float], mean: float, sd: float) -> float:
     """Two-sided one-sample t-test of mean(d) = 0 (= the paired t-test of a vs b)."""
-    if sd == 0:
-        return 1.0 if mean == 0 else 0.0  # exactly known; scipy would answer NaN
     from scipy import stats as scipy_stats
 
+    if sd == 0:  # no t statistic (scipy would answer NaN): the exact sign-flip test instead
+        if mean == 0:
+            return 1.0
+        flips = scipy_stats.permutation_test(
+            (diffs,), lambda d, axis: d.mean(axis=axis), permutation_type="samples"
+        )
+        return float(flips.pvalue)
     return float(scipy_stats.ttest_1samp(diffs, 0.0).pvalue)
 
 
@@ -189,7 +200,7 @@ def seeds_needed(sd: float, delta: float) -> int | None:
     lower bound (knowing sd can only add power), and steps up, a few power evaluations where
     the root-finder takes dozens."""
     if sd == 0:
-        return 2
+        return ZERO_SPREAD_SEEDS
     from scipy.stats import norm
     from statsmodels.stats.power import TTestPower
 

@@ -141,9 +141,15 @@ def test_power_matches_statsmodels_and_the_textbook():
 def test_zero_spread_and_single_seeds_give_numbers_not_nan():
     same = paired_comparison([0.0, 0.0, 0.0], "lower", 0.01)  # a gate of strength 0
     assert same["p_value"] == 1.0 and same["equivalent"] and same["verdict"] == "equivalent"
+    # a count that moved by the same whole unit in every seed: no t statistic, so the exact
+    # sign-flip test (2 / 2^n): two seeds agreeing decide nothing, six do
     shifted = paired_comparison([-1.0, -1.0], "lower", 0.01)
-    assert shifted["p_value"] == 0.0 and shifted["verdict"] == "supported"
-    assert shifted["mde80"] == 0.0 and shifted["seeds_needed"] == 2
+    assert shifted["p_value"] == pytest.approx(0.5) and shifted["verdict"] == "inconclusive"
+    assert shifted["mde80"] == 0.0 and shifted["seeds_needed"] == 6
+    five = paired_comparison([1.0] * 5, "higher", 0.01)
+    assert five["p_value"] == pytest.approx(0.0625) and five["verdict"] == "inconclusive"
+    six = paired_comparison([1.0] * 6, "higher", 0.01)
+    assert six["p_value"] == pytest.approx(0.03125) and six["verdict"] == "supported"
     one = paired_comparison([-3.0], "lower", 0.01)
     assert one["p_value"] is None and one["verdict_note"] == "needs ≥ 2 seeds"
     nothing = paired_comparison([], "lower", 0.01)
