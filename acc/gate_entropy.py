@@ -5,11 +5,12 @@ Three searches for T, all well within the 0.01 the design asks (tests/test_gate_
 
 - one row on the CPU (mode batch: a step's one mask per layer), safeguarded Newton steps on
   log(1 / T) in Python floats, stopped once the next step's entropy error, predicted from the
-  curvature, is below 1e-4: two or three passes over the channels, then the same softmax a
-  fixed temperature takes. Python floats, because a training step leaves the caches cold
-  for code it does not run itself: numpy's first calls in a step cost 10-50 us each there
-  (their cost in a loop of their own is 1 us), and the gate's search must stay within 3% of
-  a ~1 ms step (bench/bench_trainer.py);
+  curvature, is below 1e-4, starting from the last step's answer (``WarmStart``): usually
+  one pass over the channels, then the same softmax a fixed temperature takes. Python
+  floats, because a training step leaves the caches cold for code it does not run itself:
+  numpy's first calls in a step cost 10-50 us each there (their cost in a loop of their own
+  is 1 us), and the gate's search must stay within 3% of a ~1 ms step
+  (bench/bench_trainer.py);
 - many rows on the CPU (mode sample), the same Newton steps vectorised in float64 numpy,
   stopped when every row's entropy is within 1e-4 of the target;
 - on other devices, a fixed grid of log(1 / T) with linear interpolation: the same work and
@@ -42,60 +43,92 @@ UNCHECKED_FROM = 1e-2
 LARGEST_LOGIT = 256.0
 
 
-def probabilities_at_entropy(strength: torch.Tensor, target: float) -> torch.Tensor:
+class WarmStart:
+    """The last step's log(1 / T) of a one-row search (in the units of x in [-1, 0]), where
+    the next step's search starts: a layer's activations move little from one step to the
+    next, so one Newton pass usually meets the goal. A gate keeps one per layer and saves it
+    in its resume point, so a resumed branch searches exactly as an uninterrupted one."""
+
+    def __init__(self) -> None:
+        self.log_u: float | None = None
+
+    def state_dict(self) -> dict:
+        return {"log_u": self.log_u}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.log_u = state["log_u"]
+
+
+def probabilities_at_entropy(
+    strength: torch.Tensor, target: float, warm: WarmStart | None = None
+) -> torch.Tensor:
     """softmax(strength / T) over the last dimension, with T set per row so that the
     normalised entropy is ``target``; shape and dtype of ``strength``. Which search runs
-    depends on the device and the number of rows (module docstring)."""
+    depends on the device and the number of rows (module docstring); a one-row search on the
+    CPU starts from ``warm`` and leaves its answer there."""
     if strength.device.type != "cpu" or not strength.is_floating_point():
         return probabilities_at_entropy_grid(strength, target)
     if strength.numel() == strength.shape[-1]:
-        return probabilities_at_entropy_one_row(strength, target)
+        return probabilities_at_entropy_one_row(strength, target, warm)
     if strength.dtype in (torch.float32, torch.float64):
         return probabilities_at_entropy_rows(strength, target)
     return probabilities_at_entropy_grid(strength, target)
 
 
-def probabilities_at_entropy_one_row(strength: torch.Tensor, target: float) -> torch.Tensor:
-    """One row ([C] or [1, C]) on the CPU: 1 / T found in Python floats, then the softmax."""
+def probabilities_at_entropy_one_row(
+    strength: torch.Tensor, target: float, warm: WarmStart | None = None
+) -> torch.Tensor:
+    """One row ([C] or [1, C]) on the CPU: 1 / T found in Python floats (starting from
+    ``warm`` where given, and left there), then the softmax."""
     values = (strength if strength.dim() == 1 else strength.reshape(-1)).tolist()
     high, low = max(values), min(values)
     if high == low:  # equal strengths: no T changes the mask
         return torch.softmax(strength * 0.0, dim=-1)
     scale = 1.0 / (high - low)
     x = [(value - high) * scale for value in values]  # in [-1, 0]
-    factor = math.exp(_newton_log_u(x, target)) * scale  # 1 / T
+    log_u = _newton_log_u(x, target, warm.log_u if warm is not None else None)
+    if warm is not None:
+        warm.log_u = log_u
+    factor = math.exp(log_u) * scale  # 1 / T
     if abs(high) * factor > LARGEST_LOGIT:  # strengths far from 0 for their spread: shift them
         return torch.softmax((strength - high) * factor, dim=-1)
     return torch.softmax(strength * factor, dim=-1)  # the two kernels of a fixed temperature
 
 
-def _newton_log_u(x: list[float], target: float) -> float:
+def _newton_log_u(x: list[float], target: float, start: float | None = None) -> float:
     """log u at which softmax(u x) has normalised entropy ``target`` (x in [-1, 0], max 0).
 
     Newton's step, replaced by the bracket's midpoint when it would leave the bracket or not
     halve it (so it always converges; the bracket [low, high] holds the root, the entropy
-    being above the goal at low). The last step is taken without a pass to check it: from
+    being above the goal at low). A pass that finds the entropy within the tolerance ends the
+    search there (a warm start's usual case: one pass). Otherwise the last step is taken
+    without a pass to check it: from
     within 0.01 of the goal, where the entropy's curvature predicts the step's error
     (0.5 f'' step^2) well, once that prediction is below the tolerance (far from the goal, near
-    the curve's inflection, a small curvature would promise too much). The start is where the
-    small-u expansion log C - u^2 Var(x) / 2 meets the goal.
+    the curve's inflection, a small curvature would promise too much). The start is ``start``
+    (the last step's answer) where given, else where the small-u expansion
+    log C - u^2 Var(x) / 2 meets the goal.
     """
     channels = len(x)
     goal, tolerance = target * math.log(channels), TOLERANCE * math.log(channels)
     unchecked_from = UNCHECKED_FROM * math.log(channels)
-    mean = sum(x) / channels
-    variance = max(sum(map(mul, x, x)) / channels - mean * mean, 1e-300)
     low, high = LOG_U_RANGE
-    log_u = min(max(0.5 * math.log(2.0 * (math.log(channels) - goal) / variance), low), high)
+    if start is None:
+        mean = sum(x) / channels
+        variance = max(sum(map(mul, x, x)) / channels - mean * mean, 1e-300)
+        start = 0.5 * math.log(2.0 * (math.log(channels) - goal) / variance)
+    log_u = min(max(start, low), high)
     for _ in range(MAX_ITERATIONS):
         u = math.exp(log_u)
         e = list(map(math.exp, map(mul, x, repeat(u))))  # e^z <= 1, one of them 1
         ex = list(map(mul, e, x))
         total = sum(e)
-        mean, second = sum(ex) / total, sum(map(mul, ex, x)) / total
-        variance = second - mean * mean
+        mean = sum(ex) / total
         error = math.log(total) - u * mean - goal  # entropy - goal, nats
-        slope = u * u * variance  # minus d entropy / d log u, >= 0
+        if abs(error) <= tolerance:  # met already (a warm start, usually): no step needed
+            return log_u
+        second = sum(map(mul, ex, x)) / total
+        slope = u * u * (second - mean * mean)  # minus d entropy / d log u, >= 0
         if error > 0:
             low = log_u
         else:

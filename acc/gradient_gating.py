@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from acc.gate_entropy import probabilities_at_entropy
+from acc.gate_entropy import WarmStart, probabilities_at_entropy
 
 MODES = ("batch", "sample")
 CONTROLS = ("shuffled",)
@@ -93,8 +93,11 @@ class GateConfig:
         return target_entropy(self.temperature)
 
 
-def gate_probabilities(a: torch.Tensor, config: GateConfig) -> torch.Tensor:
-    """softmax(strength / temperature) over channels: [C] (mode batch) or [B, C] (sample)."""
+def gate_probabilities(
+    a: torch.Tensor, config: GateConfig, warm: WarmStart | None = None
+) -> torch.Tensor:
+    """softmax(strength / temperature) over channels: [C] (mode batch) or [B, C] (sample);
+    an entropy target's search starts from ``warm`` where given (acc/gate_entropy.py)."""
     if a.dim() < 2:
         raise GatingError(f"gating needs outputs shaped [B, C, ...], got shape {tuple(a.shape)}")
     spatial = tuple(range(2, a.dim()))
@@ -102,7 +105,7 @@ def gate_probabilities(a: torch.Tensor, config: GateConfig) -> torch.Tensor:
     target = config.target_entropy
     if target is not None:  # the search rescales each row itself: sum |a| will do for mean |a|
         total = torch.linalg.vector_norm(a, ord=1, dim=dims) if dims else a.abs()
-        return probabilities_at_entropy(total, target)
+        return probabilities_at_entropy(total, target, warm)
     # strength / T, with strength = mean |a| over dims: [C] (batch) or [B, C] (sample)
     if dims:
         count = math.prod(a.shape[d] for d in dims)
@@ -215,11 +218,12 @@ class CompetitiveGradientGating:
         self.window = GateWindow()
         self._channels = 0
         self.shuffle = ShuffleDraws(seed, name) if config.control == "shuffled" else None
+        self.warm = WarmStart() if config.target_entropy is not None else None
 
     def _on_forward(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
         if not isinstance(output, torch.Tensor) or not output.requires_grad:
             return  # evaluation or no_grad: there will be no backward to gate
-        p = gate_probabilities(output.detach(), self.config)
+        p = gate_probabilities(output.detach(), self.config, self.warm)
         self.window.add(p)  # before p is turned into the scale in place
         self._channels = p.shape[-1]
         scale = scale_from_probabilities(p, self.config, output.dim())
@@ -234,14 +238,18 @@ class CompetitiveGradientGating:
         state = {**self.window.state_dict(), "channels": self._channels}
         if self.shuffle is not None:
             state["shuffle"] = self.shuffle.state_dict()
+        if self.warm is not None:
+            state["warm"] = self.warm.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         state = dict(state)
         self._channels = int(state.pop("channels"))
-        shuffle = state.pop("shuffle", None)
+        shuffle, warm = state.pop("shuffle", None), state.pop("warm", None)
         if self.shuffle is not None and shuffle is not None:
             self.shuffle.load_state_dict(shuffle)
+        if self.warm is not None and warm is not None:
+            self.warm.load_state_dict(warm)
         self.window.load_state_dict(state)
 
     def remove(self) -> None:
