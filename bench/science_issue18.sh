@@ -12,7 +12,9 @@
 #             the shuffled control, 5 seeds
 #   l1        level 1, a selective gate (entropy 0.5), the shuffled control, 10 seeds
 #   sweep_l0  the README's level-0 sweep (re-read with Benjamini-Hochberg per heatmap)
-#   l3_*      level 3 at the small width in both configurations, 5 seeds, 3,000 steps
+#   l3_*      level 3 at the small width in both configurations, a selective gate (entropy
+#             0.5: at T = 1 the small width's masks are uniform), 5 seeds, 2,000 steps (what
+#             fits beside the rest in one session on 2 cores)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STORE=${1:-/work/science/store}
@@ -72,6 +74,7 @@ sweep sweep_l0 gradient_gating_l0 --grid temperature=0.3,0.5,1,2,5 \
   --seeds 42,123,456 --steps 10000 --eval-every 2000
 run l1 gradient_gating_l1 --num-seeds 10 -p temperature=entropy:0.5 -p controls=shuffled \
   --eval-every 1000
-run l3_isolated gradient_gating_l3 --num-seeds 5 -p width=small --steps 3000 --eval-every 1000
+run l3_isolated gradient_gating_l3 --num-seeds 5 -p width=small -p temperature=entropy:0.5 \
+  --steps 2000 --eval-every 1000
 run l3_upstream gradient_gating_l3 --num-seeds 5 -p width=small -p config=upstream \
-  --steps 3000 --eval-every 1000
+  -p temperature=entropy:0.5 --steps 2000 --eval-every 1000
