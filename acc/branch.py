@@ -11,9 +11,11 @@ branch ran.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -43,6 +45,12 @@ from acc.training_state import pack, restore, threads_of
 from acc.write_failure import StoreWriteFailed
 
 Emit = Callable[[dict], None]
+# Join(spec, model, trainer, gating): a context manager around the branch's training (the
+# stacked executor's: the steps run jointly with other branches' inside it)
+Join = Callable[..., contextlib.AbstractContextManager]
+# seeding then building a model draws from the global RNG: branches built in threads of one
+# process (the stacked executor) take turns
+_BUILDING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -86,8 +94,14 @@ class BranchFailure:
 BranchOutcome = BranchResult | BranchFailure
 
 
-def run_branch(spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | None = None):
-    """Train one branch from its root checkpoint (or resume point) and evaluate it."""
+def run_branch(
+    spec: BranchSpec,
+    emit: Emit,
+    should_stop: Callable[[], bool] | None = None,
+    join: Join | None = None,
+):
+    """Train one branch from its root checkpoint (or resume point) and evaluate it.
+    ``join``, where given, wraps the training (not the final evaluation)."""
     recipe: Recipe = recipe_registry().get(spec.recipe)()
     p = recipe.Params(**spec.params)
     condition = _condition(recipe, p, spec.recipe_condition or spec.condition)
@@ -97,9 +111,10 @@ def run_branch(spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | N
         data = with_factors(data, unpack_factors(spec.factors, device))
     tag = _tag(spec)
 
-    torch.manual_seed(spec.seed)  # the same stochastic draws (VAE noise) for every condition
-    model = recipe.build_model(p, **condition.model_overrides).to(device)
-    model.load_state_dict(bytes_to_tensors(spec.root)[0])
+    with _BUILDING:
+        torch.manual_seed(spec.seed)  # the same stochastic draws (VAE noise) for every condition
+        model = recipe.build_model(p, **condition.model_overrides).to(device)
+        model.load_state_dict(bytes_to_tensors(spec.root)[0])
     gating = (
         attach_competitive_gating(
             model,
@@ -125,12 +140,13 @@ def run_branch(spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | N
         if spec.resume and device.type == "cpu":
             _check_threads(spec, threads_of(spec.resume), emit)
         began = time.perf_counter()
-        _train(
-            trainer,
-            p.steps,
-            spec.checkpoint_every,
-            lambda: _resume_point(model, trainer, gating, emit, tag),
-        )
+        with join(spec, model, trainer, gating) if join else contextlib.nullcontext():
+            _train(
+                trainer,
+                p.steps,
+                spec.checkpoint_every,
+                lambda: _resume_point(model, trainer, gating, emit, tag),
+            )
         seconds = time.perf_counter() - began
         emit({"type": "log", "message": f"{spec.label}: {p.steps - start} steps in {seconds:.1f}s"})
         metrics = {**_final_evaluation(model, tasks, emit, tag), **gate_metrics()}
@@ -148,7 +164,10 @@ def run_branch(spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | N
 
 
 def run_branch_safely(
-    spec: BranchSpec, emit: Emit, should_stop: Callable[[], bool] | None = None
+    spec: BranchSpec,
+    emit: Emit,
+    should_stop: Callable[[], bool] | None = None,
+    join: Join | None = None,
 ) -> BranchOutcome:
     """``run_branch``, with a failure (an exception, a NaN loss, a stop request, Ctrl-C)
     returned as a ``BranchFailure`` rather than raised: what workers send back, and what lets
@@ -162,7 +181,7 @@ def run_branch_safely(
         emit(event)
 
     try:
-        return run_branch(spec, tracking, should_stop)
+        return run_branch(spec, tracking, should_stop, join)
     except StoreWriteFailed:  # the driver's store is full: not this branch's failure, the run's
         raise
     except StopRequested:

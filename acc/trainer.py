@@ -163,6 +163,10 @@ class Trainer:
         self.on_step, self.on_eval, self.should_stop = on_step, on_eval, should_stop
         self.step = 0
         self._carry: list[list[float]] = []  # per-step losses read back but in no point yet
+        # set by the stacked executor: the step's forward, backward and optimizer steps run
+        # jointly with other branches' (acc/stack_step.py); takes the batch's indices and
+        # returns this branch's detached losses, as ``_train_step`` does
+        self.joint: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
 
     def train(self, steps: int, end_of_run: bool = True) -> None:
         """Train ``steps`` more steps. ``end_of_run``: nothing follows this call, so its last
@@ -187,6 +191,8 @@ class Trainer:
 
     def _train_step(self) -> list[torch.Tensor]:
         idx = self.order.next()
+        if self.joint is not None:
+            return self.joint(idx)
         batch = self.data.images[idx]
         for task in self.train_tasks:
             task.step = self.step  # schedules (KL warm-up) read the trainer's step

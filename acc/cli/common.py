@@ -133,7 +133,17 @@ WorkersOption = Annotated[
 ]
 ExecutorOption = Annotated[
     str | None,
-    typer.Option(help="inline, process or ray [default: inline, or process with --workers > 1]"),
+    typer.Option(
+        help="inline, process, ray or stacked (branches that share a model train as one "
+        "program) [default: inline, or process with --workers > 1]"
+    ),
+]
+StackSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        help="--executor stacked: the most branches per stack [default: every branch that "
+        "shares a program]"
+    ),
 ]
 RayAddressOption = Annotated[
     str | None,
@@ -270,7 +280,9 @@ def checkpoint_interval(checkpoint_every: int | None) -> int:
     return DEFAULT_CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
 
 
-def build_executor(name, workers, branches, threads, ray_address, gpus_per_branch) -> Executor:
+def build_executor(
+    name, workers, branches, threads, ray_address, gpus_per_branch, stack_size=None
+) -> Executor:
     """The executor, with ``--workers`` clamped to the branches there are (and said so, once);
     fewer than 1 never gets here (the option's minimum refuses it, exit 2)."""
     if workers > branches and (name or default_executor(workers)) == "process":
@@ -280,7 +292,14 @@ def build_executor(name, workers, branches, threads, ray_address, gpus_per_branc
         raise ExecutorError("the inline executor trains one branch at a time; drop --workers")
     if (ray_address or gpus_per_branch) and (name or "") != "ray":
         raise ExecutorError("--ray-address and --gpus-per-branch need --executor ray")
-    return make_executor(name, workers, threads, ray_address, gpus_per_branch)
+    if stack_size is not None and name != "stacked":
+        raise ExecutorError("--stack-size needs --executor stacked")
+    if name == "stacked" and workers > 1:
+        raise ExecutorError(
+            "the stacked executor trains each stack in this process; drop --workers "
+            "(--stack-size sets how many branches train together)"
+        )
+    return make_executor(name, workers, threads, ray_address, gpus_per_branch, stack_size)
 
 
 def open_when_ready(pool: Executor, path: Path | None, open_target) -> tuple[Store, str]:

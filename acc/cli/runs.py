@@ -27,6 +27,7 @@ from acc.cli.common import (
     ParamOption,
     RayAddressOption,
     SeedsOption,
+    StackSizeOption,
     StepsOption,
     StoreOption,
     ThreadsOption,
@@ -108,6 +109,7 @@ def run(
     threads: ThreadsOption = None,
     workers: WorkersOption = 1,
     executor: ExecutorOption = None,
+    stack_size: StackSizeOption = None,
     ray_address: RayAddressOption = None,
     gpus_per_branch: GpusPerBranchOption = 0.0,
     checkpoint_every: CheckpointEveryOption = None,
@@ -146,7 +148,9 @@ def run(
             if recipe is None:
                 raise typer.BadParameter("name a recipe (see `acc list`), or --resume RUN_ID")
             branches = _count_branches(recipe, params)
-        pool = build_executor(executor, workers, branches, threads, ray_address, gpus_per_branch)
+        pool = build_executor(
+            executor, workers, branches, threads, ray_address, gpus_per_branch, stack_size
+        )
         if not resume:
             results_store, run_id = open_when_ready(
                 pool,

@@ -25,6 +25,7 @@ from acc.cli.common import (
     ParamOption,
     RayAddressOption,
     SeedsOption,
+    StackSizeOption,
     StepsOption,
     StoreOption,
     ThreadsOption,
@@ -85,6 +86,7 @@ def sweep(
     threads: ThreadsOption = None,
     workers: WorkersOption = 1,
     executor: ExecutorOption = None,
+    stack_size: StackSizeOption = None,
     ray_address: RayAddressOption = None,
     gpus_per_branch: GpusPerBranchOption = 0.0,
     checkpoint_every: CheckpointEveryOption = None,
@@ -132,7 +134,9 @@ def sweep(
                 correction=correction,
             )
             branches = plan.branches
-        pool = build_executor(executor, workers, branches, threads, ray_address, gpus_per_branch)
+        pool = build_executor(
+            executor, workers, branches, threads, ray_address, gpus_per_branch, stack_size
+        )
         if not resume:
             results_store, sweep_id = open_when_ready(
                 pool, store, lambda opened: open_sweep(opened, plan)

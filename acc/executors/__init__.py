@@ -2,7 +2,9 @@
 
 * ``inline``  — one after another in this process (the default with one worker);
 * ``process`` — N local worker processes (the default with ``--workers N > 1``);
-* ``ray``     — Ray Core tasks on a local Ray instance or an existing cluster.
+* ``ray``     — Ray Core tasks on a local Ray instance or an existing cluster;
+* ``stacked`` — branches that share a program trained as one (one forward and backward a
+  step for a whole stack; acc/executors/stacked.py), in this process.
 
 Whatever the executor, the sink (``acc.recorder.RunRecorder``) gets every event and outcome
 in the driver's thread, so the store has one writer and live progress looks the same.
@@ -18,7 +20,7 @@ from acc.branch import BranchOutcome, BranchSpec
 from acc.status import Status
 from acc.trainer import StopRequested
 
-EXECUTORS = ("inline", "process", "ray")
+EXECUTORS = ("inline", "process", "ray", "stacked")
 
 
 class ExecutorError(ValueError):
@@ -99,6 +101,7 @@ def make_executor(
     threads: int | None = None,
     ray_address: str | None = None,
     gpus_per_branch: float = 0.0,
+    stack_size: int | None = None,
 ) -> Executor:
     """The named executor, checked now (Ray installed and reachable) so that a run is only
     opened once it can be executed."""
@@ -115,4 +118,8 @@ def make_executor(
         from acc.executors.ray_executor import RayExecutor
 
         return RayExecutor(ray_address, threads, gpus_per_branch)  # sized by the cluster
+    if name == "stacked":
+        from acc.executors.stacked import StackedExecutor
+
+        return StackedExecutor(stack_size, threads)
     raise ExecutorError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
