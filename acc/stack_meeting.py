@@ -32,6 +32,7 @@ class StackMeeting:
         self._step: JointStep | None = None
         self.steps = 0  # joint steps taken (for tests and the bench)
         self.largest = 0  # the most members one joint step trained
+        self.fallback: str | None = None  # why the members step one by one, if they do
 
     @contextlib.contextmanager
     def member(self, key: int, label: str, model, trainer, gating):
@@ -70,17 +71,34 @@ class StackMeeting:
             raise RuntimeError(f"the stack's joint step failed: {result}") from result
         return result
 
+    def _build(self) -> JointStep | None:
+        """The joint step of the members there are; None (and from then on each member's
+        plain step, said once by the executor) if their model cannot be stacked after all."""
+        try:
+            return JointStep(list(self._members.values()))
+        except Exception as exc:  # noqa: BLE001 - never refuse: train them one by one
+            self.fallback = f"{type(exc).__name__}: {exc}"
+            return None
+
+    def _plain_steps(self, arrived: dict[int, torch.Tensor]) -> dict:
+        """Each arrived member's own step, one after another (the plain path)."""
+        return {key: self._members[key].trainer.step_on(idx) for key, idx in arrived.items()}
+
     def _run_if_ready(self) -> None:
         """Run the joint step (in the calling thread) once every member has arrived."""
         if self._expected or not self._arrived or set(self._arrived) != set(self._members):
             return
         arrived, self._arrived = self._arrived, {}
         try:
-            if self._step is None:
-                self._step = JointStep(list(self._members.values()))
-            results: dict = self._step.step(arrived)
-            self.steps += 1
-            self.largest = max(self.largest, len(arrived))
+            if self.fallback is not None:
+                results: dict = self._plain_steps(arrived)
+            else:
+                if self._step is None:
+                    self._step = self._build()
+                results = self._step.step(arrived) if self._step else self._plain_steps(arrived)
+            if self.fallback is None:
+                self.steps += 1
+                self.largest = max(self.largest, len(arrived))
         except Exception as exc:  # noqa: BLE001 - every waiting member fails with it
             results = dict.fromkeys(arrived, exc)
         self._results.update(results)

@@ -12,7 +12,8 @@ gate settings and gate statistics. The step:
    with the stacked gate (acc/stack_gate.py) on the gated layers, and each member's training
    losses from the tasks' own ``compute_loss``;
 3. backpropagates the sum of the members' totals (each member's gradient is that of its own
-   total), hands each member its slice of ``P.grad`` and steps its optimizer;
+   total) and steps the members' optimizers: plain Adam as one stacked update
+   (acc/stack_adam.py), any other each member's own on its slice of ``P.grad``;
 4. feeds each member's gate windows with its own masks, as the plain path's hook does.
 """
 
@@ -29,6 +30,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from acc.gradient_gating import AttachedGating
+from acc.stack_adam import StackedAdam, stackable
 from acc.stack_gate import GateFunction, LayerGate, layer_gate
 from acc.trainer import Trainer
 
@@ -47,9 +49,14 @@ class Member:
         return dict(self.model.named_parameters())
 
     def release(self) -> None:
-        """Give the member's parameters storage of their own again (it leaves the stack)."""
+        """Give the member's parameters and optimizer state storage of their own again (it
+        leaves the stack, or the stack is rebuilt)."""
         for param in self.model.parameters():
             param.data = param.data.clone()
+        for state in self.trainer.optimizer.state.values():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    state[key] = value.clone()
 
 
 class JointStep:
@@ -63,6 +70,10 @@ class JointStep:
         self.images = first.trainer.data.images
         self.device = self.images.device
         self.params = _stack_parameters(self.members)
+        optimizers = [m.trainer.optimizer for m in self.members]
+        self.adam = None  # one update for all members where their optimizers are plain Adam
+        if stackable(optimizers, [list(m.model.parameters()) for m in self.members]):
+            self.adam = StackedAdam(optimizers, [m.parameters() for m in self.members], self.params)
         shapes = _output_shapes(self.base, self.images[:1], self._gated_layers())
         batch_size = first.trainer.config.batch_size
         self.gates = {
@@ -113,20 +124,27 @@ class JointStep:
         gate_values = {name: gate.inputs(self.device) for name, gate in self.gates.items()}
         total, losses, masks = self._vmapped(self.params, batch, gate_values)
         total.sum().backward()
-        grads = {name: p.grad for name, p in self.params.items()}
+        if self.adam is not None:
+            self.adam.step()
+        else:
+            self._member_optimizers()
         for p in self.params.values():
             p.grad = None
         out = {}
         for k, member in enumerate(self.members):
-            named = member.parameters()
-            for name, grad in grads.items():
-                named[name].grad = grad[k]
-            member.trainer.optimizer.step()
-            for param in named.values():
-                param.grad = None
             self._record(member, k, masks)
             out[member.key] = [loss[k].detach() for loss in losses]
         return out
+
+    def _member_optimizers(self) -> None:
+        """Each member's own optimizer steps on its slice of the stacked gradients."""
+        for k, member in enumerate(self.members):
+            named = member.parameters()
+            for name, p in self.params.items():
+                named[name].grad = p.grad[k]
+            member.trainer.optimizer.step()
+            for param in named.values():
+                param.grad = None
 
     def _record(self, member: Member, k: int, masks: dict[str, torch.Tensor]) -> None:
         """The member's gate statistics, from its own masks (as its plain hook would)."""

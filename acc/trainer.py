@@ -193,6 +193,11 @@ class Trainer:
         idx = self.order.next()
         if self.joint is not None:
             return self.joint(idx)
+        return self.step_on(idx)
+
+    def step_on(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """One step on the batch ``idx`` of the training split (the step count is the
+        caller's): forward, weighted losses, backward, optimizer step; detached losses."""
         batch = self.data.images[idx]
         for task in self.train_tasks:
             task.step = self.step  # schedules (KL warm-up) read the trainer's step

@@ -64,7 +64,9 @@ def _recording(trainer: Trainer, grads: list) -> None:
 
 
 @pytest.mark.parametrize("level", [0, 1])
-def test_each_members_gradients_are_those_of_the_branch_alone(level, small_mnist):
+def test_each_members_gradients_are_those_of_the_branch_alone(level, small_mnist, monkeypatch):
+    # each member's own optimizer sees its gradients (the stacked Adam's test is below)
+    monkeypatch.setattr("acc.stack_step.stackable", lambda *args: False)
     if level == 0:
         recipe, data, layers = GradientGatingL0(), small_mnist, ["encoder.0"]
         p = recipe.Params(batch_size=32, hidden_dim=16)
@@ -107,6 +109,44 @@ def test_each_members_gradients_are_those_of_the_branch_alone(level, small_mnist
             a, b = gate_alone.read_statistics(), member.gating.read_statistics()
             for layer in a:
                 assert b[layer] == pytest.approx(a[layer], rel=1e-5)
+
+
+def test_the_stacked_adam_is_each_members_own_adam_bit_for_bit(small_mnist, monkeypatch):
+    """Members with their own learning rates, one a step ahead: one stacked update gives the
+    weights and optimizer states that each member's own Adam gives on the same gradients."""
+    recipe = GradientGatingL0()
+    p = recipe.Params(batch_size=32, hidden_dim=16)
+    torch.manual_seed(0)
+    root = recipe.build_model(p).state_dict()
+
+    def members() -> list[Member]:
+        out = []
+        for i, gate in enumerate(MEMBERS):
+            model, trainer, gating = _member(recipe, p, small_mnist, root, ["encoder.0"], gate, i)
+            trainer.optimizer.param_groups[0]["lr"] = 1e-3 * (i + 1)
+            if i == 2:
+                trainer._train_step()  # ahead: its bias corrections differ from the others'
+            out.append(Member(i, f"m{i}", model, trainer, gating))
+        return out
+
+    def train(stack: list[Member]) -> JointStep:
+        joint = JointStep(stack)
+        for _ in range(3):
+            joint.step({m.key: m.trainer.order.next() for m in stack})
+        return joint
+
+    stacked = members()
+    assert train(stacked).adam is not None
+    monkeypatch.setattr("acc.stack_step.stackable", lambda *args: False)
+    own = members()
+    assert train(own).adam is None
+    for a, b in zip(stacked, own):
+        for (name, x), y in zip(a.model.named_parameters(), b.model.parameters()):
+            assert torch.equal(x, y), (a.label, name)
+        state_a, state_b = a.trainer.optimizer.state_dict(), b.trainer.optimizer.state_dict()
+        for index, entry in state_b["state"].items():
+            for key, value in entry.items():
+                assert torch.equal(state_a["state"][index][key], value), (a.label, key)
 
 
 def _params(**extra) -> dict:
@@ -225,6 +265,24 @@ def test_branches_that_cannot_share_a_program_are_split_and_said(tmp_path, tiny_
     assert results["status"] == "completed"
     said = [e["message"] for e in notices if e["type"] == "log" and e.get("notice")]
     assert len(said) == 1 and "alone (no other branch shares its program)" in said[0]
+
+
+def test_a_model_that_cannot_be_stacked_trains_one_by_one_and_says_so(
+    tmp_path, tiny_mnist, monkeypatch
+):
+    inline = _run(Store(tmp_path / "a"), tiny_mnist, steps=4)
+
+    def unstackable(members):
+        raise RuntimeError("vmap does not support this model")
+
+    monkeypatch.setattr("acc.stack_meeting.JointStep", unstackable)
+    events: list = []
+    results = _run(Store(tmp_path / "b"), tiny_mnist, executor=StackedExecutor(), events=events,
+                   steps=4)  # fmt: skip
+    assert results["status"] == "completed"
+    _close(inline, results)
+    said = [e["message"] for e in events if e["type"] == "log" and e.get("notice")]
+    assert len(said) == 1 and "vmap does not support this model" in said[0]
 
 
 @pytest.mark.parametrize("size", ["0", "-2"])

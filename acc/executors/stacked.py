@@ -78,6 +78,7 @@ class _Threads:
         self.deadline: float | None = None
         self.running = {spec.branch_id: spec for spec in specs}
         self.threads: list[threading.Thread] = []
+        self.said = False
 
     def start(self) -> None:
         for spec in self.specs:
@@ -107,12 +108,23 @@ class _Threads:
                 self.meeting.leave(spec.branch_id)  # one that never joined: not waited for
         self.messages.put(("done", spec, outcome))
 
+    def _say_fallback(self) -> None:
+        """Once: a stack whose model could not be stacked trained its branches one by one."""
+        if self.meeting is not None and self.meeting.fallback and not self.said:
+            self.said = True
+            labels = ", ".join(spec.label for spec in self.specs)
+            self.sink.notice(
+                f"stacked executor: {labels} could not train as one program "
+                f"({self.meeting.fallback}); each steps on its own (results unchanged)"
+            )
+
     def busy(self) -> bool:
         overdue = self.deadline is not None and time.monotonic() > self.deadline
         return bool(self.running) and not overdue
 
     def serve(self) -> None:
         """Relay what the branches sent within a quarter of a second."""
+        self._say_fallback()
         try:
             kind, spec, payload = self.messages.get(timeout=0.25)
         except queue.Empty:
@@ -141,6 +153,7 @@ class _Threads:
         """Relay what is left; branches still running (past the grace period, or after an
         error here) are asked to stop and recorded as stopped."""
         self.stop.set()
+        self._say_fallback()
         for thread in self.threads:
             thread.join(timeout=STOP_GRACE_SECONDS if self.reason is None else 5)
         while not self.messages.empty():
