@@ -73,7 +73,7 @@ sweep sweep_l0 gradient_gating_l0 --grid temperature=0.3,0.5,1,2,5 \
   --grid gate_strength=0.25,0.5,0.75,1 --zip optimizer=adam,sgd --zip lr=0.001,5.0 \
   --seeds 42,123,456 --steps 10000 --eval-every 2000
 run l1 gradient_gating_l1 --num-seeds 10 -p temperature=entropy:0.5 -p controls=shuffled \
-  --eval-every 1000
+  --eval-every 2500
 run l3_isolated gradient_gating_l3 --num-seeds 5 -p width=small -p temperature=entropy:0.5 \
   --steps 2000 --eval-every 1000
 run l3_upstream gradient_gating_l3 --num-seeds 5 -p width=small -p config=upstream \
