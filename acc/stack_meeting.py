@@ -99,6 +99,13 @@ class StackMeeting:
             if self.fallback is None:
                 self.steps += 1
                 self.largest = max(self.largest, len(arrived))
+        except torch.OutOfMemoryError as exc:  # say which size would fit, more or less
+            smaller = max(1, len(arrived) // 2)
+            problem = RuntimeError(
+                f"a stack of {len(arrived)} branches does not fit in the device's memory "
+                f"({exc}); resume with --stack-size {smaller}"
+            )
+            results = dict.fromkeys(arrived, problem)
         except Exception as exc:  # noqa: BLE001 - every waiting member fails with it
             results = dict.fromkeys(arrived, exc)
         self._results.update(results)

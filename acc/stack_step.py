@@ -119,8 +119,10 @@ class JointStep:
 
     def step(self, indices: dict[int, torch.Tensor]) -> dict[int, list[torch.Tensor]]:
         """Train every member one step on its batch ``indices[key]``; its detached losses."""
-        order = torch.stack([indices[m.key] for m in self.members])  # [K, B]
-        batch = self.images[order]
+        if all(m.trainer.data.images is self.images for m in self.members):
+            batch = self.images[torch.stack([indices[m.key] for m in self.members])]  # [K, B, ...]
+        else:  # members with datasets of their own (same shapes: the plan checked)
+            batch = torch.stack([m.trainer.data.images[indices[m.key]] for m in self.members])
         gate_values = {name: gate.inputs(self.device) for name, gate in self.gates.items()}
         total, losses, masks = self._vmapped(self.params, batch, gate_values)
         total.sum().backward()

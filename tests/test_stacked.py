@@ -149,6 +149,29 @@ def test_the_stacked_adam_is_each_members_own_adam_bit_for_bit(small_mnist, monk
                 assert torch.equal(state_a["state"][index][key], value), (a.label, key)
 
 
+def test_a_members_numbers_do_not_depend_on_the_stack_around_it(small_mnist):
+    """Observed on this CPU (l0 and l1): a member trains bit-identically in a stack of four
+    and of two, so a resumed stack missing its finished branches still resumes exactly."""
+    recipe = GradientGatingL0()
+    p = recipe.Params(batch_size=32, hidden_dim=16)
+    torch.manual_seed(0)
+    root = recipe.build_model(p).state_dict()
+
+    def weights(keys: list[int]) -> dict:
+        stack = [
+            Member(i, f"m{i}", *_member(recipe, p, small_mnist, root, ["encoder.0"], MEMBERS[i], i))
+            for i in keys
+        ]
+        joint = JointStep(stack)
+        for _ in range(5):
+            joint.step({m.key: m.trainer.order.next() for m in stack})
+        return {m.key: [q.detach().clone() for q in m.model.parameters()] for m in stack}
+
+    four, two = weights([0, 1, 2, 3]), weights([1, 3])
+    for key in two:
+        assert all(torch.equal(a, b) for a, b in zip(four[key], two[key]))
+
+
 def _params(**extra) -> dict:
     return {"steps": 30, "seeds": [1, 2], "eval_every": 15, "batch_size": 16, **extra}
 
@@ -283,6 +306,19 @@ def test_a_model_that_cannot_be_stacked_trains_one_by_one_and_says_so(
     _close(inline, results)
     said = [e["message"] for e in events if e["type"] == "log" and e.get("notice")]
     assert len(said) == 1 and "vmap does not support this model" in said[0]
+
+
+def test_a_stack_that_does_not_fit_says_which_size_would(tmp_path, tiny_mnist, monkeypatch):
+    def out_of_memory(self, indices):
+        raise torch.OutOfMemoryError("tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr("acc.stack_step.JointStep.step", out_of_memory)
+    results = _run(Store(tmp_path / "s"), tiny_mnist, executor=StackedExecutor(), steps=4)
+    assert results["status"] == "failed"
+    errors = {r["error"] for e in results["conditions"].values() for r in e["runs"]}
+    assert len(errors) == 1
+    (error,) = errors
+    assert "a stack of 4 branches does not fit" in error and "--stack-size 2" in error
 
 
 @pytest.mark.parametrize("size", ["0", "-2"])

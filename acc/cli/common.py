@@ -299,7 +299,10 @@ def build_executor(
             "the stacked executor trains each stack in this process; drop --workers "
             "(--stack-size sets how many branches train together)"
         )
-    return make_executor(name, workers, threads, ray_address, gpus_per_branch, stack_size)
+    executor = make_executor(name, workers, threads, ray_address, gpus_per_branch, stack_size)
+    if name == "stacked":  # "N at a time": the largest stack there can be
+        executor.workers = min(stack_size or branches, branches)
+    return executor
 
 
 def open_when_ready(pool: Executor, path: Path | None, open_target) -> tuple[Store, str]:
