@@ -34,11 +34,9 @@ class StackPlan:
 
     def summary(self) -> str:
         """What the person watching is told, once."""
-        parts = [
-            f"{len(self.stacks)} stack(s) of {', '.join(str(len(s)) for s in self.stacks)} branches"
-            if self.stacks
-            else "no stacks"
-        ]
+        sizes = " + ".join(str(len(stack)) for stack in self.stacks)
+        count = f"{len(self.stacks)} stack{'s' if len(self.stacks) != 1 else ''}"
+        parts = [f"{count} ({sizes} branches)" if self.stacks else "no stacks"]
         reasons: dict[str, list[str]] = {}
         for spec, why in self.alone:
             reasons.setdefault(why, []).append(spec.label)

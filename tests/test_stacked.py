@@ -277,7 +277,7 @@ def test_branches_that_cannot_share_a_program_are_split_and_said(tmp_path, tiny_
     assert [why for _, why in plan.alone] == ["its model draws random numbers in training "
                                               "(per-branch noise)"] * 4  # fmt: skip
     summary = plan.summary()
-    assert "3 stack(s)" in summary and "draws random numbers" in summary
+    assert "3 stacks (6 + 2 + 4 branches)" in summary and "draws random numbers" in summary
     assert "split by gate mode" in summary
     assert len(plan_stacks(specs[:4], stack_size=3).stacks) == 1  # 3 together, 1 alone
 
