@@ -3,7 +3,7 @@
 Each branch runs its ordinary life (``run_branch``: build, restore, train, resume points,
 evaluation) in a thread of its own, so its events and results are exactly a branch's. Only
 its training step is shared: the Trainer hands its batch indices to ``arrive`` and waits;
-once every member still training has arrived, the last to arrive runs the joint step
+once every member still training has arrived, the stack's own thread runs the joint step
 (acc/stack_step.py) for all of them, and each gets its own losses back.
 
 Members may join late (still building their model), be at different steps (a resumed run),
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -33,6 +34,7 @@ class StackMeeting:
         self.steps = 0  # joint steps taken (for tests and the bench)
         self.largest = 0  # the most members one joint step trained
         self.fallback: str | None = None  # why the members step one by one, if they do
+        self._runner = ThreadPoolExecutor(1, thread_name_prefix="acc-stack-step")
 
     @contextlib.contextmanager
     def member(self, key: int, label: str, model, trainer, gating):
@@ -85,28 +87,40 @@ class StackMeeting:
         return {key: self._members[key].trainer.step_on(idx) for key, idx in arrived.items()}
 
     def _run_if_ready(self) -> None:
-        """Run the joint step (in the calling thread) once every member has arrived."""
+        """Once every member has arrived, run the joint step on the stack's own thread and
+        hand each member its result. Always the same thread: the CPU's OpenMP keeps a team
+        of worker threads per calling thread, and a step run by whichever member came last
+        left 20 teams spinning against each other (measured: 51 ms a joint step of 20 level-0
+        branches, against 40 ms on one thread)."""
         if self._expected or not self._arrived or set(self._arrived) != set(self._members):
             return
         arrived, self._arrived = self._arrived, {}
+        self._results.update(self._runner.submit(self._run, arrived).result())
+        self._lock.notify_all()
+
+    def _run(self, arrived: dict[int, torch.Tensor]) -> dict:
+        """The step's results per member: its losses, or the exception that failed it."""
         try:
             if self.fallback is not None:
-                results: dict = self._plain_steps(arrived)
-            else:
-                if self._step is None:
-                    self._step = self._build()
-                results = self._step.step(arrived) if self._step else self._plain_steps(arrived)
-            if self.fallback is None:
-                self.steps += 1
-                self.largest = max(self.largest, len(arrived))
+                return self._plain_steps(arrived)
+            if self._step is None:
+                self._step = self._build()
+            if self._step is None:
+                return self._plain_steps(arrived)
+            results = self._step.step(arrived)
+            self.steps += 1
+            self.largest = max(self.largest, len(arrived))
+            return results
         except torch.OutOfMemoryError as exc:  # say which size would fit, more or less
             smaller = max(1, len(arrived) // 2)
             problem = RuntimeError(
                 f"a stack of {len(arrived)} branches does not fit in the device's memory "
                 f"({exc}); resume with --stack-size {smaller}"
             )
-            results = dict.fromkeys(arrived, problem)
+            return dict.fromkeys(arrived, problem)
         except Exception as exc:  # noqa: BLE001 - every waiting member fails with it
-            results = dict.fromkeys(arrived, exc)
-        self._results.update(results)
-        self._lock.notify_all()
+            return dict.fromkeys(arrived, exc)
+
+    def close(self) -> None:
+        """End the stack's step thread (every member has left)."""
+        self._runner.shutdown(wait=False)

@@ -167,6 +167,8 @@ class _Threads:
             status = self.reason or Status.FAILED
             self.sink.finished(spec, BranchFailure(status, "stopped: its thread did not end"))
         self.running.clear()
+        if self.meeting is not None:
+            self.meeting.close()
 
 
 def _as_stopped(outcome, reason: Status | None):
